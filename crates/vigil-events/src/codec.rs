@@ -1,0 +1,377 @@
+//! Encoding and decoding Avro records on the wire.
+//!
+//! Two framings, told apart by the first byte:
+//!
+//! - **single-object encoding** (`C3 01`, the writer schema's 8-byte CRC-64-AVRO fingerprint, the
+//!   Avro binary body), used when no schema registry is configured; the writer schema is found by
+//!   fingerprint among the shipped schemas (current and historical versions);
+//! - **Confluent framing** (`00`, a 4-byte big-endian schema id, the body), used when a registry
+//!   is configured; ids are learnt from the registry by the caller ([`Codec::add_registry_schema`]),
+//!   since this crate does no I/O.
+//!
+//! Decoding resolves the writer schema to the reader schema the caller names, so records written
+//! with an older version of a schema decode with the current one. Resolved readers are cached per
+//! (writer, reader) pair; schemas live for the whole process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::schema::ResolvedSchema;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::CodecError;
+use crate::schemas::{self, Fingerprint};
+
+/// Single-object encoding marker.
+pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
+/// Length of the single-object header: marker and fingerprint.
+pub const SINGLE_OBJECT_HEADER: usize = 10;
+/// Confluent framing's magic byte.
+pub const CONFLUENT_MAGIC: u8 = 0x00;
+/// Length of the Confluent header: magic byte and schema id.
+pub const CONFLUENT_HEADER: usize = 5;
+
+/// Upper bound on one allocation while decoding (set once per process).
+pub const MAX_ALLOCATION: usize = 80 << 20;
+
+/// How the writer schema of a record is identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriterId {
+    /// Single-object encoding.
+    Fingerprint(Fingerprint),
+    /// Confluent framing.
+    RegistryId(u32),
+}
+
+/// A record split into its header and body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The writer schema's identity.
+    pub writer: WriterId,
+    /// The Avro binary body.
+    pub body: &'a [u8],
+}
+
+/// Splits `bytes` into framing and body.
+pub fn frame(bytes: &[u8]) -> Result<Frame<'_>, CodecError> {
+    match bytes.first() {
+        None => Err(CodecError::Truncated { what: "empty record (no framing byte)".into() }),
+        Some(&0xC3) => {
+            match bytes.get(1) {
+                None => return Err(CodecError::Truncated { what: "single-object marker cut after 1 byte".into() }),
+                Some(&0x01) => {}
+                Some(&other) => return Err(CodecError::BadMagic { found: other, offset: 1 }),
+            }
+            if bytes.len() < SINGLE_OBJECT_HEADER {
+                return Err(CodecError::Truncated {
+                    what: format!("single-object header needs {SINGLE_OBJECT_HEADER} bytes, record has {}", bytes.len()),
+                });
+            }
+            let mut fp = [0u8; 8];
+            fp.copy_from_slice(&bytes[2..SINGLE_OBJECT_HEADER]);
+            Ok(Frame { writer: WriterId::Fingerprint(fp), body: &bytes[SINGLE_OBJECT_HEADER..] })
+        }
+        Some(&CONFLUENT_MAGIC) => {
+            if bytes.len() < CONFLUENT_HEADER {
+                return Err(CodecError::Truncated {
+                    what: format!("Confluent header needs {CONFLUENT_HEADER} bytes, record has {}", bytes.len()),
+                });
+            }
+            let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+            Ok(Frame { writer: WriterId::RegistryId(id), body: &bytes[CONFLUENT_HEADER..] })
+        }
+        Some(&other) => Err(CodecError::BadMagic { found: other, offset: 0 }),
+    }
+}
+
+/// A schema known to the codec.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    schema: &'static Schema,
+    name: &'static str,
+    fingerprint: Fingerprint,
+}
+
+/// Encodes and decodes Vigil's records; cheap to share (`Arc<Codec>`) between threads.
+pub struct Codec {
+    /// Writer schemas by fingerprint (shipped, all versions) and by registry id.
+    writers: RwLock<HashMap<WriterId, Known>>,
+    /// Reader (current) schemas by full name.
+    current: RwLock<HashMap<String, Known>>,
+    /// Registry ids to encode with, by full name: with an id, records get Confluent framing.
+    encode_ids: RwLock<HashMap<String, u32>>,
+    readers: RwLock<HashMap<(WriterId, Fingerprint), Arc<GenericDatumReader<'static>>>>,
+    writers_cache: RwLock<HashMap<String, Arc<GenericDatumWriter<'static>>>>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec").finish_non_exhaustive()
+    }
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec::new()
+    }
+}
+
+impl Codec {
+    /// A codec that knows the shipped schemas and encodes with single-object encoding.
+    pub fn new() -> Codec {
+        // A corrupt length prefix must not make the decoder allocate more than the largest record
+        // Kafka will carry (the models topic allows 64 MiB).
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
+        let mut writers = HashMap::new();
+        let mut current = HashMap::new();
+        for s in schemas::shipped() {
+            let known = Known { schema: &s.schema, name: &s.name, fingerprint: s.fingerprint };
+            writers.insert(WriterId::Fingerprint(s.fingerprint), known);
+            if s.current {
+                current.insert(s.name.clone(), known);
+            }
+        }
+        Codec {
+            writers: RwLock::new(writers),
+            current: RwLock::new(current),
+            encode_ids: RwLock::new(HashMap::new()),
+            readers: RwLock::new(HashMap::new()),
+            writers_cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Registers a user schema (e.g. an input record type of the user's own) as the current version
+    /// of its name and as a known writer. Returns its full name and fingerprint.
+    pub fn add_schema(&self, schema_json: &str) -> Result<(String, Fingerprint), CodecError> {
+        let known = leak_schema(schema_json)?;
+        write(&self.writers).insert(WriterId::Fingerprint(known.fingerprint), known);
+        write(&self.current).insert(known.name.to_string(), known);
+        Ok((known.name.to_string(), known.fingerprint))
+    }
+
+    /// Registers a writer schema fetched from the registry under `id`.
+    pub fn add_registry_schema(&self, id: u32, schema_json: &str) -> Result<String, CodecError> {
+        let known = leak_schema(schema_json)?;
+        write(&self.writers).insert(WriterId::RegistryId(id), known);
+        // The same schema may also arrive with single-object encoding.
+        write(&self.writers).entry(WriterId::Fingerprint(known.fingerprint)).or_insert(known);
+        Ok(known.name.to_string())
+    }
+
+    /// Makes records of `name` encode with Confluent framing and `id` (the id the registry gave
+    /// the current schema under its subject).
+    pub fn set_encode_id(&self, name: &str, id: u32) {
+        write(&self.encode_ids).insert(name.to_string(), id);
+    }
+
+    /// Whether a writer schema is known.
+    pub fn knows(&self, writer: WriterId) -> bool {
+        read(&self.writers).contains_key(&writer)
+    }
+
+    /// The current schema called `name`.
+    pub fn schema(&self, name: &str) -> Result<&'static Schema, CodecError> {
+        self.current_known(name).map(|k| k.schema)
+    }
+
+    /// The full names of all current schemas.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = read(&self.current).keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn current_known(&self, name: &str) -> Result<Known, CodecError> {
+        read(&self.current).get(name).copied().ok_or_else(|| CodecError::UnknownSchema(name.to_string()))
+    }
+
+    fn writer_known(&self, writer: WriterId) -> Result<Known, CodecError> {
+        read(&self.writers).get(&writer).copied().ok_or(match writer {
+            WriterId::Fingerprint(fp) => CodecError::UnknownFingerprint(fp),
+            WriterId::RegistryId(id) => CodecError::UnknownSchemaId(id),
+        })
+    }
+
+    /// Decodes a framed record and resolves it to the current schema called `reader`.
+    pub fn decode(&self, bytes: &[u8], reader: &str) -> Result<Value, CodecError> {
+        let frame = frame(bytes)?;
+        let reader = self.current_known(reader)?;
+        let writer = self.writer_known(frame.writer)?;
+        if writer.name != reader.name {
+            return Err(CodecError::SchemaMismatch {
+                schema: reader.name.to_string(),
+                detail: format!("the record was written as {}", writer.name),
+                source: None,
+            });
+        }
+        let datum_reader = self.reader_for(frame.writer, writer, reader)?;
+        read_body(&datum_reader, frame.body, reader.name)
+    }
+
+    /// Decodes a framed record with its own writer schema (no resolution); returns the value and
+    /// the schema's full name. What `vigil tail` uses to print any topic.
+    pub fn decode_as_written(&self, bytes: &[u8]) -> Result<(Value, &'static str), CodecError> {
+        let frame = frame(bytes)?;
+        let writer = self.writer_known(frame.writer)?;
+        let datum_reader = self.reader_for(frame.writer, writer, writer)?;
+        Ok((read_body(&datum_reader, frame.body, writer.name)?, writer.name))
+    }
+
+    /// Decodes a record into a typed event (resolving to the event's current schema).
+    pub fn decode_event<T: Event>(&self, bytes: &[u8]) -> Result<T, CodecError> {
+        let value = self.decode(bytes, T::SCHEMA)?;
+        apache_avro::from_value::<T>(&value).map_err(|e| CodecError::SchemaMismatch {
+            schema: T::SCHEMA.to_string(),
+            detail: "value does not fit the Rust type".into(),
+            source: Some(e),
+        })
+    }
+
+    fn reader_for(
+        &self,
+        id: WriterId,
+        writer: Known,
+        reader: Known,
+    ) -> Result<Arc<GenericDatumReader<'static>>, CodecError> {
+        let key = (id, reader.fingerprint);
+        if let Some(r) = read(&self.readers).get(&key) {
+            return Ok(r.clone());
+        }
+        let mismatch = |e: apache_avro::Error| CodecError::SchemaMismatch {
+            schema: reader.name.to_string(),
+            detail: "writer schema cannot be resolved to the reader schema".into(),
+            source: Some(e),
+        };
+        let built = if writer.fingerprint == reader.fingerprint {
+            GenericDatumReader::builder(writer.schema).build().map_err(mismatch)?
+        } else {
+            GenericDatumReader::builder(writer.schema).reader_schema(reader.schema).build().map_err(mismatch)?
+        };
+        let built = Arc::new(built);
+        write(&self.readers).insert(key, built.clone());
+        Ok(built)
+    }
+
+    fn writer_for(&self, known: Known) -> Result<Arc<GenericDatumWriter<'static>>, CodecError> {
+        if let Some(w) = read(&self.writers_cache).get(known.name) {
+            return Ok(w.clone());
+        }
+        let w = GenericDatumWriter::builder(known.schema).build().map_err(|e| CodecError::SchemaMismatch {
+            schema: known.name.to_string(),
+            detail: "cannot prepare a writer".into(),
+            source: Some(e),
+        })?;
+        let w = Arc::new(w);
+        write(&self.writers_cache).insert(known.name.to_string(), w.clone());
+        Ok(w)
+    }
+
+    /// Writes the header for records of `known` into `out`.
+    fn header(&self, known: Known, out: &mut Vec<u8>) {
+        match read(&self.encode_ids).get(known.name) {
+            Some(id) => {
+                out.push(CONFLUENT_MAGIC);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            None => {
+                out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+                out.extend_from_slice(&known.fingerprint);
+            }
+        }
+    }
+
+    /// Encodes a generic value with the current schema `name` (validated against it).
+    pub fn encode_value(&self, name: &str, value: &Value) -> Result<Vec<u8>, CodecError> {
+        let known = self.current_known(name)?;
+        let resolved = value.clone().resolve(known.schema).map_err(|e| CodecError::SchemaMismatch {
+            schema: name.to_string(),
+            detail: "value does not fit the schema".into(),
+            source: Some(e),
+        })?;
+        let mut out = Vec::with_capacity(64);
+        self.header(known, &mut out);
+        self.writer_for(known)?.write_value_ref(&mut out, &resolved).map_err(|e| CodecError::SchemaMismatch {
+            schema: name.to_string(),
+            detail: "value does not fit the schema".into(),
+            source: Some(e),
+        })?;
+        Ok(out)
+    }
+
+    /// Encodes a typed event with its current schema.
+    pub fn encode_event<T: Event>(&self, event: &T) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(128);
+        self.encode_event_into(event, &mut out)?;
+        Ok(out)
+    }
+
+    /// Encodes a typed event into `out` (appending), avoiding an allocation per record.
+    pub fn encode_event_into<T: Event>(&self, event: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let known = self.current_known(T::SCHEMA)?;
+        self.header(known, out);
+        self.writer_for(known)?.write_ser(out, event).map_err(|e| CodecError::SchemaMismatch {
+            schema: T::SCHEMA.to_string(),
+            detail: "event does not fit its schema".into(),
+            source: Some(e),
+        })?;
+        Ok(())
+    }
+}
+
+/// A Rust type that is one of Vigil's Avro records.
+pub trait Event: Serialize + DeserializeOwned {
+    /// Full name of its current schema.
+    const SCHEMA: &'static str;
+}
+
+fn read_body(reader: &GenericDatumReader<'static>, body: &[u8], schema: &str) -> Result<Value, CodecError> {
+    let mut cursor = body;
+    let value = reader.read_value(&mut cursor).map_err(|e| classify(e, schema))?;
+    if !cursor.is_empty() {
+        return Err(CodecError::SchemaMismatch {
+            schema: schema.to_string(),
+            detail: format!("{} bytes left over after the record", cursor.len()),
+            source: None,
+        });
+    }
+    Ok(value)
+}
+
+/// An Avro decoding error is a truncation when an I/O error with `UnexpectedEof` is among its causes.
+fn classify(e: apache_avro::Error, schema: &str) -> CodecError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                return CodecError::Truncated { what: format!("body of {schema} ends early") };
+            }
+        }
+        cause = c.source();
+    }
+    CodecError::SchemaMismatch { schema: schema.to_string(), detail: "body does not decode".into(), source: Some(e) }
+}
+
+fn leak_schema(schema_json: &str) -> Result<Known, CodecError> {
+    let schema = Schema::parse_str(schema_json).map_err(CodecError::InvalidSchema)?;
+    // Check that it resolves on its own before keeping it.
+    ResolvedSchema::try_from(&schema).map_err(CodecError::InvalidSchema)?;
+    let name = schema.name().map(|n| n.fullname(None)).unwrap_or_else(|| "unnamed".to_string());
+    let fingerprint = schemas::fingerprint(&schema);
+    // Schemas are few and live as long as the process; cached readers borrow them.
+    let schema: &'static Schema = Box::leak(Box::new(schema));
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    Ok(Known { schema, name, fingerprint })
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

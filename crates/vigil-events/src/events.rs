@@ -1,0 +1,288 @@
+//! Rust types for the records in `schemas/`, field for field. Timestamps are UTC epoch
+//! milliseconds (`i64`); see the schemas for each field's documentation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Event;
+use crate::schemas::names;
+
+/// Which role a model version played for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Variant {
+    /// The promoted version, scoring all traffic.
+    Champion,
+    /// The newest candidate, scoring a share of traffic in shadow.
+    Challenger,
+}
+
+/// A model's verdict on one event (`vigil.scores`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Score {
+    pub event_id: String,
+    pub model: String,
+    pub model_version: i64,
+    pub variant: Variant,
+    pub score: f64,
+    pub scores: Vec<f64>,
+    pub predicted_label: f64,
+    pub event_time: i64,
+    pub scored_at: i64,
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+}
+
+impl Event for Score {
+    const SCHEMA: &'static str = names::SCORE;
+}
+
+/// The true outcome of an event (label topics).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Label {
+    pub event_id: String,
+    pub label: f64,
+    pub label_time: i64,
+    pub source: Option<String>,
+}
+
+impl Event for Label {
+    const SCHEMA: &'static str = names::LABEL;
+}
+
+/// Registry state of a model version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum CheckpointStatus {
+    Candidate,
+    Promoted,
+    RolledBack,
+    Rejected,
+}
+
+/// Prequential quality of a model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct PrequentialMetrics {
+    pub examples_seen: i64,
+    pub log_loss: f64,
+    pub accuracy: f64,
+    pub auc: Option<f64>,
+    pub window: i64,
+    pub overall_accuracy: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub threshold: f64,
+}
+
+/// The next offset to consume on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TopicOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Kind of a reference distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum FeatureKind {
+    Numeric,
+    Categorical,
+    Score,
+}
+
+/// Reference distribution of one feature over a training window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct FeatureReference {
+    pub feature: String,
+    pub kind: FeatureKind,
+    pub count: i64,
+    pub edges: Vec<f64>,
+    pub categories: Vec<String>,
+    pub counts: Vec<i64>,
+    pub sample: Vec<f64>,
+}
+
+/// A model version and its registry state (`vigil.models`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ModelCheckpoint {
+    pub model: String,
+    pub version: i64,
+    pub parent_version: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub status: CheckpointStatus,
+    pub status_reason: String,
+    #[serde(with = "apache_avro::serde::bytes_opt")]
+    pub onnx: Option<Vec<u8>>,
+    pub onnx_uri: Option<String>,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub feature_spec: String,
+    pub metrics: Option<PrequentialMetrics>,
+    pub offsets: Vec<TopicOffset>,
+    pub reference: Vec<FeatureReference>,
+    #[serde(with = "apache_avro::serde::bytes_opt")]
+    pub learner_state: Option<Vec<u8>>,
+    #[serde(with = "apache_avro::serde::bytes_opt")]
+    pub signature: Option<Vec<u8>>,
+    pub signer: Option<String>,
+}
+
+impl Event for ModelCheckpoint {
+    const SCHEMA: &'static str = names::MODEL_CHECKPOINT;
+}
+
+impl ModelCheckpoint {
+    /// The Kafka key of this checkpoint on the compacted models topic.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.model, self.version)
+    }
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum AlertKind {
+    DataDrift,
+    PredictionDrift,
+    ConceptDrift,
+    Performance,
+    Latency,
+    ModelRejected,
+    ModelPromoted,
+    ModelRolledBack,
+    DeadLetterSpike,
+    Other,
+}
+
+/// Whether an alert opens or closes a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// Something an operator or another service should know (`vigil.alerts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Alert {
+    pub alert_id: String,
+    pub time: i64,
+    pub kind: AlertKind,
+    pub state: AlertState,
+    pub severity: Severity,
+    pub model: Option<String>,
+    pub model_version: Option<i64>,
+    pub feature: Option<String>,
+    pub detector: Option<String>,
+    pub statistic: Option<String>,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub p_value: Option<f64>,
+    pub window_start: Option<i64>,
+    pub window_end: Option<i64>,
+    pub message: String,
+    pub dedup_key: String,
+}
+
+impl Event for Alert {
+    const SCHEMA: &'static str = names::ALERT;
+}
+
+/// One feature's comparison with its reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct FeatureDrift {
+    pub feature: String,
+    pub test: String,
+    pub statistic: f64,
+    pub p_value: f64,
+    pub adjusted_p_value: f64,
+    pub psi: Option<f64>,
+    pub drifted: bool,
+}
+
+/// Periodic summary of a model's live windows (`vigil.drift`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DriftReport {
+    pub report_id: String,
+    pub time: i64,
+    pub model: String,
+    pub model_version: Option<i64>,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub events: i64,
+    pub features: Vec<FeatureDrift>,
+    pub labelled: i64,
+    pub error_rate: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub auc: Option<f64>,
+    pub p99_latency_ms: Option<f64>,
+}
+
+impl Event for DriftReport {
+    const SCHEMA: &'static str = names::DRIFT_REPORT;
+}
+
+/// The demo's card transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Transaction {
+    pub event_id: String,
+    pub account_id: String,
+    pub card_id: String,
+    pub event_time: i64,
+    pub amount: f64,
+    pub currency: String,
+    pub merchant_id: String,
+    pub merchant_category: String,
+    pub channel: String,
+    pub country: String,
+    pub card_present: bool,
+    pub account_age_days: i32,
+    pub device_id: Option<String>,
+    pub distance_from_home_km: Option<f64>,
+}
+
+impl Event for Transaction {
+    const SCHEMA: &'static str = names::TRANSACTION;
+}
+
+/// The demo's text to score for sentiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TextEvent {
+    pub event_id: String,
+    pub event_time: i64,
+    pub source: String,
+    pub text: String,
+    pub language: Option<String>,
+    pub author_id: Option<String>,
+}
+
+impl Event for TextEvent {
+    const SCHEMA: &'static str = names::TEXT_EVENT;
+}

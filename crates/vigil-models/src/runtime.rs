@@ -1,0 +1,334 @@
+//! ONNX Runtime, loaded at run time (`ort`'s `load-dynamic`) from the library that `ORT_DYLIB_PATH`
+//! or an explicit path names, and sessions on the execution provider the configuration asks for.
+//!
+//! ONNX Runtime allows one environment per process; [`Runtime::global`] makes it once and hands out
+//! clones. A [`Session`] belongs to one worker thread (running needs `&mut`).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+#[cfg(feature = "cuda")]
+use ort::ep::{self, ExecutionProvider as _};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{TensorRef, ValueType};
+
+/// Which hardware runs inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// The CPU execution provider.
+    Cpu,
+    /// The CUDA execution provider; fails when it cannot be registered.
+    Cuda,
+    /// CUDA when it registers, otherwise the CPU, with a log line saying which.
+    Auto,
+}
+
+impl std::str::FromStr for Provider {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Provider, String> {
+        match s {
+            "cpu" => Ok(Provider::Cpu),
+            "cuda" => Ok(Provider::Cuda),
+            "auto" => Ok(Provider::Auto),
+            other => Err(format!("`{other}` is not an execution provider (cpu, cuda or auto)")),
+        }
+    }
+}
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No library path was given and `ORT_DYLIB_PATH` is not set.
+    #[error(
+        "no ONNX Runtime library: set ORT_DYLIB_PATH to libonnxruntime.so (scripts/setup.sh installs it into .venv)"
+    )]
+    NoLibrary,
+    /// The library could not be loaded or has the wrong version.
+    #[error("cannot load ONNX Runtime from {path}")]
+    Load {
+        /// The library path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ort::Error,
+    },
+    /// The CUDA execution provider was required but is not available.
+    #[error("the CUDA execution provider is not available: {reason}")]
+    CudaUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// ONNX Runtime refused the model or failed to run it.
+    #[error("onnx runtime: {context}")]
+    Ort {
+        /// What was being done.
+        context: &'static str,
+        /// The runtime's error.
+        #[source]
+        source: ort::Error,
+    },
+    /// The inputs do not fit the model.
+    #[error("bad model input: {0}")]
+    Input(String),
+}
+
+/// The process's ONNX Runtime environment.
+#[derive(Clone)]
+pub struct Runtime {
+    env: ort::environment::Environment,
+    /// The library that was loaded.
+    pub library: PathBuf,
+}
+
+static GLOBAL: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+impl Runtime {
+    /// Loads ONNX Runtime once per process from `library`, or `ORT_DYLIB_PATH` when `None`.
+    /// Later calls return the first result (a process cannot load two runtimes).
+    pub fn global(library: Option<&Path>) -> Result<Runtime, RuntimeError> {
+        let result = GLOBAL.get_or_init(|| Runtime::load(library).map_err(|e| error_chain(&e)));
+        match result {
+            Ok(rt) => Ok(rt.clone()),
+            Err(text) => Err(RuntimeError::Input(format!("ONNX Runtime failed to load earlier: {text}"))),
+        }
+    }
+
+    fn load(library: Option<&Path>) -> Result<Runtime, RuntimeError> {
+        let path = match library {
+            Some(p) => p.to_path_buf(),
+            None => match std::env::var_os("ORT_DYLIB_PATH") {
+                Some(p) if !p.is_empty() => PathBuf::from(p),
+                _ => return Err(RuntimeError::NoLibrary),
+            },
+        };
+        if !path.exists() {
+            return Err(RuntimeError::Load {
+                source: ort::Error::new(format!("{} does not exist", path.display())),
+                path,
+            });
+        }
+        let env = ort::init_from(&path)
+            .map_err(ort::Error::wrap)
+            .and_then(|b| b.with_name("vigil").build())
+            .map_err(|source| RuntimeError::Load { path: path.clone(), source })?;
+        tracing::info!(library = %path.display(), "loaded ONNX Runtime");
+        Ok(Runtime { env, library: path })
+    }
+
+    /// Whether this ONNX Runtime build has the CUDA execution provider.
+    pub fn cuda_available(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        {
+            ep::CUDA::is_available().unwrap_or(false)
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            false
+        }
+    }
+
+    /// Creates a session for the serialised model on the chosen provider with `threads` intra-op
+    /// threads. Returns the session and the provider it really uses.
+    pub fn session(&self, model: &[u8], provider: Provider, threads: usize) -> Result<Session, RuntimeError> {
+        let use_cuda = match provider {
+            Provider::Cpu => false,
+            Provider::Cuda => {
+                if !cfg!(feature = "cuda") {
+                    return Err(RuntimeError::CudaUnavailable {
+                        reason: "this build of Vigil lacks the `cuda` cargo feature".into(),
+                    });
+                }
+                if !self.cuda_available() {
+                    return Err(RuntimeError::CudaUnavailable {
+                        reason: format!("{} was built without it", self.library.display()),
+                    });
+                }
+                true
+            }
+            Provider::Auto => {
+                let ok = self.cuda_available();
+                if !ok {
+                    tracing::info!("execution provider auto: CUDA is not available in this ONNX Runtime; using the CPU");
+                }
+                ok
+            }
+        };
+        let ort_err = |context| move |e: ort::Error<_>| RuntimeError::Ort { context, source: ort::Error::from(e) };
+        let builder = ort::session::Session::builder(&self.env)
+            .map_err(|source| RuntimeError::Ort { context: "creating a session builder", source })?
+            .with_intra_threads(threads.max(1))
+            .map_err(ort_err("setting intra-op threads"))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(ort_err("setting the optimisation level"))?;
+        let (mut builder, on) = with_provider(builder, use_cuda, provider)?;
+        let session = builder
+            .commit_from_memory(model)
+            .map_err(|source| RuntimeError::Ort { context: "loading the model", source })?;
+        Ok(Session { inner: session, provider: on })
+    }
+}
+
+/// Registers CUDA on the builder when asked; returns the builder and the provider in use.
+#[cfg(feature = "cuda")]
+fn with_provider(
+    builder: ort::session::builder::SessionBuilder,
+    use_cuda: bool,
+    provider: Provider,
+) -> Result<(ort::session::builder::SessionBuilder, &'static str), RuntimeError> {
+    if !use_cuda {
+        return Ok((builder, "cpu"));
+    }
+    match builder.with_execution_providers([ep::CUDA::default().build().error_on_failure()]) {
+        Ok(b) => Ok((b, "cuda")),
+        Err(e) if provider == Provider::Auto => {
+            tracing::warn!(error = %e, "execution provider auto: CUDA failed to register; using the CPU");
+            Ok((e.recover(), "cpu"))
+        }
+        Err(e) => Err(RuntimeError::CudaUnavailable { reason: e.to_string() }),
+    }
+}
+
+/// Without the `cuda` feature every session runs on the CPU.
+#[cfg(not(feature = "cuda"))]
+fn with_provider(
+    builder: ort::session::builder::SessionBuilder,
+    _use_cuda: bool,
+    _provider: Provider,
+) -> Result<(ort::session::builder::SessionBuilder, &'static str), RuntimeError> {
+    Ok((builder, "cpu"))
+}
+
+/// Renders an error with its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The signature of one model input or output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// Name in the graph.
+    pub name: String,
+    /// Element type as ONNX Runtime names it (`f32`, `i64`, …).
+    pub elem: String,
+    /// Dimensions; -1 for symbolic ones.
+    pub shape: Vec<i64>,
+}
+
+/// A loaded model on one provider.
+pub struct Session {
+    inner: ort::session::Session,
+    provider: &'static str,
+}
+
+impl Session {
+    /// The provider the session runs on: `cpu` or `cuda`.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Input signatures in graph order.
+    pub fn inputs(&self) -> Vec<TensorInfo> {
+        self.inner.inputs().iter().map(|o| info(o.name(), o.dtype())).collect()
+    }
+
+    /// Output signatures in graph order.
+    pub fn outputs(&self) -> Vec<TensorInfo> {
+        self.inner.outputs().iter().map(|o| info(o.name(), o.dtype())).collect()
+    }
+
+    /// Runs a model with one `[rows, cols]` float input and returns the first output's values
+    /// (row-major) and shape. The input slice is handed to ONNX Runtime without a copy.
+    pub fn run_f32(&mut self, input: &[f32], rows: usize, cols: usize) -> Result<(Vec<i64>, Vec<f32>), RuntimeError> {
+        if rows * cols != input.len() {
+            return Err(RuntimeError::Input(format!("{} values do not form a [{rows}, {cols}] tensor", input.len())));
+        }
+        let tensor = TensorRef::from_array_view(([rows, cols], input))
+            .map_err(|source| RuntimeError::Ort { context: "wrapping the input tensor", source })?;
+        let outputs = self
+            .inner
+            .run(ort::inputs![tensor])
+            .map_err(|source| RuntimeError::Ort { context: "running the model", source })?;
+        let (shape, values) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|source| RuntimeError::Ort { context: "reading the output tensor", source })?;
+        Ok((shape.to_vec(), values.to_vec()))
+    }
+
+    /// The underlying `ort` session, for model families with several inputs.
+    pub fn ort(&mut self) -> &mut ort::session::Session {
+        &mut self.inner
+    }
+}
+
+fn info(name: &str, dtype: &ValueType) -> TensorInfo {
+    match dtype {
+        ValueType::Tensor { ty, shape, .. } => {
+            TensorInfo { name: name.to_string(), elem: ty.to_string(), shape: shape.to_vec() }
+        }
+        other => TensorInfo { name: name.to_string(), elem: other.to_string(), shape: Vec::new() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::logistic_regression;
+
+    /// The runtime the test set-up installs (`make test` exports ORT_DYLIB_PATH).
+    fn runtime() -> Runtime {
+        Runtime::global(None).unwrap_or_else(|e| panic!("{}", error_chain(&e)))
+    }
+
+    #[test]
+    fn logistic_regression_graph_scores_like_the_formula() {
+        let w = [0.5f32, -1.25, 2.0];
+        let b = 0.1f32;
+        let model = logistic_regression(&w, b).to_bytes();
+        let mut session = runtime().session(&model, Provider::Cpu, 1).unwrap();
+        assert_eq!(session.provider(), "cpu");
+        let inputs = session.inputs();
+        assert_eq!(inputs.len(), 1);
+        assert_eq!(inputs[0].name, "features");
+        assert_eq!(inputs[0].shape, vec![-1, 3]);
+        let rows = [[1.0f32, 2.0, 3.0], [0.0, 0.0, 0.0], [-4.0, 0.5, 1.5], [10.0, -3.0, 0.25]];
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let (shape, out) = session.run_f32(&flat, rows.len(), 3).unwrap();
+        assert_eq!(shape, vec![4, 1]);
+        for (row, got) in rows.iter().zip(&out) {
+            let z: f32 = row.iter().zip(&w).map(|(x, w)| x * w).sum::<f32>() + b;
+            let want = 1.0 / (1.0 + (-z).exp());
+            assert!((got - want).abs() < 1e-6, "row {row:?}: got {got}, want {want}");
+        }
+    }
+
+    #[test]
+    fn garbage_bytes_are_refused_not_crashed_on() {
+        let err = runtime().session(b"not an onnx model", Provider::Cpu, 1).err().expect("must fail");
+        assert!(matches!(err, RuntimeError::Ort { context: "loading the model", .. }), "{err}");
+    }
+
+    #[test]
+    fn wrong_input_size_is_an_error() {
+        let model = logistic_regression(&[1.0, 2.0], 0.0).to_bytes();
+        let mut session = runtime().session(&model, Provider::Cpu, 1).unwrap();
+        assert!(matches!(session.run_f32(&[1.0, 2.0, 3.0], 1, 2), Err(RuntimeError::Input(_))));
+        assert!(session.run_f32(&[1.0, 2.0, 3.0], 1, 3).is_err());
+    }
+
+    #[test]
+    fn cuda_without_the_feature_or_library_is_refused_and_auto_falls_back() {
+        let model = logistic_regression(&[1.0], 0.0).to_bytes();
+        let rt = runtime();
+        if !rt.cuda_available() {
+            assert!(matches!(rt.session(&model, Provider::Cuda, 1), Err(RuntimeError::CudaUnavailable { .. })));
+            assert_eq!(rt.session(&model, Provider::Auto, 1).unwrap().provider(), "cpu");
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! Vigil's configuration: one TOML document with a section per concern, shared by every service and
+//! the CLI (each reads the sections it needs). Defaults run the demo on a local broker.
+//!
+//! Loaded in layers by [`crate::layered`]; see `config/vigil.example.toml` for every key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Value;
+
+use crate::layered::{self, ConfigError, Layered};
+
+/// The whole configuration.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Config {
+    /// The Kafka cluster and client settings.
+    pub kafka: KafkaConfig,
+    /// An optional Confluent-compatible schema registry (empty URL: Avro single-object encoding).
+    pub schema_registry: SchemaRegistryConfig,
+    /// Names and settings of the topics Vigil owns.
+    pub topics: TopicsConfig,
+    /// The input topics Vigil scores and learns from.
+    pub inputs: Vec<InputConfig>,
+    /// Logging.
+    pub log: LogConfig,
+    /// The CLI's and tests' telemetry endpoint; each service has its own `http-listen` too.
+    pub http: HttpConfig,
+}
+
+/// Kafka connection and client settings.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// `client.id` prefix; each client appends its role.
+    pub client_id: String,
+    /// `security.protocol`: plaintext, ssl, sasl_plaintext or sasl_ssl.
+    pub security_protocol: String,
+    /// `sasl.mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER); empty when unused.
+    pub sasl_mechanism: String,
+    /// `sasl.username`.
+    pub sasl_username: String,
+    /// `sasl.password` (a secret: never logged).
+    pub sasl_password: String,
+    /// Producer `linger.ms`: how long the producer waits to fill a batch.
+    pub linger_ms: u32,
+    /// Producer `batch.size` in bytes.
+    pub batch_size: u32,
+    /// Producer `compression.type`: none, gzip, snappy, lz4 or zstd.
+    pub compression: String,
+    /// Producer `queue.buffering.max.messages`: the bound on records waiting for delivery.
+    pub queue_max_messages: u32,
+    /// Consumer `queued.max.messages.kbytes`: the bound on prefetched data per client.
+    pub consumer_queue_max_kbytes: u32,
+    /// `message.max.bytes` for producers (checkpoints can be large).
+    pub message_max_bytes: u32,
+    /// Delivery guarantee of services that produce what they consume.
+    pub delivery: Delivery,
+    /// Prefix of `transactional.id`s (exactly-once); the service and partition set are appended.
+    pub transactional_id_prefix: String,
+    /// Any other librdkafka property, passed straight through (e.g. `"ssl.ca.location"`).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Delivery guarantee.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Idempotent producer; offsets committed after the output is acknowledged.
+    AtLeastOnce,
+    /// Kafka transactions: output and offsets commit together.
+    ExactlyOnce,
+}
+
+/// Schema registry settings.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SchemaRegistryConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8081`; empty to use Avro single-object encoding.
+    pub url: String,
+    /// Basic-auth user, if the registry needs one.
+    pub username: String,
+    /// Basic-auth password (a secret: never logged).
+    pub password: String,
+}
+
+/// Topics owned by Vigil.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct TopicsConfig {
+    /// Scores written by the scorer.
+    pub scores: String,
+    /// Model checkpoints and registry transitions (compacted).
+    pub models: String,
+    /// Alerts.
+    pub alerts: String,
+    /// Periodic drift reports.
+    pub drift: String,
+    /// Dead letters.
+    pub dlq: String,
+    /// Partitions of topics `vigil topics create` makes (the models topic always has 1, so that
+    /// every reader sees transitions in order).
+    pub partitions: i32,
+    /// Replication factor of the topics it makes.
+    pub replication_factor: i32,
+    /// `max.message.bytes` of the models topic.
+    pub models_max_message_bytes: u32,
+    /// `retention.ms` of the scores, alerts, drift and dead-letter topics.
+    pub retention_ms: i64,
+}
+
+/// One input topic and what Vigil does with it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct InputConfig {
+    /// The topic upstream systems produce to.
+    pub topic: String,
+    /// Value encoding: avro (single-object or Confluent framing, told apart by the first byte) or json.
+    pub format: InputFormat,
+    /// Full name of the record schema (reader schema), e.g. `dev.vigil.demo.Transaction`.
+    pub schema: String,
+    /// The model that scores this topic.
+    pub model: String,
+    /// The topic carrying this input's labels; empty when there is none.
+    pub labels: String,
+}
+
+/// Encoding of an input topic's values.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    /// Avro with single-object encoding or Confluent framing.
+    Avro,
+    /// One JSON object per record, shaped like the schema.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LogConfig {
+    /// pretty (for people) or json (one object per line, for collectors).
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,vigil_kafka=debug`.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// An HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct HttpConfig {
+    /// Address to bind; loopback unless an operator decides otherwise. Port 0 picks a free port.
+    pub listen: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kafka: KafkaConfig::default(),
+            schema_registry: SchemaRegistryConfig::default(),
+            topics: TopicsConfig::default(),
+            inputs: vec![
+                InputConfig {
+                    topic: "fraud.transactions".into(),
+                    format: InputFormat::Avro,
+                    schema: "dev.vigil.demo.Transaction".into(),
+                    model: "fraud".into(),
+                    labels: "fraud.labels".into(),
+                },
+                InputConfig {
+                    topic: "sentiment.texts".into(),
+                    format: InputFormat::Avro,
+                    schema: "dev.vigil.demo.TextEvent".into(),
+                    model: "sentiment".into(),
+                    labels: "sentiment.labels".into(),
+                },
+            ],
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            client_id: "vigil".into(),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: String::new(),
+            sasl_username: String::new(),
+            sasl_password: String::new(),
+            linger_ms: 5,
+            batch_size: 1_000_000,
+            compression: "lz4".into(),
+            queue_max_messages: 100_000,
+            consumer_queue_max_kbytes: 65_536,
+            message_max_bytes: 67_108_864,
+            delivery: Delivery::AtLeastOnce,
+            transactional_id_prefix: "vigil".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for SchemaRegistryConfig {
+    fn default() -> Self {
+        SchemaRegistryConfig { url: String::new(), username: String::new(), password: String::new() }
+    }
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            scores: "vigil.scores".into(),
+            models: "vigil.models".into(),
+            alerts: "vigil.alerts".into(),
+            drift: "vigil.drift".into(),
+            dlq: "vigil.dlq".into(),
+            partitions: 3,
+            replication_factor: 1,
+            models_max_message_bytes: 67_108_864,
+            retention_ms: 7 * 24 * 3_600_000,
+        }
+    }
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            topic: String::new(),
+            format: InputFormat::Avro,
+            schema: String::new(),
+            model: String::new(),
+            labels: String::new(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:0".into() }
+    }
+}
+
+const SECURITY_PROTOCOLS: &[&str] = &["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+const COMPRESSIONS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
+
+impl Layered for Config {
+    fn array_templates() -> Vec<(&'static str, Value)> {
+        vec![("inputs", Value::try_from(InputConfig::default()).unwrap_or(Value::Table(Default::default())))]
+    }
+
+    fn free_tables() -> &'static [&'static str] {
+        &["kafka.properties"]
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            p.push("kafka.bootstrap-servers: must name at least one host:port".into());
+        }
+        for server in k.bootstrap_servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !valid_host_port(server) {
+                p.push(format!("kafka.bootstrap-servers: `{server}` is not host:port"));
+            }
+        }
+        if !SECURITY_PROTOCOLS.contains(&k.security_protocol.to_ascii_lowercase().as_str()) {
+            p.push(format!(
+                "kafka.security-protocol: `{}` is not one of {}",
+                k.security_protocol,
+                SECURITY_PROTOCOLS.join(", ")
+            ));
+        }
+        if k.security_protocol.to_ascii_lowercase().starts_with("sasl") && k.sasl_mechanism.is_empty() {
+            p.push("kafka.sasl-mechanism: required when kafka.security-protocol is sasl_*".into());
+        }
+        if !COMPRESSIONS.contains(&k.compression.as_str()) {
+            p.push(format!("kafka.compression: `{}` is not one of {}", k.compression, COMPRESSIONS.join(", ")));
+        }
+        if k.queue_max_messages == 0 {
+            p.push("kafka.queue-max-messages: must be at least 1".into());
+        }
+        if k.transactional_id_prefix.is_empty() {
+            p.push("kafka.transactional-id-prefix: must not be empty".into());
+        }
+        for key in k.properties.keys() {
+            if key.trim().is_empty() || key.contains(char::is_whitespace) {
+                p.push(format!("kafka.properties: `{key}` is not a librdkafka property name"));
+            }
+        }
+        let r = &self.schema_registry;
+        if !r.url.is_empty() && !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+            p.push(format!("schema-registry.url: `{}` must start with http:// or https://", r.url));
+        }
+        let t = &self.topics;
+        for (key, name) in [
+            ("scores", &t.scores),
+            ("models", &t.models),
+            ("alerts", &t.alerts),
+            ("drift", &t.drift),
+            ("dlq", &t.dlq),
+        ] {
+            if let Err(why) = valid_topic(name) {
+                p.push(format!("topics.{key}: {why}"));
+            }
+        }
+        if t.partitions < 1 {
+            p.push("topics.partitions: must be at least 1".into());
+        }
+        if t.replication_factor < 1 {
+            p.push("topics.replication-factor: must be at least 1".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            if let Err(why) = valid_topic(&input.topic) {
+                p.push(format!("inputs[{i}].topic: {why}"));
+            } else if !seen.insert(input.topic.as_str()) {
+                p.push(format!("inputs[{i}].topic: `{}` is listed twice", input.topic));
+            }
+            if input.model.is_empty() {
+                p.push(format!("inputs[{i}].model: must name the model that scores this topic"));
+            }
+            if input.schema.is_empty() {
+                p.push(format!("inputs[{i}].schema: must name the record schema, e.g. dev.vigil.demo.Transaction"));
+            }
+            if !input.labels.is_empty() {
+                if let Err(why) = valid_topic(&input.labels) {
+                    p.push(format!("inputs[{i}].labels: {why}"));
+                }
+            }
+        }
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            p.push(format!("log.level: `{}` is not a tracing filter: {e}", self.log.level));
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            p.push(format!("http.listen: `{}` is not an ip:port address", self.http.listen));
+        }
+        p
+    }
+}
+
+impl Config {
+    /// Loads the configuration from defaults, the optional file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        layered::load(file, layered::process_env())
+    }
+
+    /// The input configured for `topic`, if any.
+    pub fn input(&self, topic: &str) -> Option<&InputConfig> {
+        self.inputs.iter().find(|i| i.topic == topic)
+    }
+}
+
+/// Whether `s` is a Kafka topic name: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_topic(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 249 {
+        return Err(format!("`{s}` is longer than 249 characters"));
+    }
+    if s == "." || s == ".." {
+        return Err(format!("`{s}` is not allowed as a topic name"));
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("`{s}` contains `{c}`; topic names use letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+fn valid_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+fn redact(value: &str) -> &str {
+    if value.is_empty() { "" } else { REDACTED }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let props: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if layered::is_secret(k) { redact(v) } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("client_id", &self.client_id)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &redact(&self.sasl_password))
+            .field("linger_ms", &self.linger_ms)
+            .field("batch_size", &self.batch_size)
+            .field("compression", &self.compression)
+            .field("queue_max_messages", &self.queue_max_messages)
+            .field("consumer_queue_max_kbytes", &self.consumer_queue_max_kbytes)
+            .field("message_max_bytes", &self.message_max_bytes)
+            .field("delivery", &self.delivery)
+            .field("transactional_id_prefix", &self.transactional_id_prefix)
+            .field("properties", &props)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SchemaRegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchemaRegistryConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &redact(&self.password))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("kafka", &self.kafka)
+            .field("schema_registry", &self.schema_registry)
+            .field("topics", &self.topics)
+            .field("inputs", &self.inputs)
+            .field("log", &self.log)
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c: Config = layered::load(None, Vec::new()).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.validate().is_empty());
+    }
+
+    #[test]
+    fn cross_field_rules_are_all_reported() {
+        let env = vec![
+            ("VIGIL_KAFKA__BOOTSTRAP_SERVERS".to_string(), "nohost".to_string()),
+            ("VIGIL_KAFKA__SECURITY_PROTOCOL".to_string(), "sasl_ssl".to_string()),
+            ("VIGIL_TOPICS__SCORES".to_string(), "bad topic!".to_string()),
+            ("VIGIL_HTTP__LISTEN".to_string(), "everywhere".to_string()),
+            ("VIGIL_TOPICS__PARTITIONS".to_string(), "0".to_string()),
+        ];
+        let err = layered::load::<Config>(None, env).unwrap_err();
+        let text = err.to_string();
+        for needle in ["kafka.bootstrap-servers", "kafka.sasl-mechanism", "topics.scores", "http.listen", "topics.partitions"] {
+            assert!(text.contains(needle), "missing {needle}:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let mut c = Config::default();
+        c.kafka.sasl_password = "hunter2".into();
+        c.kafka.properties.insert("sasl.oauthbearer.client.secret".into(), "s3cr3t".into());
+        c.kafka.properties.insert("ssl.ca.location".into(), "/etc/ca.pem".into());
+        c.schema_registry.password = "pw-registry".into();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t") && !shown.contains("pw-registry"), "{shown}");
+        assert!(shown.contains("/etc/ca.pem"));
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(valid_topic("vigil.scores").is_ok());
+        assert!(valid_topic("a_b-c.1").is_ok());
+        assert!(valid_topic("").is_err());
+        assert!(valid_topic("..").is_err());
+        assert!(valid_topic("a/b").is_err());
+        assert!(valid_topic(&"x".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! The Prometheus registry a service fills and the HTTP endpoint that serves it with `/healthz` and
+//! `/readyz`. Metric names are defined by each component's `events` module, never ad hoc; they follow
+//! `vigil_<component>_<name>_<unit>`, counters end in `_total`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Liveness and readiness of a service.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl Health {
+    /// A new service: alive, not ready yet.
+    pub fn new() -> Arc<Health> {
+        Arc::new(Health { ready: AtomicBool::new(false), reason: Mutex::new("starting".into()) })
+    }
+
+    /// Marks the service ready to take traffic.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+        if let Ok(mut r) = self.reason.lock() {
+            r.clear();
+        }
+    }
+
+    /// Marks the service not ready, with a reason shown by `/readyz`.
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        self.ready.store(false, Ordering::SeqCst);
+        if let Ok(mut r) = self.reason.lock() {
+            *r = reason.into();
+        }
+    }
+
+    /// Whether the service is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    fn reason(&self) -> String {
+        self.reason.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+}
+
+/// Errors of the telemetry endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr} for metrics and health")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running telemetry endpoint.
+pub struct HttpServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Completes when the server stops (after `shutdown` is cancelled).
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Serves `/metrics` (Prometheus text format), `/healthz` and `/readyz` on `listen` until `shutdown`.
+pub async fn serve(
+    listen: &str,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> Result<HttpServer, HttpError> {
+    let listener =
+        TcpListener::bind(listen).await.map_err(|source| HttpError::Bind { addr: listen.to_string(), source })?;
+    let addr = listener.local_addr().map_err(|source| HttpError::Bind { addr: listen.to_string(), source })?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Shared { registry, health });
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "telemetry endpoint stopped with an error");
+        }
+    });
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    Ok(HttpServer { addr, task })
+}
+
+async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("cannot encode metrics: {e}"),
+        ),
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
+    if s.health.is_ready() {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", s.health.reason()))
+    }
+}
