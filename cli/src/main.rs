@@ -1,1 +1,87 @@
-fn main() {}
+//! `vigil`: the admin and developer command. Thin: parses arguments, loads the configuration,
+//! starts logging and calls the command in [`commands`].
+
+#![allow(clippy::print_stdout)] // a CLI prints its results
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Vigil: scoring, continual learning and drift detection on Apache Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about)]
+struct Cli {
+    /// Configuration file (TOML); `VIGIL_CONFIG` names one too. `VIGIL_<SECTION>__<KEY>` variables
+    /// override it.
+    #[arg(long, short, global = true, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Topics Vigil owns.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Print the records of a topic as JSON lines (any Vigil schema, decoded by its fingerprint or id).
+    Tail(commands::tail::TailArgs),
+    /// Read JSON lines on standard input and produce them as Avro records.
+    Produce(commands::produce::ProduceArgs),
+    /// List the shipped Avro schemas with their versions and fingerprints.
+    Schemas,
+    /// Check the configuration and print it (secrets redacted).
+    Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create every topic the configuration names, with the settings Vigil needs.
+    Create,
+    /// List the topics the configuration names and how they are set.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match vigil_runtime::Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vigil: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    vigil_runtime::telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vigil: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Topics { command: TopicsCommand::Create } => commands::topics::create(&config).await,
+            Command::Topics { command: TopicsCommand::List } => commands::topics::list(&config).await,
+            Command::Tail(args) => commands::tail::run(&config, args).await,
+            Command::Produce(args) => commands::produce::run(&config, args).await,
+            Command::Schemas => commands::schemas(),
+            Command::Config => {
+                println!("{config:#?}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -361,7 +361,7 @@ fn leak_schema(schema_json: &str) -> Result<Known, CodecError> {
     // Check that it resolves on its own before keeping it.
     ResolvedSchema::try_from(&schema).map_err(CodecError::InvalidSchema)?;
     let name = schema.name().map(|n| n.fullname(None)).unwrap_or_else(|| "unnamed".to_string());
-    let fingerprint = schemas::fingerprint(&schema);
+    let fingerprint = schemas::fingerprint_json(schema_json).map_err(|e| CodecError::InvalidSchema(apache_avro::Error::new(apache_avro::error::Details::DeserializeValue(e))))?;
     // Schemas are few and live as long as the process; cached readers borrow them.
     let schema: &'static Schema = Box::leak(Box::new(schema));
     let name: &'static str = Box::leak(name.into_boxed_str());

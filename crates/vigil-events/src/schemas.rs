@@ -8,11 +8,10 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
-use apache_avro::rabin::Rabin;
+use serde_json::Value as Json;
 
-/// The eight bytes of a schema's CRC-64-AVRO (Rabin) fingerprint, in the order single-object
-/// encoding writes them (as `apache-avro` computes them; `fastavro.schema.fingerprint` returns the same
-/// bytes as hex).
+/// The eight bytes of a schema's CRC-64-AVRO (Rabin) fingerprint, little-endian, as single-object
+/// encoding writes them; `fastavro.schema.fingerprint` returns the same bytes as hex.
 pub type Fingerprint = [u8; 8];
 
 /// A schema shipped with Vigil.
@@ -75,7 +74,7 @@ pub fn shipped() -> &'static [Shipped] {
                 // The shipped files are checked by this crate's tests; a parse failure is a build defect.
                 let schema = Schema::parse_str(text).unwrap_or_else(|e| panic!("schemas/{file} does not parse: {e}"));
                 let name = schema.name().map(|n| n.fullname(None)).unwrap_or_default();
-                let fingerprint = fingerprint(&schema);
+                let fingerprint = fingerprint_json(text).unwrap_or_else(|e| panic!("schemas/{file}: {e}"));
                 Shipped { name, version: *version, current: *current, schema, fingerprint, text }
             })
             .collect()
@@ -91,12 +90,139 @@ pub fn current(name: &str) -> Option<&'static Shipped> {
         .copied()
 }
 
-/// The fingerprint of `schema` (CRC-64-AVRO of its parsing canonical form).
-pub fn fingerprint(schema: &Schema) -> Fingerprint {
-    let bytes = schema.fingerprint::<Rabin>().bytes;
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&bytes[..8]);
+/// The fingerprint of a schema given as JSON text: CRC-64-AVRO of its Parsing Canonical Form.
+///
+/// The canonical form is computed here, per the Avro specification, rather than taken from
+/// `apache-avro`: its 0.22 release keeps logical types as `{"type":"long"}` where the specification,
+/// Java, fastavro and every other implementation reduce them to `"long"` (apache/avro-rs#61), which
+/// would give our timestamped schemas fingerprints no other client recognises.
+pub fn fingerprint_json(schema_json: &str) -> Result<Fingerprint, String> {
+    let json: Json = serde_json::from_str(schema_json).map_err(|e| format!("schema is not JSON: {e}"))?;
+    Ok(rabin(canonical_form(&json).as_bytes()))
+}
+
+/// The Parsing Canonical Form of a schema (Avro specification, "Parsing Canonical Form for Schemas").
+pub fn canonical_form(schema: &Json) -> String {
+    let mut out = String::new();
+    pcf(schema, None, &mut out);
     out
+}
+
+const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
+
+fn quoted(s: &str, out: &mut String) {
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\"")));
+}
+
+fn fullname(name: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        _ if name.contains('.') => name.to_string(),
+        Some(ns) if !ns.is_empty() => format!("{ns}.{name}"),
+        _ => name.to_string(),
+    }
+}
+
+fn pcf(schema: &Json, ns: Option<&str>, out: &mut String) {
+    match schema {
+        Json::String(s) if PRIMITIVES.contains(&s.as_str()) => quoted(s, out),
+        Json::String(s) => quoted(&fullname(s, ns), out),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                pcf(item, ns, out);
+            }
+            out.push(']');
+        }
+        Json::Object(o) => {
+            let ty = match o.get("type") {
+                Some(Json::String(t)) => t.as_str(),
+                Some(nested) => return pcf(nested, ns, out),
+                None => return out.push_str("null"),
+            };
+            match ty {
+                "record" | "error" | "enum" | "fixed" => {
+                    let name = o.get("name").and_then(Json::as_str).unwrap_or_default();
+                    let own_ns = o.get("namespace").and_then(Json::as_str).or(ns);
+                    let full = fullname(name, own_ns);
+                    let inner_ns = full.rsplit_once('.').map(|(n, _)| n);
+                    out.push_str("{\"name\":");
+                    quoted(&full, out);
+                    out.push_str(",\"type\":");
+                    quoted(if ty == "error" { "record" } else { ty }, out);
+                    match ty {
+                        "enum" => {
+                            out.push_str(",\"symbols\":[");
+                            let symbols = o.get("symbols").and_then(Json::as_array).cloned().unwrap_or_default();
+                            for (i, sym) in symbols.iter().enumerate() {
+                                if i > 0 {
+                                    out.push(',');
+                                }
+                                quoted(sym.as_str().unwrap_or_default(), out);
+                            }
+                            out.push(']');
+                        }
+                        "fixed" => {
+                            out.push_str(",\"size\":");
+                            out.push_str(&o.get("size").and_then(Json::as_u64).unwrap_or(0).to_string());
+                        }
+                        _ => {
+                            out.push_str(",\"fields\":[");
+                            let fields = o.get("fields").and_then(Json::as_array).cloned().unwrap_or_default();
+                            for (i, f) in fields.iter().enumerate() {
+                                if i > 0 {
+                                    out.push(',');
+                                }
+                                out.push_str("{\"name\":");
+                                quoted(f.get("name").and_then(Json::as_str).unwrap_or_default(), out);
+                                out.push_str(",\"type\":");
+                                pcf(f.get("type").unwrap_or(&Json::Null), inner_ns, out);
+                                out.push('}');
+                            }
+                            out.push(']');
+                        }
+                    }
+                    out.push('}');
+                }
+                "array" => {
+                    out.push_str("{\"type\":\"array\",\"items\":");
+                    pcf(o.get("items").unwrap_or(&Json::Null), ns, out);
+                    out.push('}');
+                }
+                "map" => {
+                    out.push_str("{\"type\":\"map\",\"values\":");
+                    pcf(o.get("values").unwrap_or(&Json::Null), ns, out);
+                    out.push('}');
+                }
+                other => pcf(&Json::String(other.to_string()), ns, out),
+            }
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// CRC-64-AVRO (Rabin) fingerprint, little-endian, as the Avro specification defines it.
+pub fn rabin(bytes: &[u8]) -> Fingerprint {
+    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
+    static TABLE: OnceLock<[u64; 256]> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u64; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut fp = i as u64;
+            for _ in 0..8 {
+                fp = (fp >> 1) ^ (EMPTY & (fp & 1).wrapping_neg());
+            }
+            *slot = fp;
+        }
+        t
+    });
+    let mut fp = EMPTY;
+    for &b in bytes {
+        fp = (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize];
+    }
+    fp.to_le_bytes()
 }
 
 #[cfg(test)]
@@ -156,6 +282,24 @@ mod tests {
             serde_json::Value::Array(a) => a.iter().for_each(|x| walk_fields(x, out)),
             _ => {}
         }
+    }
+
+    #[test]
+    fn fingerprints_follow_the_specification() {
+        // Without logical types the canonical form agrees with apache-avro's.
+        let plain = r#"{"type":"record","name":"test","fields":[{"name":"a","type":"long","doc":"x"},{"name":"b","type":"string"}]}"#;
+        let parsed = Schema::parse_str(plain).unwrap();
+        let theirs = parsed.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+        assert_eq!(fingerprint_json(plain).unwrap().to_vec(), theirs);
+        assert_eq!(fingerprint_json(plain).unwrap(), [232, 198, 194, 12, 97, 95, 44, 71]);
+        // The specification's example value for "int" (as serde_avro_fast documents it).
+        assert_eq!(crate::error::hex(&rabin(b"\"int\"")), "8f5c393f1ad57572");
+        // Logical types reduce to their primitive.
+        let ts = r#"{"type":"record","name":"r","namespace":"n","fields":[{"name":"t","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"e","type":{"type":"enum","name":"E","symbols":["A"]}}]}"#;
+        assert_eq!(
+            canonical_form(&serde_json::from_str(ts).unwrap()),
+            r#"{"name":"n.r","type":"record","fields":[{"name":"t","type":"long"},{"name":"e","type":{"name":"n.E","type":"enum","symbols":["A"]}}]}"#
+        );
     }
 
     #[test]

@@ -1,1 +1,67 @@
-//! placeholder
+//! Kafka plumbing shared by Vigil's services, its CLI and the load tools: client configuration
+//! ([`client`]), topic administration ([`admin`]), the commit-after-acknowledgement consume loop
+//! ([`pipeline`], over [`tracker`] and [`sink`]), dead letters ([`dlq`]) and the schema registry
+//! ([`registry`]).
+
+pub mod admin;
+pub mod client;
+pub mod dlq;
+pub mod input;
+pub mod pipeline;
+pub mod registry;
+pub mod sink;
+pub mod tracker;
+
+pub use input::Input;
+pub use pipeline::{Handler, HandlerError, Outcome, PipelineConfig};
+pub use sink::Output;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Errors of the plumbing, by what the caller must do: all of them stop the loop that hit them.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaPlumbingError {
+    /// A client operation failed.
+    #[error("kafka: {what}")]
+    Client {
+        /// What was being done.
+        what: &'static str,
+        /// The client's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A record could not be enqueued.
+    #[error("kafka: producing to {topic}")]
+    Produce {
+        /// The topic.
+        topic: String,
+        /// The client's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A delivery failed after the producer's retries.
+    #[error("kafka: a delivery failed after retries: {0}")]
+    Delivery(String),
+    /// An admin operation failed for a topic.
+    #[error("kafka admin: topic {topic}: {code}")]
+    Admin {
+        /// The topic.
+        topic: String,
+        /// The broker's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// The handler failed.
+    #[error("handler failed")]
+    Handler(#[source] HandlerError),
+    /// A lock was poisoned by a panic elsewhere.
+    #[error("internal state poisoned by an earlier panic")]
+    Poisoned,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -146,9 +146,18 @@ pub fn load<T: Layered>(
             if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
         }
         Err(whole) => {
-            let mut problems = isolate::<T>(&defaults, &leaves);
+            let (mut problems, good) = isolate::<T>(&defaults, &leaves);
             if problems.is_empty() {
                 problems.push(one_line(&whole));
+            }
+            // Cross-field rules too, over the keys that were fine on their own, so that one run
+            // reports every problem.
+            let mut partial = defaults.clone();
+            for leaf in good {
+                apply_leaf(&mut partial, leaf, &T::array_templates());
+            }
+            if let Ok(config) = Value::Table(partial).try_into::<T>() {
+                problems.extend(config.validate());
             }
             Err(ConfigError { problems })
         }
@@ -161,9 +170,10 @@ pub fn process_env() -> Vec<(String, String)> {
 }
 
 /// Tries each key the user set on its own over the defaults and reports those that fail.
-fn isolate<T: Layered>(defaults: &Table, leaves: &[Leaf]) -> Vec<String> {
+fn isolate<'l, T: Layered>(defaults: &Table, leaves: &'l [Leaf]) -> (Vec<String>, Vec<&'l Leaf>) {
     let templates = T::array_templates();
     let mut problems = Vec::new();
+    let mut good = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for leaf in leaves {
         let dotted = leaf.path.join(".");
@@ -176,21 +186,52 @@ fn isolate<T: Layered>(defaults: &Table, leaves: &[Leaf]) -> Vec<String> {
             }
             set_path(&mut candidate, &split(array_path), Value::Array(vec![element]));
             let label = format!("{array_path}[{index}].{}", key_path.join("."));
-            if let Err(e) = Value::Table(candidate).try_into::<T>() {
-                if seen.insert((label.clone(), leaf.origin.to_string())) {
-                    problems.push(describe(&label, &leaf.origin, &e));
+            match Value::Table(candidate).try_into::<T>() {
+                Err(e) => {
+                    if seen.insert((label.clone(), leaf.origin.to_string())) {
+                        problems.push(describe(&label, &leaf.origin, &e));
+                    }
                 }
+                Ok(_) => good.push(leaf),
             }
             continue;
         }
         set_path(&mut candidate, &leaf.path, leaf.value.clone());
-        if let Err(e) = Value::Table(candidate).try_into::<T>() {
-            if seen.insert((dotted.clone(), leaf.origin.to_string())) {
-                problems.push(describe(&dotted, &leaf.origin, &e));
+        match Value::Table(candidate).try_into::<T>() {
+            Err(e) => {
+                if seen.insert((dotted.clone(), leaf.origin.to_string())) {
+                    problems.push(describe(&dotted, &leaf.origin, &e));
+                }
             }
+            Ok(_) => good.push(leaf),
         }
     }
-    problems
+    (problems, good)
+}
+
+/// Sets one good leaf in `table`; leaves inside arrays of tables are kept only when the whole
+/// element is (the element is rebuilt from its template).
+fn apply_leaf(table: &mut Table, leaf: &Leaf, templates: &[(&'static str, Value)]) {
+    if let Some((array_path, index, key_path)) = split_array_leaf(&leaf.path, templates) {
+        let path = split(array_path);
+        let template = templates.iter().find(|(p, _)| *p == array_path).map(|(_, t)| t.clone());
+        let Some(template) = template else { return };
+        let mut items = match get_path(table, &path) {
+            Some(Value::Array(a)) if a.len() > index => a.clone(),
+            Some(Value::Array(a)) => {
+                let mut a = a.clone();
+                a.resize(index + 1, template.clone());
+                a
+            }
+            _ => vec![template.clone(); index + 1],
+        };
+        if let Value::Table(element) = &mut items[index] {
+            set_path(element, &key_path, leaf.value.clone());
+        }
+        set_path(table, &path, Value::Array(items));
+    } else {
+        set_path(table, &leaf.path, leaf.value.clone());
+    }
 }
 
 fn describe(path: &str, origin: &Origin, e: &toml::de::Error) -> String {
@@ -467,6 +508,15 @@ mod tests {
         }
         assert!(!text.contains("net.host ("), "a valid key was reported:\n{text}");
         assert!(err.problems.len() >= 7, "{text}");
+    }
+
+    #[test]
+    fn cross_field_rules_are_reported_beside_type_errors() {
+        let env = vec![("VIGIL_NET__PORT".into(), "0".into()), ("VIGIL_NET__MODE".into(), "warp".into())];
+        let err = load::<Demo>(None, env).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(err.problems.iter().any(|p| p.contains("net.mode")), "{err}");
+        assert!(err.problems.iter().any(|p| p == "net.port: must not be 0"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,58 @@
+//! The `vigil` subcommands.
+
+pub mod produce;
+pub mod tail;
+pub mod topics;
+
+use std::process::ExitCode;
+
+use vigil_events::error::hex;
+use vigil_runtime::Config;
+
+/// `vigil schemas`.
+pub fn schemas() -> anyhow::Result<ExitCode> {
+    println!("{:<36} {:>7} {:>8} fingerprint (CRC-64-AVRO)", "schema", "version", "current");
+    for s in vigil_events::schemas::shipped() {
+        println!("{:<36} {:>7} {:>8} {}", s.name, s.version, if s.current { "yes" } else { "" }, hex(&s.fingerprint));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The schema a topic carries, by the configuration.
+pub fn schema_for_topic<'a>(config: &'a Config, topic: &str) -> Option<&'a str> {
+    use vigil_events::schemas::names;
+    let t = &config.topics;
+    if topic == t.scores {
+        return Some(names::SCORE);
+    }
+    if topic == t.models {
+        return Some(names::MODEL_CHECKPOINT);
+    }
+    if topic == t.alerts {
+        return Some(names::ALERT);
+    }
+    if topic == t.drift {
+        return Some(names::DRIFT_REPORT);
+    }
+    for input in &config.inputs {
+        if input.topic == topic {
+            return Some(input.schema.as_str());
+        }
+        if input.labels == topic {
+            return Some(names::LABEL);
+        }
+    }
+    None
+}
+
+/// The record field used as the Kafka key for a schema (see DESIGN.md's topic table).
+pub fn key_field(schema: &str) -> Option<&'static str> {
+    use vigil_events::schemas::names;
+    match schema {
+        names::TRANSACTION => Some("account_id"),
+        names::TEXT_EVENT | names::LABEL | names::SCORE => Some("event_id"),
+        names::ALERT => Some("dedup_key"),
+        names::DRIFT_REPORT => Some("model"),
+        _ => None,
+    }
+}

@@ -1,0 +1,145 @@
+//! librdkafka client configuration built from Vigil's configuration, and the client context that
+//! routes librdkafka's own log lines into `tracing` (never printing the configuration, so secrets
+//! stay out of logs).
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use vigil_runtime::config::{Delivery, KafkaConfig};
+
+/// Settings every client shares: brokers, identity, security, pass-through properties.
+pub fn base_config(k: &KafkaConfig, role: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.bootstrap_servers)
+        .set("client.id", format!("{}-{role}", k.client_id))
+        .set("security.protocol", k.security_protocol.to_ascii_lowercase());
+    if !k.sasl_mechanism.is_empty() {
+        c.set("sasl.mechanism", &k.sasl_mechanism);
+    }
+    if !k.sasl_username.is_empty() {
+        c.set("sasl.username", &k.sasl_username);
+    }
+    if !k.sasl_password.is_empty() {
+        c.set("sasl.password", &k.sasl_password);
+    }
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    c
+}
+
+/// An idempotent producer's settings (acks=all; batching and compression from the configuration).
+pub fn producer_config(k: &KafkaConfig, role: &str) -> ClientConfig {
+    let mut c = base_config(k, role);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", k.linger_ms.to_string())
+        .set("batch.size", k.batch_size.to_string())
+        .set("compression.type", &k.compression)
+        .set("queue.buffering.max.messages", k.queue_max_messages.to_string())
+        .set("message.max.bytes", k.message_max_bytes.to_string());
+    // Pass-through properties win over Vigil's choices.
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    c
+}
+
+/// A transactional producer's settings (exactly-once); `id` must be stable for the instance.
+pub fn transactional_config(k: &KafkaConfig, role: &str, id: &str) -> ClientConfig {
+    let mut c = producer_config(k, role);
+    c.set("transactional.id", format!("{}-{id}", k.transactional_id_prefix)).set("transaction.timeout.ms", "60000");
+    c
+}
+
+/// A consumer's settings: manual offset storage and commits, earliest reset, bounded prefetch;
+/// `read_committed` so that aborted transactional output is never consumed.
+pub fn consumer_config(k: &KafkaConfig, role: &str, group: &str) -> ClientConfig {
+    let mut c = base_config(k, role);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("queued.max.messages.kbytes", k.consumer_queue_max_kbytes.to_string())
+        .set("fetch.message.max.bytes", k.message_max_bytes.to_string())
+        .set("max.partition.fetch.bytes", k.message_max_bytes.to_string())
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    c
+}
+
+/// Whether the configuration asks for transactions.
+pub fn exactly_once(k: &KafkaConfig) -> bool {
+    k.delivery == Delivery::ExactlyOnce
+}
+
+/// A client context that logs through `tracing`.
+#[derive(Debug, Clone, Default)]
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_line(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for LogContext {}
+
+/// Emits one librdkafka log line at the matching `tracing` level.
+pub fn log_line(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_is_idempotent_and_passes_properties_through() {
+        let mut k = KafkaConfig::default();
+        k.properties.insert("ssl.ca.location".into(), "/ca.pem".into());
+        k.properties.insert("linger.ms".into(), "20".into());
+        k.security_protocol = "SASL_SSL".into();
+        k.sasl_mechanism = "SCRAM-SHA-512".into();
+        k.sasl_username = "u".into();
+        k.sasl_password = "p".into();
+        let c = producer_config(&k, "scorer");
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("ssl.ca.location"), Some("/ca.pem"));
+        assert_eq!(c.get("linger.ms"), Some("20"), "pass-through wins");
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("client.id"), Some("vigil-scorer"));
+        let t = transactional_config(&k, "scorer", "scorer-0");
+        assert_eq!(t.get("transactional.id"), Some("vigil-scorer-0"));
+    }
+
+    #[test]
+    fn consumer_commits_manually() {
+        let c = consumer_config(&KafkaConfig::default(), "scorer", "g");
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("group.id"), Some("g"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+    }
+}

@@ -1,0 +1,316 @@
+//! The consume → handle → produce → commit loop every Vigil service and the forwarder baseline run.
+//!
+//! Records are consumed in micro-batches (bounded by size and by wait time), handed to a
+//! [`Handler`] that turns each input into outputs, a dead letter, or nothing, and the outputs are
+//! produced. An input's offset is committed only after all of its outputs are acknowledged, in
+//! offset order per partition ([`Tracker`]). On revocation the loop drains what is in flight for the
+//! revoked partitions and commits it before letting them go; on shutdown it stops consuming, flushes,
+//! commits and returns within a deadline.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use vigil_runtime::config::KafkaConfig;
+
+use crate::dlq::{self, Reason};
+use crate::input::Input;
+use crate::sink::{Output, Sink};
+use crate::tracker::Tracker;
+use crate::{KafkaPlumbingError, client, now_ms};
+
+/// What to do with one input.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Produce these records (possibly none).
+    Produce(Vec<Output>),
+    /// Send the input to the dead-letter topic.
+    DeadLetter(Reason),
+}
+
+/// Turns batches of inputs into outcomes, one per input, in order.
+pub trait Handler: Send {
+    /// Handles a batch. An `Err` stops the loop (nothing of the batch is committed).
+    fn handle(&mut self, batch: &[Input]) -> impl Future<Output = Result<Vec<Outcome>, HandlerError>> + Send;
+}
+
+/// A handler failure that must stop the service (not a bad record: those are dead letters).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+/// Settings of one loop.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Service name, for dead-letter headers and client ids.
+    pub service: String,
+    /// Consumer group.
+    pub group: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Largest batch handed to the handler.
+    pub max_batch: usize,
+    /// Longest wait for a batch to fill once its first record arrived.
+    pub max_wait: Duration,
+    /// How often done offsets are committed.
+    pub commit_interval: Duration,
+    /// Deadline for draining on revocation and shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl PipelineConfig {
+    /// Defaults for a service consuming `topics` in `group`.
+    pub fn new(service: &str, group: &str, topics: Vec<String>, dlq_topic: &str) -> PipelineConfig {
+        PipelineConfig {
+            service: service.to_string(),
+            group: group.to_string(),
+            topics,
+            dlq_topic: dlq_topic.to_string(),
+            max_batch: 512,
+            max_wait: Duration::from_millis(2),
+            commit_interval: Duration::from_millis(500),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of a running loop (shared with the service's metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Records consumed.
+    pub consumed: AtomicU64,
+    /// Records handed to the producer (outputs).
+    pub produced: AtomicU64,
+    /// Records dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Batches handled.
+    pub batches: AtomicU64,
+    /// Offset commits issued.
+    pub commits: AtomicU64,
+}
+
+impl Counters {
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A plain snapshot (consumed, produced, dead-lettered).
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.consumed.load(Ordering::Relaxed),
+            self.produced.load(Ordering::Relaxed),
+            self.dead_lettered.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Consumer context: on revocation, drain the revoked partitions and commit them synchronously.
+pub struct DrainingContext {
+    tracker: Arc<Mutex<Tracker>>,
+    drain_timeout: Duration,
+}
+
+impl ClientContext for DrainingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        client::log_line(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for DrainingContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else { return };
+        let revoked: Vec<(String, i32)> =
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        // Wait (bounded) for the outputs of revoked partitions to be acknowledged.
+        let deadline = Instant::now() + self.drain_timeout;
+        while Instant::now() < deadline {
+            let busy = self.tracker.lock().map(|t| t.in_flight() > 0).unwrap_or(false);
+            if !busy {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut commit = TopicPartitionList::new();
+        if let Ok(mut t) = self.tracker.lock() {
+            for (topic, partition) in &revoked {
+                if let Some(pos) = t.revoke(topic, *partition) {
+                    let _ = commit.add_partition_offset(topic, *partition, Offset::Offset(pos));
+                }
+            }
+        }
+        if commit.count() > 0 {
+            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                tracing::warn!(error = %e, "commit on revocation failed; the next owner re-reads those records");
+            }
+        }
+        tracing::info!(partitions = revoked.len(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+/// What a finished loop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Records consumed.
+    pub consumed: u64,
+    /// Outputs produced.
+    pub produced: u64,
+    /// Records dead-lettered.
+    pub dead_lettered: u64,
+    /// Whether everything in flight was acknowledged and committed before returning.
+    pub drained: bool,
+}
+
+/// Runs the loop until `shutdown` is cancelled or a fatal error occurs.
+pub async fn run<H: Handler>(
+    kafka: &KafkaConfig,
+    cfg: &PipelineConfig,
+    handler: &mut H,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+) -> Result<Summary, KafkaPlumbingError> {
+    let tracker = Arc::new(Mutex::new(Tracker::new()));
+    let context = DrainingContext { tracker: tracker.clone(), drain_timeout: cfg.drain_timeout };
+    let consumer: StreamConsumer<DrainingContext> = client::consumer_config(kafka, &cfg.service, &cfg.group)
+        .create_with_context(context)
+        .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })?;
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|source| KafkaPlumbingError::Client { what: "subscribing", source })?;
+    let sink = Sink::new(&client::producer_config(kafka, &cfg.service), tracker.clone())?;
+    tracing::info!(service = %cfg.service, group = %cfg.group, topics = ?cfg.topics, "consuming");
+
+    let mut last_commit = Instant::now();
+    let mut batch: Vec<Input> = Vec::with_capacity(cfg.max_batch);
+    let result = loop {
+        batch.clear();
+        // First record: wait for it, or for shutdown, or for a commit tick.
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            m = consumer.recv() => match m {
+                Ok(m) => batch.push(Input::from_message(&m)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "consume error");
+                    continue;
+                }
+            },
+            _ = tokio::time::sleep(cfg.commit_interval) => {}
+        }
+        // Fill the batch for at most max_wait.
+        if !batch.is_empty() {
+            let deadline = tokio::time::Instant::now() + cfg.max_wait;
+            while batch.len() < cfg.max_batch {
+                match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                    Ok(Ok(m)) => batch.push(Input::from_message(&m)),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "consume error"),
+                    Err(_) => break,
+                }
+            }
+            Counters::add(&counters.consumed, batch.len() as u64);
+            if let Err(e) = process(&batch, handler, &sink, &tracker, cfg, &counters).await {
+                break Err(e);
+            }
+            Counters::add(&counters.batches, 1);
+        }
+        if sink.failures().count() > 0 {
+            break Err(KafkaPlumbingError::Delivery(sink.failures().last().unwrap_or_default()));
+        }
+        if last_commit.elapsed() >= cfg.commit_interval {
+            commit(&consumer, &tracker, CommitMode::Async, &counters);
+            last_commit = Instant::now();
+        }
+    };
+
+    // Drain: deliver what is in flight, commit what is done, leave the group.
+    let flushed = sink.flush(cfg.drain_timeout);
+    commit(&consumer, &tracker, CommitMode::Sync, &counters);
+    let in_flight = tracker.lock().map(|t| t.in_flight()).unwrap_or(0);
+    let drained = flushed.is_ok() && in_flight == 0 && sink.failures().count() == 0;
+    consumer.unsubscribe();
+    let (consumed, produced, dead_lettered) = counters.snapshot();
+    tracing::info!(consumed, produced, dead_lettered, drained, "consume loop stopped");
+    result.map(|()| Summary { consumed, produced, dead_lettered, drained })
+}
+
+async fn process<H: Handler>(
+    batch: &[Input],
+    handler: &mut H,
+    sink: &Sink,
+    tracker: &Arc<Mutex<Tracker>>,
+    cfg: &PipelineConfig,
+    counters: &Counters,
+) -> Result<(), KafkaPlumbingError> {
+    let outcomes = handler.handle(batch).await.map_err(KafkaPlumbingError::Handler)?;
+    if outcomes.len() != batch.len() {
+        return Err(KafkaPlumbingError::Handler(HandlerError(format!(
+            "handler returned {} outcomes for {} inputs",
+            outcomes.len(),
+            batch.len()
+        ))));
+    }
+    for (input, outcome) in batch.iter().zip(outcomes) {
+        let outputs = match outcome {
+            Outcome::Produce(outputs) => outputs,
+            Outcome::DeadLetter(reason) => {
+                tracing::debug!(topic = %input.topic, partition = input.partition, offset = input.offset,
+                    stage = reason.stage, kind = reason.kind, error = %reason.error, "dead-lettering a record");
+                Counters::add(&counters.dead_lettered, 1);
+                vec![dlq::dead_letter(&cfg.dlq_topic, &cfg.service, input, &reason, now_ms())]
+            }
+        };
+        let ticket = tracker
+            .lock()
+            .map_err(|_| KafkaPlumbingError::Poisoned)?
+            .track(&input.topic, input.partition, input.offset, outputs.len() as u32);
+        for output in &outputs {
+            sink.send(output, Some(ticket.clone())).await?;
+        }
+        Counters::add(&counters.produced, outputs.len() as u64);
+    }
+    Ok(())
+}
+
+fn commit<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    tracker: &Arc<Mutex<Tracker>>,
+    mode: CommitMode,
+    counters: &Counters,
+) {
+    // A synchronous commit (shutdown) commits every position; an asynchronous one only those that
+    // moved since the last commit.
+    let positions = match tracker.lock() {
+        Ok(t) if matches!(mode, CommitMode::Sync) => t.positions(),
+        Ok(mut t) => t.take_committable(),
+        Err(_) => return,
+    };
+    if positions.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, pos) in &positions {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*pos));
+    }
+    let r: KafkaResult<()> = consumer.commit(&tpl, mode);
+    match r {
+        Ok(()) => Counters::add(&counters.commits, 1),
+        Err(e) => tracing::warn!(error = %e, "offset commit failed; it is retried with the next one"),
+    }
+}

@@ -1,0 +1,167 @@
+//! The output side of a consume → produce loop: an idempotent producer whose delivery reports mark
+//! inputs done in the shared [`Tracker`], so that offsets are committed only after their outputs are
+//! acknowledged. A full producer queue is back-pressure: `send` waits, memory does not grow.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::tracker::{Ticket, Tracker};
+use crate::{KafkaPlumbingError, client};
+
+/// One record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Destination topic.
+    pub topic: String,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub payload: Vec<u8>,
+    /// Headers as (name, value).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Record timestamp (epoch ms); the producer's clock when `None`.
+    pub timestamp: Option<i64>,
+}
+
+/// Delivery failures seen by the producer's callback, for the loop to act on.
+#[derive(Debug, Default)]
+pub struct Failures {
+    count: AtomicU64,
+    last: Mutex<Option<String>>,
+}
+
+impl Failures {
+    /// Number of failed deliveries so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// The last failure's description.
+    pub fn last(&self) -> Option<String> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+/// Producer context: acknowledgements go to the tracker, failures are recorded.
+pub struct SinkContext {
+    tracker: Arc<Mutex<Tracker>>,
+    failures: Arc<Failures>,
+    acked: Arc<AtomicU64>,
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        client::log_line(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Box<Option<Ticket>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+                if let Some(ticket) = ticket.as_ref() {
+                    if let Ok(mut t) = self.tracker.lock() {
+                        t.ack(ticket);
+                    }
+                }
+            }
+            Err((e, _)) => {
+                // The idempotent producer has retried until delivery.timeout.ms: the input stays
+                // uncommitted, and the loop stops so that a restart consumes it again.
+                self.failures.count.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut last) = self.failures.last.lock() {
+                    *last = Some(e.to_string());
+                }
+                tracing::error!(error = %e, "delivery failed; its input will not be committed");
+            }
+        }
+    }
+}
+
+/// An idempotent producer tied to a tracker.
+pub struct Sink {
+    producer: ThreadedProducer<SinkContext>,
+    failures: Arc<Failures>,
+    acked: Arc<AtomicU64>,
+}
+
+impl Sink {
+    /// Creates the producer from `config` (see [`client::producer_config`]).
+    pub fn new(config: &ClientConfig, tracker: Arc<Mutex<Tracker>>) -> Result<Sink, KafkaPlumbingError> {
+        let failures = Arc::new(Failures::default());
+        let acked = Arc::new(AtomicU64::new(0));
+        let context = SinkContext { tracker, failures: failures.clone(), acked: acked.clone() };
+        let producer = config
+            .create_with_context(context)
+            .map_err(|source| KafkaPlumbingError::Client { what: "creating a producer", source })?;
+        Ok(Sink { producer, failures, acked })
+    }
+
+    /// Enqueues `output`; its acknowledgement acks `ticket` in the tracker. Waits while the
+    /// producer's queue is full.
+    pub async fn send(&self, output: &Output, ticket: Option<Ticket>) -> Result<(), KafkaPlumbingError> {
+        let mut opaque = Box::new(ticket);
+        loop {
+            let mut record: BaseRecord<'_, [u8], [u8], Box<Option<Ticket>>> =
+                BaseRecord::with_opaque_to(&output.topic, opaque).payload(&output.payload[..]);
+            if let Some(k) = &output.key {
+                record = record.key(&k[..]);
+            }
+            if let Some(ts) = output.timestamp {
+                record = record.timestamp(ts);
+            }
+            if !output.headers.is_empty() {
+                let mut h = OwnedHeaders::new_with_capacity(output.headers.len());
+                for (name, value) in &output.headers {
+                    h = h.insert(Header { key: name, value: Some(&value[..]) });
+                }
+                record = record.headers(h);
+            }
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    opaque = back.delivery_opaque;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((source, _)) => {
+                    return Err(KafkaPlumbingError::Produce { topic: output.topic.clone(), source });
+                }
+            }
+        }
+    }
+
+    /// Failed deliveries so far.
+    pub fn failures(&self) -> &Failures {
+        &self.failures
+    }
+
+    /// Acknowledged deliveries so far.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every enqueued record is delivered or failed, at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaPlumbingError> {
+        self.producer.flush(timeout).map_err(|source| KafkaPlumbingError::Client { what: "flushing the producer", source })
+    }
+
+    /// The underlying producer (transactions use it directly).
+    pub fn producer(&self) -> &ThreadedProducer<SinkContext> {
+        &self.producer
+    }
+}
