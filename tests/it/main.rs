@@ -1,1 +1,9 @@
+//! End-to-end tests against a real Apache Kafka broker (`make test` starts one and sets
+//! `VIGIL_TEST_BOOTSTRAP`). Each test makes its own topics and consumer groups.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod config;
+mod dead_letters;
+mod topics;
+mod wire;

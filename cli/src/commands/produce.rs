@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::Value as Json;
 use vigil_events::Codec;
@@ -53,24 +54,37 @@ pub async fn run(config: &Config, args: ProduceArgs) -> anyhow::Result<ExitCode>
         if line.trim().is_empty() {
             continue;
         }
-        let encoded = serde_json::from_str::<Json>(&line)
-            .map_err(|e| e.to_string())
-            .and_then(|json| {
-                let value = from_json(&json, schema).map_err(|e| e.to_string())?;
-                let bytes = codec.encode_value(&schema_name, &value).map_err(|e| e.to_string())?;
-                Ok((key_of(&json, &schema_name, key_field.as_deref()), bytes))
-            });
+        let encoded = serde_json::from_str::<Json>(&line).map_err(|e| e.to_string()).and_then(|json| {
+            let value = from_json(&json, schema).map_err(|e| e.to_string())?;
+            let bytes = codec.encode_value(&schema_name, &value).map_err(|e| e.to_string())?;
+            Ok((key_of(&json, &schema_name, key_field.as_deref()), bytes))
+        });
         match encoded {
             Ok((key, bytes)) => {
-                let topic = args.topic.clone();
-                let producer = producer.clone();
-                pending.push(tokio::spawn(async move {
-                    let mut record = FutureRecord::<[u8], [u8]>::to(&topic).payload(&bytes[..]);
-                    if let Some(k) = &key {
-                        record = record.key(k.as_bytes());
+                // Enqueued in input order (one partition per key keeps that order); deliveries are
+                // awaited at the end.
+                let mut record = FutureRecord::<[u8], [u8]>::to(&args.topic).payload(&bytes[..]);
+                if let Some(k) = &key {
+                    record = record.key(k.as_bytes());
+                }
+                let mut record = record;
+                loop {
+                    match producer.send_result(record) {
+                        Ok(delivery) => {
+                            pending.push(delivery);
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            producer.poll(Duration::from_millis(10));
+                        }
+                        Err((e, _)) => {
+                            failed += 1;
+                            eprintln!("vigil produce: line {}: {e}", i + 1);
+                            break;
+                        }
                     }
-                    producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e)
-                }));
+                }
             }
             Err(e) => {
                 failed += 1;
@@ -78,16 +92,16 @@ pub async fn run(config: &Config, args: ProduceArgs) -> anyhow::Result<ExitCode>
             }
         }
     }
-    for p in pending {
-        match p.await {
+    for delivery in pending {
+        match delivery.await {
             Ok(Ok(_)) => sent += 1,
-            Ok(Err(e)) => {
+            Ok(Err((e, _))) => {
                 failed += 1;
                 eprintln!("vigil produce: delivery failed: {e}");
             }
-            Err(e) => {
+            Err(_) => {
                 failed += 1;
-                eprintln!("vigil produce: {e}");
+                eprintln!("vigil produce: delivery was cancelled");
             }
         }
     }

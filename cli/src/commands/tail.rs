@@ -82,7 +82,9 @@ pub async fn run(config: &Config, args: TailArgs) -> anyhow::Result<ExitCode> {
                 .headers()
                 .map(|h| {
                     h.iter()
-                        .map(|h| (h.key.to_string(), Json::String(String::from_utf8_lossy(h.value.unwrap_or(&[])).into())))
+                        .map(|h| {
+                            (h.key.to_string(), Json::String(String::from_utf8_lossy(h.value.unwrap_or(&[])).into()))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

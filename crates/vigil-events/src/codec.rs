@@ -16,10 +16,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use apache_avro::schema::ResolvedSchema;
-use apache_avro::types::Value;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::ResolvedSchema;
+use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -69,7 +69,10 @@ pub fn frame(bytes: &[u8]) -> Result<Frame<'_>, CodecError> {
             }
             if bytes.len() < SINGLE_OBJECT_HEADER {
                 return Err(CodecError::Truncated {
-                    what: format!("single-object header needs {SINGLE_OBJECT_HEADER} bytes, record has {}", bytes.len()),
+                    what: format!(
+                        "single-object header needs {SINGLE_OBJECT_HEADER} bytes, record has {}",
+                        bytes.len()
+                    ),
                 });
             }
             let mut fp = [0u8; 8];
@@ -361,7 +364,9 @@ fn leak_schema(schema_json: &str) -> Result<Known, CodecError> {
     // Check that it resolves on its own before keeping it.
     ResolvedSchema::try_from(&schema).map_err(CodecError::InvalidSchema)?;
     let name = schema.name().map(|n| n.fullname(None)).unwrap_or_else(|| "unnamed".to_string());
-    let fingerprint = schemas::fingerprint_json(schema_json).map_err(|e| CodecError::InvalidSchema(apache_avro::Error::new(apache_avro::error::Details::DeserializeValue(e))))?;
+    let fingerprint = schemas::fingerprint_json(schema_json).map_err(|e| {
+        CodecError::InvalidSchema(apache_avro::Error::new(apache_avro::error::Details::DeserializeValue(e)))
+    })?;
     // Schemas are few and live as long as the process; cached readers borrow them.
     let schema: &'static Schema = Box::leak(Box::new(schema));
     let name: &'static str = Box::leak(name.into_boxed_str());

@@ -15,7 +15,9 @@ pub enum Disposition {
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     /// The first bytes are neither Avro single-object encoding (`C3 01`) nor Confluent framing (`00`).
-    #[error("bad magic byte 0x{found:02x} at offset {offset}: neither Avro single-object (C3 01) nor Confluent (00) framing")]
+    #[error(
+        "bad magic byte 0x{found:02x} at offset {offset}: neither Avro single-object (C3 01) nor Confluent (00) framing"
+    )]
     BadMagic {
         /// The byte found.
         found: u8,

@@ -60,7 +60,9 @@ impl Ctx<'_> {
             Schema::TimestampMillis => self.long(json, path).map(Value::TimestampMillis),
             Schema::TimestampMicros => self.long(json, path).map(Value::TimestampMicros),
             Schema::Date => self.int(json, path).map(Value::Date),
-            Schema::Float => json.as_f64().map(|f| Value::Float(f as f32)).ok_or_else(|| self.expected(path, "a number", json)),
+            Schema::Float => {
+                json.as_f64().map(|f| Value::Float(f as f32)).ok_or_else(|| self.expected(path, "a number", json))
+            }
             Schema::Double => json.as_f64().map(Value::Double).ok_or_else(|| self.expected(path, "a number", json)),
             Schema::String | Schema::Uuid(_) => {
                 json.as_str().map(|s| Value::String(s.to_string())).ok_or_else(|| self.expected(path, "a string", json))
@@ -162,9 +164,7 @@ impl Ctx<'_> {
     }
 
     fn int(&self, json: &Json, path: &str) -> Result<i32, CodecError> {
-        json.as_i64()
-            .and_then(|v| i32::try_from(v).ok())
-            .ok_or_else(|| self.expected(path, "a 32-bit integer", json))
+        json.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(|| self.expected(path, "a 32-bit integer", json))
     }
 
     fn long(&self, json: &Json, path: &str) -> Result<i64, CodecError> {

@@ -134,7 +134,11 @@ fn records_written_with_every_earlier_version_decode_with_the_current_schema() {
     let mut checked = 0;
     for old in schemas::shipped().iter().filter(|s| !s.current) {
         let value = sample_value(&old.schema);
-        let body = apache_avro::writer::datum::GenericDatumWriter::builder(&old.schema).build().unwrap().write_value_to_vec(value).unwrap();
+        let body = apache_avro::writer::datum::GenericDatumWriter::builder(&old.schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value)
+            .unwrap();
         let mut bytes = vec![0xC3, 0x01];
         bytes.extend_from_slice(&old.fingerprint);
         bytes.extend_from_slice(&body);
@@ -176,7 +180,9 @@ fn current_schemas_add_only_defaulted_fields_over_their_history() {
 /// A value that fits `schema`, with every field present.
 fn sample_value(schema: &Schema) -> Value {
     match schema {
-        Schema::Record(r) => Value::Record(r.fields.iter().map(|f| (f.name.clone(), sample_value(&f.schema))).collect()),
+        Schema::Record(r) => {
+            Value::Record(r.fields.iter().map(|f| (f.name.clone(), sample_value(&f.schema))).collect())
+        }
         Schema::String => Value::String("x".into()),
         Schema::Long => Value::Long(7),
         Schema::Int => Value::Int(3),
@@ -225,7 +231,8 @@ fn json_errors_name_the_field() {
     assert!(e.to_string().contains("$.label"), "{e}");
     let e = from_json(&serde_json::json!({"event_id": "e", "label": 1}), schema).unwrap_err();
     assert!(e.to_string().contains("$.label_time") && e.to_string().contains("missing"), "{e}");
-    let e = from_json(&serde_json::json!({"event_id": "e", "label": 1, "label_time": 1, "colour": 1}), schema).unwrap_err();
+    let e =
+        from_json(&serde_json::json!({"event_id": "e", "label": 1, "label_time": 1, "colour": 1}), schema).unwrap_err();
     assert!(e.to_string().contains("unknown field `colour`"), "{e}");
     let alert = codec.schema(names::ALERT).unwrap();
     let e = from_json(

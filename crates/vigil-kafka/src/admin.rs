@@ -165,12 +165,17 @@ pub fn partition_count(admin: &AdminClient<DefaultClientContext>, topic: &str) -
     let t = md.topics().iter().find(|t| t.name() == topic);
     match t {
         Some(t) if t.error().is_none() => Ok(t.partitions().len()),
-        _ => Err(KafkaPlumbingError::Admin { topic: topic.to_string(), code: RDKafkaErrorCode::UnknownTopicOrPartition }),
+        _ => {
+            Err(KafkaPlumbingError::Admin { topic: topic.to_string(), code: RDKafkaErrorCode::UnknownTopicOrPartition })
+        }
     }
 }
 
 /// Deletes topics (tests clean up after themselves).
-pub async fn delete_topics(admin: &AdminClient<DefaultClientContext>, topics: &[&str]) -> Result<(), KafkaPlumbingError> {
+pub async fn delete_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[&str],
+) -> Result<(), KafkaPlumbingError> {
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     admin
         .delete_topics(topics, &opts)

@@ -73,7 +73,8 @@ mod tests {
         assert_eq!(out.key.as_deref(), Some(&b"acct-1"[..]));
         assert_eq!(out.payload, vec![0xde, 0xad]);
         assert_eq!(out.timestamp, Some(5));
-        let get = |k: &str| out.headers.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8_lossy(v).to_string());
+        let get =
+            |k: &str| out.headers.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8_lossy(v).to_string());
         assert_eq!(get("trace").as_deref(), Some("abc"));
         assert_eq!(get(SOURCE_TOPIC).as_deref(), Some("fraud.transactions"));
         assert_eq!(get(SOURCE_PARTITION).as_deref(), Some("2"));

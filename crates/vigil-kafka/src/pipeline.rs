@@ -276,10 +276,12 @@ async fn process<H: Handler>(
                 vec![dlq::dead_letter(&cfg.dlq_topic, &cfg.service, input, &reason, now_ms())]
             }
         };
-        let ticket = tracker
-            .lock()
-            .map_err(|_| KafkaPlumbingError::Poisoned)?
-            .track(&input.topic, input.partition, input.offset, outputs.len() as u32);
+        let ticket = tracker.lock().map_err(|_| KafkaPlumbingError::Poisoned)?.track(
+            &input.topic,
+            input.partition,
+            input.offset,
+            outputs.len() as u32,
+        );
         for output in &outputs {
             sink.send(output, Some(ticket.clone())).await?;
         }

@@ -85,15 +85,18 @@ impl Registry {
             .await
             .map_err(|e| call_error(format!("registering {name} under {subject}"), e))?;
         codec.set_encode_id(name, registered.id);
-        codec.add_registry_schema(registered.id, text).map_err(|source| RegistryError::Schema { id: registered.id, source })?;
+        codec
+            .add_registry_schema(registered.id, text)
+            .map_err(|source| RegistryError::Schema { id: registered.id, source })?;
         tracing::info!(subject, id = registered.id, "registered schema");
         Ok(registered.id)
     }
 
     /// Fetches the writer schema with `id` into the codec.
     pub async fn fetch(&self, codec: &Codec, id: u32) -> Result<String, RegistryError> {
-        let registered =
-            get_schema_by_id(id, &self.settings).await.map_err(|e| call_error(format!("fetching schema id {id}"), e))?;
+        let registered = get_schema_by_id(id, &self.settings)
+            .await
+            .map_err(|e| call_error(format!("fetching schema id {id}"), e))?;
         codec.add_registry_schema(id, &registered.schema).map_err(|source| RegistryError::Schema { id, source })
     }
 }

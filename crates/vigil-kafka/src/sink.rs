@@ -157,7 +157,9 @@ impl Sink {
 
     /// Waits until every enqueued record is delivered or failed, at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaPlumbingError> {
-        self.producer.flush(timeout).map_err(|source| KafkaPlumbingError::Client { what: "flushing the producer", source })
+        self.producer
+            .flush(timeout)
+            .map_err(|source| KafkaPlumbingError::Client { what: "flushing the producer", source })
     }
 
     /// The underlying producer (transactions use it directly).

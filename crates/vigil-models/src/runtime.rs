@@ -148,7 +148,9 @@ impl Runtime {
             Provider::Auto => {
                 let ok = self.cuda_available();
                 if !ok {
-                    tracing::info!("execution provider auto: CUDA is not available in this ONNX Runtime; using the CPU");
+                    tracing::info!(
+                        "execution provider auto: CUDA is not available in this ONNX Runtime; using the CPU"
+                    );
                 }
                 ok
             }

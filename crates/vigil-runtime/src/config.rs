@@ -316,13 +316,9 @@ impl Layered for Config {
             p.push(format!("schema-registry.url: `{}` must start with http:// or https://", r.url));
         }
         let t = &self.topics;
-        for (key, name) in [
-            ("scores", &t.scores),
-            ("models", &t.models),
-            ("alerts", &t.alerts),
-            ("drift", &t.drift),
-            ("dlq", &t.dlq),
-        ] {
+        for (key, name) in
+            [("scores", &t.scores), ("models", &t.models), ("alerts", &t.alerts), ("drift", &t.drift), ("dlq", &t.dlq)]
+        {
             if let Err(why) = valid_topic(name) {
                 p.push(format!("topics.{key}: {why}"));
             }
@@ -476,7 +472,9 @@ mod tests {
         ];
         let err = layered::load::<Config>(None, env).unwrap_err();
         let text = err.to_string();
-        for needle in ["kafka.bootstrap-servers", "kafka.sasl-mechanism", "topics.scores", "http.listen", "topics.partitions"] {
+        for needle in
+            ["kafka.bootstrap-servers", "kafka.sasl-mechanism", "topics.scores", "http.listen", "topics.partitions"]
+        {
             assert!(text.contains(needle), "missing {needle}:\n{text}");
         }
         assert_eq!(err.problems.len(), 5, "{text}");

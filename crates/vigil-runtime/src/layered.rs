@@ -328,7 +328,8 @@ fn env_path<T: Layered>(rest: &str) -> Option<Vec<String>> {
         }
         let lower = part.to_ascii_lowercase();
         let parent = path.join(".");
-        let key = if T::free_tables().contains(&parent.as_str()) { lower.replace('_', ".") } else { lower.replace('_', "-") };
+        let key =
+            if T::free_tables().contains(&parent.as_str()) { lower.replace('_', ".") } else { lower.replace('_', "-") };
         path.push(key);
     }
     Some(path)
@@ -500,10 +501,12 @@ mod tests {
         let f = file(
             "[net]\nhots = \"a\"\nport = \"eighty\"\nmode = \"turbo\"\n[[items]]\nname = 3\nsize = -1\n[nope]\nx = 1\n",
         );
-        let env = vec![("VIGIL_NET__HOST".to_string(), "ok".to_string()), ("VIGIL_NET__PORT".to_string(), "x".to_string())];
+        let env =
+            vec![("VIGIL_NET__HOST".to_string(), "ok".to_string()), ("VIGIL_NET__PORT".to_string(), "x".to_string())];
         let err = load::<Demo>(Some(&f.0), env).unwrap_err();
         let text = err.to_string();
-        for needle in ["net.hots", "net.port", "net.mode", "items[0].name", "items[0].size", "nope", "VIGIL_NET__PORT"] {
+        for needle in ["net.hots", "net.port", "net.mode", "items[0].name", "items[0].size", "nope", "VIGIL_NET__PORT"]
+        {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
         }
         assert!(!text.contains("net.host ("), "a valid key was reported:\n{text}");

@@ -1,0 +1,37 @@
+# Vigil's entry points. Each target sets up what it needs itself (scripts/setup.sh).
+.PHONY: demo test bench setup build lint fmt broker-start broker-stop clean
+
+## Run the main job end to end on a local broker started here.
+demo:
+	@scripts/demo.sh
+
+## Everything the tests need, then the tests (what CI runs).
+test:
+	@scripts/test.sh
+
+## Benchmarks with their baselines; reports under target/bench/.
+bench:
+	@scripts/bench.sh
+
+setup:
+	@scripts/setup.sh
+
+build:
+	cargo build --workspace --release --bins
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+broker-start:
+	@scripts/kafka.sh start
+
+broker-stop:
+	@scripts/kafka.sh stop
+
+clean:
+	cargo clean
+	rm -rf .cache

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make test`: set up what the tests need, check formatting and lints, start a local broker (on its
+# own port, so a demo broker on 9092 is left alone), run every test, stop the broker if it started it.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$VIGIL_ROOT"
+"$VIGIL_ROOT/scripts/setup.sh"
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+export VIGIL_KAFKA_PORT=${VIGIL_TEST_KAFKA_PORT:-19092}
+export VIGIL_TEST_BOOTSTRAP="127.0.0.1:$VIGIL_KAFKA_PORT"
+started=0
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh start
+  started=1
+fi
+stop() { [ "$started" = 1 ] && scripts/kafka.sh stop || true; }
+trap stop EXIT
+
+echo "== cargo test (broker $VIGIL_TEST_BOOTSTRAP, ONNX Runtime $ORT_DYLIB_PATH)" >&2
+cargo build --workspace --bins --locked
+cargo test --workspace --locked "$@"
