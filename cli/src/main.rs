@@ -36,7 +36,11 @@ enum Command {
     /// List the shipped Avro schemas with their versions and fingerprints.
     Schemas,
     /// Check the configuration and print it (secrets redacted).
-    Config,
+    Config {
+        /// Print the built-in defaults as a TOML file instead.
+        #[arg(long)]
+        defaults: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,7 +75,8 @@ fn main() -> ExitCode {
             Command::Tail(args) => commands::tail::run(&config, args).await,
             Command::Produce(args) => commands::produce::run(&config, args).await,
             Command::Schemas => commands::schemas(),
-            Command::Config => {
+            Command::Config { defaults: true } => commands::print_defaults(),
+            Command::Config { defaults: false } => {
                 println!("{config:#?}");
                 Ok(ExitCode::SUCCESS)
             }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod compose;
 mod config;
 mod dead_letters;
 mod topics;

@@ -18,6 +18,12 @@ pub fn schemas() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `vigil config --defaults`: the built-in defaults as TOML (the source of `config/vigil.example.toml`).
+pub fn print_defaults() -> anyhow::Result<ExitCode> {
+    println!("{}", toml::to_string_pretty(&Config::default())?);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The schema a topic carries, by the configuration.
 pub fn schema_for_topic<'a>(config: &'a Config, topic: &str) -> Option<&'a str> {
     use vigil_events::schemas::names;

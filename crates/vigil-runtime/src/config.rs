@@ -29,6 +29,60 @@ pub struct Config {
     pub log: LogConfig,
     /// The CLI's and tests' telemetry endpoint; each service has its own `http-listen` too.
     pub http: HttpConfig,
+    /// The scorer service.
+    pub scorer: ScorerConfig,
+    /// The learner service.
+    pub learner: LearnerConfig,
+    /// The drift service.
+    pub drift: DriftConfig,
+}
+
+/// The scorer service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ScorerConfig {
+    /// Metrics and health endpoint.
+    pub http_listen: String,
+    /// Consumer group.
+    pub group_id: String,
+}
+
+/// The learner service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LearnerConfig {
+    /// Metrics and health endpoint.
+    pub http_listen: String,
+    /// Consumer group.
+    pub group_id: String,
+}
+
+/// The drift service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DriftConfig {
+    /// Metrics and health endpoint.
+    pub http_listen: String,
+    /// Consumer group.
+    pub group_id: String,
+}
+
+impl Default for ScorerConfig {
+    fn default() -> Self {
+        ScorerConfig { http_listen: "127.0.0.1:9471".into(), group_id: "vigil-scorer".into() }
+    }
+}
+
+impl Default for LearnerConfig {
+    fn default() -> Self {
+        LearnerConfig { http_listen: "127.0.0.1:9472".into(), group_id: "vigil-learner".into() }
+    }
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        DriftConfig { http_listen: "127.0.0.1:9473".into(), group_id: "vigil-drift".into() }
+    }
 }
 
 /// Kafka connection and client settings.
@@ -192,6 +246,9 @@ impl Default for Config {
             ],
             log: LogConfig::default(),
             http: HttpConfig::default(),
+            scorer: ScorerConfig::default(),
+            learner: LearnerConfig::default(),
+            drift: DriftConfig::default(),
         }
     }
 }
@@ -351,8 +408,24 @@ impl Layered for Config {
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             p.push(format!("log.level: `{}` is not a tracing filter: {e}", self.log.level));
         }
-        if self.http.listen.parse::<SocketAddr>().is_err() {
-            p.push(format!("http.listen: `{}` is not an ip:port address", self.http.listen));
+        for (key, listen) in [
+            ("http.listen", &self.http.listen),
+            ("scorer.http-listen", &self.scorer.http_listen),
+            ("learner.http-listen", &self.learner.http_listen),
+            ("drift.http-listen", &self.drift.http_listen),
+        ] {
+            if listen.parse::<SocketAddr>().is_err() {
+                p.push(format!("{key}: `{listen}` is not an ip:port address"));
+            }
+        }
+        for (key, group) in [
+            ("scorer.group-id", &self.scorer.group_id),
+            ("learner.group-id", &self.learner.group_id),
+            ("drift.group-id", &self.drift.group_id),
+        ] {
+            if group.trim().is_empty() {
+                p.push(format!("{key}: must not be empty"));
+            }
         }
         p
     }
@@ -446,6 +519,9 @@ impl fmt::Debug for Config {
             .field("inputs", &self.inputs)
             .field("log", &self.log)
             .field("http", &self.http)
+            .field("scorer", &self.scorer)
+            .field("learner", &self.learner)
+            .field("drift", &self.drift)
             .finish()
     }
 }
@@ -459,6 +535,19 @@ mod tests {
         let c: Config = layered::load(None, Vec::new()).unwrap();
         assert_eq!(c, Config::default());
         assert!(c.validate().is_empty());
+    }
+
+    /// `config/vigil.example.toml` documents every key at its default; it must not drift from the code
+    /// (regenerate it with `vigil config --defaults`).
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/vigil.example.toml");
+        let c: Config = layered::load(Some(&path), Vec::new()).unwrap();
+        assert_eq!(c, Config::default());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let body: String = text.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+        let defaults = toml::to_string_pretty(&Config::default()).unwrap();
+        assert_eq!(body.trim(), defaults.trim(), "regenerate config/vigil.example.toml with `vigil config --defaults`");
     }
 
     #[test]

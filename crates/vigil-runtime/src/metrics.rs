@@ -134,3 +134,57 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", s.health.reason()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_health_and_readiness_on_loopback() {
+        let mut registry = Registry::default();
+        let c: Counter = Counter::default();
+        registry.register("vigil_test_events", "events seen", c.clone());
+        c.inc_by(3);
+        let health = Health::new();
+        let shutdown = CancellationToken::new();
+        let server = serve("127.0.0.1:0", Arc::new(registry), health.clone(), shutdown.clone()).await.unwrap();
+        assert!(server.addr.ip().is_loopback());
+
+        let (status, body) = get(server.addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("vigil_test_events_total 3"), "{body}");
+        assert_eq!(get(server.addr, "/healthz").await.0, 200);
+        let (status, body) = get(server.addr, "/readyz").await;
+        assert_eq!((status, body.trim()), (503, "not ready: starting"));
+        health.set_ready();
+        assert_eq!(get(server.addr, "/readyz").await.0, 200);
+        health.set_not_ready("broker unreachable");
+        assert!(get(server.addr, "/readyz").await.1.contains("broker unreachable"));
+
+        shutdown.cancel();
+        server.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_busy_port_is_a_clear_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let err = serve(&addr, Arc::new(Registry::default()), Health::new(), CancellationToken::new())
+            .await
+            .err()
+            .expect("must fail");
+        assert!(err.to_string().contains(&addr), "{err}");
+    }
+}

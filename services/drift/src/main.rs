@@ -1,0 +1,6 @@
+//! Placeholder binary of the drift service.
+
+fn main() -> std::process::ExitCode {
+    eprintln!("{}", vigil_drift::NOT_BUILT);
+    std::process::ExitCode::from(2)
+}
