@@ -17,7 +17,11 @@ fn compose() -> Json {
 
 fn python_support_inline(code: &str) -> (i32, String, String) {
     let out = std::process::Command::new(python()).args(["-c", code]).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -41,14 +45,20 @@ fn every_service_in_the_compose_file_exists_in_the_workspace() {
         };
         let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml"))
             .unwrap_or_else(|_| panic!("service {name} runs {program}, but {} does not exist", crate_dir.display()));
-        assert!(manifest.contains(&format!("name = \"{program}\"")), "{program} is not a binary of {}", crate_dir.display());
+        assert!(
+            manifest.contains(&format!("name = \"{program}\"")),
+            "{program} is not a binary of {}",
+            crate_dir.display()
+        );
         assert!(dockerfile.contains(&format!("target/release/{program}")), "the Dockerfile does not ship {program}");
         bin(program); // and it was built
 
         // Its environment is a configuration Vigil accepts.
         let env = svc["environment"].as_object().or_else(|| c["x-vigil"]["environment"].as_object()).unwrap();
-        let pairs: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect();
+        let pairs: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect();
         let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (code, _, err) = vigil(&["config"], &refs, None);
         assert_eq!(code, 0, "service {name}: its environment is not a valid configuration: {err}");

@@ -26,7 +26,11 @@ impl Handler for Validate {
             .iter()
             .map(|input| {
                 let Some(payload) = input.payload.as_deref() else {
-                    return Outcome::DeadLetter(Reason { stage: "decode", kind: "tombstone", error: "no value".into() });
+                    return Outcome::DeadLetter(Reason {
+                        stage: "decode",
+                        kind: "tombstone",
+                        error: "no value".into(),
+                    });
                 };
                 match self.codec.decode_event::<Transaction>(payload) {
                     Ok(t) => Outcome::Produce(vec![Output {
@@ -79,7 +83,19 @@ async fn malformed_records_are_dead_lettered_with_their_origin_and_the_loop_carr
         (Some(unknown_fp), Some("unknown-fingerprint")),
         (Some(unknown_id), Some("unknown-schema-id")),
         (Some(Vec::new()), Some("truncated")),
-        (Some(codec.encode_event(&vigil_events::Label { event_id: "l".into(), label: 1.0, label_time: 0, source: None }).unwrap()), Some("schema-mismatch")),
+        (
+            Some(
+                codec
+                    .encode_event(&vigil_events::Label {
+                        event_id: "l".into(),
+                        label: 1.0,
+                        label_time: 0,
+                        source: None,
+                    })
+                    .unwrap(),
+            ),
+            Some("schema-mismatch"),
+        ),
         (Some(codec.encode_event(&tx(3)).unwrap()), None),
     ];
     let p = producer();
@@ -116,7 +132,8 @@ async fn malformed_records_are_dead_lettered_with_their_origin_and_the_loop_carr
     };
 
     let forwarded = consume_exactly(&output, expected_good, Duration::from_secs(60), Duration::from_secs(2)).await;
-    let dead = consume_exactly(&dlq_topic, total - expected_good, Duration::from_secs(60), Duration::from_secs(2)).await;
+    let dead =
+        consume_exactly(&dlq_topic, total - expected_good, Duration::from_secs(60), Duration::from_secs(2)).await;
     shutdown.cancel();
     let summary = task.await.unwrap().unwrap();
     assert!(summary.drained, "the loop must drain on shutdown");
@@ -124,12 +141,16 @@ async fn malformed_records_are_dead_lettered_with_their_origin_and_the_loop_carr
     assert_eq!(summary.dead_lettered as usize, total - expected_good);
 
     // Conservation: each input is exactly one output or one dead letter.
-    let out_ids: Vec<String> =
-        forwarded.iter().map(|m| codec.decode_event::<Transaction>(m.payload.as_deref().unwrap()).unwrap().event_id).collect();
+    let out_ids: Vec<String> = forwarded
+        .iter()
+        .map(|m| codec.decode_event::<Transaction>(m.payload.as_deref().unwrap()).unwrap().event_id)
+        .collect();
     assert_eq!(out_ids, vec!["ok-1", "ok-2", "ok-3"]);
     let mut dead_offsets = Vec::new();
     for m in &dead {
-        let h = |name: &str| String::from_utf8(m.header(name).unwrap_or_else(|| panic!("header {name} missing")).to_vec()).unwrap();
+        let h = |name: &str| {
+            String::from_utf8(m.header(name).unwrap_or_else(|| panic!("header {name} missing")).to_vec()).unwrap()
+        };
         assert_eq!(h(dlq::SOURCE_TOPIC), input);
         assert_eq!(h(dlq::SOURCE_PARTITION), "0");
         assert_eq!(h(dlq::STAGE), "decode");
@@ -153,7 +174,8 @@ async fn malformed_records_are_dead_lettered_with_their_origin_and_the_loop_carr
     assert_eq!(dead_offsets, vec![1, 3, 4, 5, 6, 7, 9]);
 
     // Everything consumed was committed.
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", &group).create().unwrap();
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", &group).create().unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(&input, 0);
     let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();

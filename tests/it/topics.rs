@@ -4,8 +4,10 @@ use vigil_e2e::*;
 use vigil_kafka::admin;
 
 fn config_file(prefix: &str) -> (std::path::PathBuf, Vec<String>) {
-    let names: Vec<String> =
-        ["tx", "tx-labels", "scores", "models", "alerts", "drift", "dlq"].iter().map(|n| format!("{prefix}-{n}")).collect();
+    let names: Vec<String> = ["tx", "tx-labels", "scores", "models", "alerts", "drift", "dlq"]
+        .iter()
+        .map(|n| format!("{prefix}-{n}"))
+        .collect();
     let text = format!(
         r#"
 [topics]

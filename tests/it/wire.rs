@@ -6,14 +6,16 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use vigil_e2e::*;
 use vigil_events::schemas::{self, names};
-use vigil_events::{Codec, Label, Score, Transaction, frame, WriterId};
+use vigil_events::{Codec, Label, Score, Transaction, WriterId, frame};
 
 const T: Duration = Duration::from_secs(60);
 
 fn labels() -> Vec<Json> {
     (0..3)
-        .map(|i| json!({"event_id": format!("e{i}"), "label": (i % 2) as f64, "label_time": 1_700_000_000_000i64 + i,
-            "source": if i == 0 { Json::Null } else { json!("chargeback") }}))
+        .map(|i| {
+            json!({"event_id": format!("e{i}"), "label": (i % 2) as f64, "label_time": 1_700_000_000_000i64 + i,
+            "source": if i == 0 { Json::Null } else { json!("chargeback") }})
+        })
         .collect()
 }
 
@@ -104,7 +106,9 @@ async fn confluent_framing_round_trips_through_a_registry() {
     let (code, _, err) = vigil(&["produce", &topic, "--schema", names::LABEL], &env, Some(&lines(&input)));
     assert_eq!(code, 0, "{err}");
     let raw = consume(&topic, 3, T, "read_committed").await;
-    assert!(raw.iter().all(|m| matches!(frame(m.payload.as_deref().unwrap()).unwrap().writer, WriterId::RegistryId(_))));
+    assert!(
+        raw.iter().all(|m| matches!(frame(m.payload.as_deref().unwrap()).unwrap().writer, WriterId::RegistryId(_)))
+    );
     let (code, out, err) = python_support(
         "interop.py",
         &["read", "--bootstrap", &bootstrap(), "--topic", &topic, "--count", "3", "--registry", &registry.url],
@@ -126,30 +130,40 @@ async fn confluent_framing_round_trips_through_a_registry() {
     let schema_file = root().join("schemas/Score.avsc");
     let (code, _, err) = python_support(
         "interop.py",
-        &["write", "--bootstrap", &bootstrap(), "--topic", &scores_topic, "--schema", schema_file.to_str().unwrap(),
-            "--registry", &registry.url],
-        Some(&lines(&[score.clone()])),
+        &[
+            "write",
+            "--bootstrap",
+            &bootstrap(),
+            "--topic",
+            &scores_topic,
+            "--schema",
+            schema_file.to_str().unwrap(),
+            "--registry",
+            &registry.url,
+        ],
+        Some(&lines(std::slice::from_ref(&score))),
     );
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = vigil(&["tail", &scores_topic, "--max", "1", "--idle-timeout", "30", "--values-only"], &env, None);
+    let (code, out, err) =
+        vigil(&["tail", &scores_topic, "--max", "1", "--idle-timeout", "30", "--values-only"], &env, None);
     assert_eq!(code, 0, "{err}");
     let got: Json = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
     for (k, v) in score.as_object().unwrap() {
         assert_eq!(&got[k], v, "field {k}");
     }
     // Without the registry the same record is an unknown schema id, reported, not a crash.
-    let (code, out, _) = vigil(&["tail", &scores_topic, "--max", "1", "--idle-timeout", "30", "--values-only"], &[], None);
+    let (code, out, _) =
+        vigil(&["tail", &scores_topic, "--max", "1", "--idle-timeout", "30", "--values-only"], &[], None);
     assert_eq!(code, 0);
     assert!(out.contains("unknown schema id"), "{out}");
-    let decoded: Score =
-        {
-            let codec = Codec::new();
-            let raw = consume(&scores_topic, 1, T, "read_committed").await;
-            let bytes = raw[0].payload.clone().unwrap();
-            let WriterId::RegistryId(id) = frame(&bytes).unwrap().writer else { panic!("not confluent framing") };
-            codec.add_registry_schema(id, schemas::current(names::SCORE).unwrap().text).unwrap();
-            codec.decode_event(&bytes).unwrap()
-        };
+    let decoded: Score = {
+        let codec = Codec::new();
+        let raw = consume(&scores_topic, 1, T, "read_committed").await;
+        let bytes = raw[0].payload.clone().unwrap();
+        let WriterId::RegistryId(id) = frame(&bytes).unwrap().writer else { panic!("not confluent framing") };
+        codec.add_registry_schema(id, schemas::current(names::SCORE).unwrap().text).unwrap();
+        codec.decode_event(&bytes).unwrap()
+    };
     assert_eq!(decoded.score, 0.875);
     delete_topics(&[&topic, &scores_topic]).await;
 }

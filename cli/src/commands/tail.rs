@@ -113,13 +113,13 @@ pub async fn run(config: &Config, args: TailArgs) -> anyhow::Result<ExitCode> {
 /// it does not decode (dead letters hold arbitrary bytes).
 async fn decode(codec: &Codec, registry: Option<&Registry>, bytes: &[u8], bytes_out: BytesOut) -> Json {
     let mut result = codec.decode_as_written(bytes);
-    if let (Err(e @ CodecError::UnknownSchemaId(id)), Some(r)) = (&result, registry) {
-        if e.disposition() == Disposition::FetchSchema {
-            if let Err(fetch) = r.fetch(codec, *id).await {
-                tracing::warn!(error = %fetch, "cannot fetch the writer schema");
-            }
-            result = codec.decode_as_written(bytes);
+    if let (Err(e @ CodecError::UnknownSchemaId(id)), Some(r)) = (&result, registry)
+        && e.disposition() == Disposition::FetchSchema
+    {
+        if let Err(fetch) = r.fetch(codec, *id).await {
+            tracing::warn!(error = %fetch, "cannot fetch the writer schema");
         }
+        result = codec.decode_as_written(bytes);
     }
     match result {
         Ok((value, schema)) => {

@@ -349,10 +349,10 @@ fn read_body(reader: &GenericDatumReader<'static>, body: &[u8], schema: &str) ->
 fn classify(e: apache_avro::Error, schema: &str) -> CodecError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::UnexpectedEof {
-                return CodecError::Truncated { what: format!("body of {schema} ends early") };
-            }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::UnexpectedEof
+        {
+            return CodecError::Truncated { what: format!("body of {schema} ends early") };
         }
         cause = c.source();
     }

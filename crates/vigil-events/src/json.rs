@@ -135,19 +135,19 @@ impl Ctx<'_> {
 
     fn union(&self, json: &Json, u: &UnionSchema, path: &mut String) -> Result<Value, CodecError> {
         let variants = u.variants();
-        if json.is_null() {
-            if let Some(i) = variants.iter().position(|s| matches!(s, Schema::Null)) {
-                return Ok(Value::Union(i as u32, Box::new(Value::Null)));
-            }
+        if json.is_null()
+            && let Some(i) = variants.iter().position(|s| matches!(s, Schema::Null))
+        {
+            return Ok(Value::Union(i as u32, Box::new(Value::Null)));
         }
         // Avro's JSON encoding: {"<type name>": value}.
-        if let Json::Object(o) = json {
-            if o.len() == 1 {
-                let (tag, inner) = o.iter().next().map(|(k, v)| (k.as_str(), v)).unwrap_or(("", json));
-                if let Some(i) = variants.iter().position(|s| type_name(s) == tag) {
-                    let v = self.convert(inner, &variants[i], path)?;
-                    return Ok(Value::Union(i as u32, Box::new(v)));
-                }
+        if let Json::Object(o) = json
+            && o.len() == 1
+        {
+            let (tag, inner) = o.iter().next().map(|(k, v)| (k.as_str(), v)).unwrap_or(("", json));
+            if let Some(i) = variants.iter().position(|s| type_name(s) == tag) {
+                let v = self.convert(inner, &variants[i], path)?;
+                return Ok(Value::Union(i as u32, Box::new(v)));
             }
         }
         let mut last = None;

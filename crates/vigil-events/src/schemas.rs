@@ -268,7 +268,7 @@ mod tests {
                     // Small helper records (TopicOffset) document themselves at record level.
                     let record_doc = o.contains_key("doc");
                     for f in o.get("fields").and_then(|f| f.as_array()).into_iter().flatten() {
-                        if !f.get("doc").is_some() && !record_doc {
+                        if f.get("doc").is_none() && !record_doc {
                             out.push(f["name"].as_str().unwrap_or("?").to_string());
                         }
                         walk_fields(&f["type"], out);

@@ -151,10 +151,10 @@ impl ConsumerContext for DrainingContext {
                 }
             }
         }
-        if commit.count() > 0 {
-            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                tracing::warn!(error = %e, "commit on revocation failed; the next owner re-reads those records");
-            }
+        if commit.count() > 0
+            && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "commit on revocation failed; the next owner re-reads those records");
         }
         tracing::info!(partitions = revoked.len(), "partitions revoked");
     }

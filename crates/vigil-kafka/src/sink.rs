@@ -74,10 +74,10 @@ impl ProducerContext for SinkContext {
         match result {
             Ok(_) => {
                 self.acked.fetch_add(1, Ordering::Relaxed);
-                if let Some(ticket) = ticket.as_ref() {
-                    if let Ok(mut t) = self.tracker.lock() {
-                        t.ack(ticket);
-                    }
+                if let Some(ticket) = ticket.as_ref()
+                    && let Ok(mut t) = self.tracker.lock()
+                {
+                    t.ack(ticket);
                 }
             }
             Err((e, _)) => {

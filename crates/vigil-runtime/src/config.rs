@@ -134,6 +134,7 @@ pub enum Delivery {
 /// Schema registry settings.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+#[derive(Default)]
 pub struct SchemaRegistryConfig {
     /// Base URL, e.g. `http://127.0.0.1:8081`; empty to use Avro single-object encoding.
     pub url: String,
@@ -275,12 +276,6 @@ impl Default for KafkaConfig {
     }
 }
 
-impl Default for SchemaRegistryConfig {
-    fn default() -> Self {
-        SchemaRegistryConfig { url: String::new(), username: String::new(), password: String::new() }
-    }
-}
-
 impl Default for TopicsConfig {
     fn default() -> Self {
         TopicsConfig {
@@ -369,7 +364,7 @@ impl Layered for Config {
             }
         }
         let r = &self.schema_registry;
-        if !r.url.is_empty() && !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+        if !(r.url.is_empty() || r.url.starts_with("http://") || r.url.starts_with("https://")) {
             p.push(format!("schema-registry.url: `{}` must start with http:// or https://", r.url));
         }
         let t = &self.topics;
@@ -399,10 +394,10 @@ impl Layered for Config {
             if input.schema.is_empty() {
                 p.push(format!("inputs[{i}].schema: must name the record schema, e.g. dev.vigil.demo.Transaction"));
             }
-            if !input.labels.is_empty() {
-                if let Err(why) = valid_topic(&input.labels) {
-                    p.push(format!("inputs[{i}].labels: {why}"));
-                }
+            if !input.labels.is_empty()
+                && let Err(why) = valid_topic(&input.labels)
+            {
+                p.push(format!("inputs[{i}].labels: {why}"));
             }
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
