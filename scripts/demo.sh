@@ -1,31 +1,48 @@
 #!/usr/bin/env bash
 # `make demo`: Vigil's main job end to end on a local broker started here.
-# Today (services still being built): starts Apache Kafka, creates Vigil's topics, produces a few card
-# transactions, labels and texts as Avro, and reads them back decoded.
+#   1. set up (scripts/setup.sh) and build Vigil (release);
+#   2. start Apache Kafka on 127.0.0.1:9092 and create Vigil's topics;
+#   3. start the Vigil services that are built (see SERVICES below);
+#   4. drive them with vigil-load: card transactions with labels, and texts with labels, with drift
+#      injected halfway, printing a one-line summary every few seconds and a final summary;
+#   5. stop the services (the broker keeps running: `make broker-stop`).
+# VIGIL_DEMO_SECONDS sets the length (default 60). Works without ../shared (synthetic texts then).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"
 scripts/setup.sh
 echo "== building Vigil (release)" >&2
 cargo build --release --locked --bins
-bin=target/release
+bin="$VIGIL_ROOT/target/release"
 export VIGIL_KAFKA_PORT=${VIGIL_KAFKA_PORT:-9092}
 export VIGIL_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$VIGIL_KAFKA_PORT"
 scripts/kafka.sh start
-$bin/vigil topics create
-now=$(($(date +%s) * 1000))
-$bin/vigil produce fraud.transactions <<JSON
-{"event_id":"demo-tx-1","account_id":"acct-1","card_id":"card-1","event_time":$now,"amount":12.5,"currency":"EUR","merchant_id":"m-1","merchant_category":"5411","channel":"contactless","country":"DE","card_present":true,"account_age_days":812}
-{"event_id":"demo-tx-2","account_id":"acct-2","card_id":"card-7","event_time":$now,"amount":1890.0,"currency":"EUR","merchant_id":"m-9","merchant_category":"5732","channel":"ecommerce","country":"NG","card_present":false,"account_age_days":3,"device_id":"dev-unknown","distance_from_home_km":5210.0}
-JSON
-$bin/vigil produce fraud.labels <<JSON
-{"event_id":"demo-tx-2","label":1,"label_time":$now,"source":"chargeback"}
-JSON
-$bin/vigil produce sentiment.texts <<JSON
-{"event_id":"demo-text-1","event_time":$now,"source":"product-reviews","text":"Arrived quickly and works perfectly."}
-JSON
-for t in fraud.transactions fraud.labels sentiment.texts; do
-  echo "== $t (decoded by vigil tail)"
-  $bin/vigil tail "$t" --from beginning --idle-timeout 3 --values-only | tail -n 3
+"$bin/vigil" topics create
+
+# Services that run today; the others are still being built (their binaries say so and exit).
+SERVICES=()
+logs="$VIGIL_CACHE/demo-logs"
+mkdir -p "$logs"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+for svc in "${SERVICES[@]}"; do
+  echo "== starting $svc (log: $logs/$svc.log)" >&2
+  "$bin/$svc" >"$logs/$svc.log" 2>&1 &
+  pids+=($!)
 done
-echo "== the broker keeps running on 127.0.0.1:$VIGIL_KAFKA_PORT; stop it with: make broker-stop"
+
+data_args=()
+if [ -d "$VIGIL_ROOT/../shared/data/sentiment" ]; then
+  data_args=(--data "$VIGIL_ROOT/../shared/data/sentiment")
+else
+  echo "== ../shared/data is absent: texts are synthetic" >&2
+fi
+echo "== driving Vigil for ${VIGIL_DEMO_SECONDS:-60} s" >&2
+"$bin/vigil-load" demo --duration "${VIGIL_DEMO_SECONDS:-60}" "${data_args[@]}" > "$logs/summary.json"
+echo "== final summary ($logs/summary.json)" >&2
+"$VIGIL_PYTHON" -c 'import json,sys; s=json.load(open(sys.argv[1])); s.pop("generators",None); print(json.dumps(s, indent=2))' "$logs/summary.json"
+echo "== the broker keeps running on 127.0.0.1:$VIGIL_KAFKA_PORT; stop it with: make broker-stop" >&2

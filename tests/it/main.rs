@@ -6,5 +6,6 @@
 mod compose;
 mod config;
 mod dead_letters;
+mod load;
 mod topics;
 mod wire;

@@ -225,6 +225,22 @@ impl Codec {
         Ok((read_body(&datum_reader, frame.body, writer.name)?, writer.name))
     }
 
+    /// The value of the record's first field when it is a string called `name`, read straight from the
+    /// bytes without decoding the rest (every Vigil record starts with `event_id`). `None` when the
+    /// writer schema is unknown or starts otherwise.
+    pub fn leading_string<'a>(&self, bytes: &'a [u8], name: &str) -> Option<&'a str> {
+        let frame = frame(bytes).ok()?;
+        let writer = self.writer_known(frame.writer).ok()?;
+        let Schema::Record(r) = writer.schema else { return None };
+        let first = r.fields.first()?;
+        if first.name != name || !matches!(first.schema, Schema::String) {
+            return None;
+        }
+        let (len, used) = read_long(frame.body)?;
+        let len = usize::try_from(len).ok()?;
+        std::str::from_utf8(frame.body.get(used..used.checked_add(len)?)?).ok()
+    }
+
     /// Decodes a record into a typed event (resolving to the event's current schema).
     pub fn decode_event<T: Event>(&self, bytes: &[u8]) -> Result<T, CodecError> {
         let value = self.decode(bytes, T::SCHEMA)?;
@@ -330,6 +346,18 @@ impl Codec {
 pub trait Event: Serialize + DeserializeOwned {
     /// Full name of its current schema.
     const SCHEMA: &'static str;
+}
+
+/// Reads an Avro `long` (zig-zag varint); returns it and the bytes used.
+fn read_long(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((((value >> 1) as i64) ^ -((value & 1) as i64), i + 1));
+        }
+    }
+    None
 }
 
 fn read_body(reader: &GenericDatumReader<'static>, body: &[u8], schema: &str) -> Result<Value, CodecError> {

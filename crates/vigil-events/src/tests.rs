@@ -256,6 +256,20 @@ fn long_bytes_are_summarised_in_json_output() {
 }
 
 #[test]
+fn the_leading_event_id_is_read_without_decoding() {
+    let codec = Codec::new();
+    let s = score(3);
+    let bytes = codec.encode_event(&s).unwrap();
+    assert_eq!(codec.leading_string(&bytes, "event_id"), Some("e-3"));
+    assert_eq!(codec.leading_string(&bytes, "model"), None);
+    let long_id = Label { event_id: "x".repeat(300), label: 0.0, label_time: 0, source: None };
+    let bytes = codec.encode_event(&long_id).unwrap();
+    assert_eq!(codec.leading_string(&bytes, "event_id").map(str::len), Some(300));
+    assert_eq!(codec.leading_string(&bytes[..20], "event_id"), None, "truncated");
+    assert_eq!(codec.leading_string(b"junk", "event_id"), None);
+}
+
+#[test]
 fn user_schemas_can_be_added() {
     let codec = Codec::new();
     let (name, fp) = codec

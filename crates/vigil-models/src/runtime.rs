@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use ort::ep::{self, ExecutionProvider as _};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorRef, ValueType};
+use vigil_runtime::error_chain;
 
 /// Which hardware runs inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,18 +199,6 @@ fn with_provider(
     _provider: Provider,
 ) -> Result<(ort::session::builder::SessionBuilder, &'static str), RuntimeError> {
     Ok((builder, "cpu"))
-}
-
-/// Renders an error with its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The signature of one model input or output.

@@ -1,0 +1,518 @@
+//! The benchmark harness behind `make bench`. Every figure is measured side by side with its baseline
+//! in the same run, alternating (A B A B …) over several rounds, because the machine is shared and
+//! noisy; reports give medians and spreads.
+//!
+//! - **Throughput** (maximum sustainable rate): the input topic is preloaded with `events` records;
+//!   the system under test starts with a fresh consumer group and drains it; the rate is the number of
+//!   outputs over the span of their broker timestamps (first to last output).
+//! - **Latency** at half the measured maximum: the system runs on fresh topics, the generator produces
+//!   open loop at that rate, and the probe matches outputs to inputs by event id.
+//! - **Memory**: the system's peak resident set (`VmHWM`), read from `/proc`.
+//! - **Raw rate** (B1): a fixed, real record produced as fast as possible, and consumed as fast as
+//!   possible, by librdkafka through the same client settings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+use vigil_events::Codec;
+use vigil_kafka::{client, now_ms};
+use vigil_runtime::config::KafkaConfig;
+
+use crate::generate::{self, FraudSource, Progress, RunConfig};
+use crate::probe::{self, Percentiles, ProbeConfig};
+use crate::sim::fraud::{FraudConfig, FraudSim};
+use crate::sim::labels::LabelDelays;
+
+/// Errors of a benchmark run.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where and how benchmarks run.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Kafka settings (the broker under `make bench`).
+    pub kafka: KafkaConfig,
+    /// Folder holding the workspace's binaries (the systems under test).
+    pub bin_dir: PathBuf,
+    /// Folder for reports (`target/bench`).
+    pub out_dir: PathBuf,
+    /// Rounds of A B alternation.
+    pub rounds: usize,
+    /// Records preloaded for a throughput run.
+    pub events: u64,
+    /// Seconds of open-loop load for a latency run.
+    pub latency_secs: f64,
+    /// Partitions of the benchmark topics.
+    pub partitions: i32,
+}
+
+/// A system under test, run as its own process.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// Name in reports.
+    pub name: String,
+    /// Program (in `bin_dir`) and arguments; `{input}`, `{output}`, `{group}` are substituted.
+    pub program: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl System {
+    /// The forwarder baseline (B0).
+    pub fn forwarder() -> System {
+        System {
+            name: "forwarder".into(),
+            program: "vigil-forwarder".into(),
+            args: ["--input", "{input}", "--output", "{output}", "--group", "{group}"].map(String::from).to_vec(),
+            env: Vec::new(),
+        }
+    }
+
+    fn spawn(&self, env: &Env, input: &str, output: &str, group: &str) -> Result<Child, BenchError> {
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| a.replace("{input}", input).replace("{output}", output).replace("{group}", group))
+            .collect();
+        let mut cmd = Command::new(env.bin_dir.join(&self.program));
+        cmd.args(&args)
+            .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", &env.kafka.bootstrap_servers)
+            .env("VIGIL_LOG__LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        Ok(cmd.spawn().map_err(|e| format!("starting {}: {e}", self.program))?)
+    }
+}
+
+/// One throughput measurement.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Throughput {
+    /// Outputs per second.
+    pub events_per_s: f64,
+    /// Peak resident set of the system, MiB.
+    pub rss_mb: f64,
+}
+
+/// One latency measurement.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    /// Offered rate (`None`: as fast as the generator could).
+    pub offered: Option<f64>,
+    /// Rate achieved end to end (matched outputs per second).
+    pub achieved: f64,
+    /// Percentiles.
+    pub percentiles: Percentiles,
+    /// Events produced.
+    pub produced: u64,
+    /// Peak resident set of the system, MiB.
+    pub rss_mb: f64,
+}
+
+/// Creates fresh topics with the benchmark's partitions.
+pub async fn topics(env: &Env, names: &[&str]) -> Result<(), BenchError> {
+    let admin: AdminClient<DefaultClientContext> = client::base_config(&env.kafka, "bench").create()?;
+    let new: Vec<NewTopic<'_>> =
+        names.iter().map(|n| NewTopic::new(n, env.partitions, TopicReplication::Fixed(1))).collect();
+    for r in admin.create_topics(&new, &AdminOptions::new()).await? {
+        r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
+    }
+    Ok(())
+}
+
+/// Deletes topics (best effort).
+pub async fn drop_topics(env: &Env, names: &[&str]) {
+    if let Ok(admin) = client::base_config(&env.kafka, "bench").create::<AdminClient<DefaultClientContext>>() {
+        let _ = admin.delete_topics(names, &AdminOptions::new()).await;
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("bench-{prefix}-{}-{}", std::process::id(), now_ms())
+}
+
+/// Preloads `topic` with `n` simulated transactions as fast as possible; returns records per second.
+pub async fn preload(env: &Env, topic: &str, n: u64, seed: u64) -> Result<f64, BenchError> {
+    let codec = Codec::new();
+    let mut source = FraudSource {
+        sim: FraudSim::new(FraudConfig { seed, id_prefix: format!("pre{seed}"), ..FraudConfig::default() }),
+        codec: Arc::new(Codec::new()),
+    };
+    let cfg = run_config(topic, None, Some(n), None);
+    let s = generate::run(&env.kafka, &mut source, &cfg, &codec, Arc::new(Progress::default())).await?;
+    Ok(s.events_per_s)
+}
+
+fn run_config(topic: &str, rate: Option<f64>, events: Option<u64>, duration: Option<f64>) -> RunConfig {
+    RunConfig {
+        topic: topic.to_string(),
+        labels_topic: None,
+        rate,
+        max_events: events,
+        duration: duration.map(Duration::from_secs_f64),
+        delays: LabelDelays::default(),
+        seed: 1,
+        label_grace: Duration::ZERO,
+    }
+}
+
+/// B1: one real record produced `n` times as fast as possible by a bare librdkafka producer with
+/// Vigil's producer settings (no per-record work at all); records per second until all are acknowledged.
+pub async fn raw_produce(env: &Env, topic: &str, n: u64) -> Result<f64, BenchError> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let codec = Codec::new();
+    let payload = codec.encode_event(&FraudSim::new(FraudConfig::default()).transaction().tx)?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        client::producer_config(&env.kafka, "bench-raw").create()?;
+    // One acknowledged record first: the idempotent producer's id handshake is start-up, not rate.
+    producer.send(BaseRecord::<(), [u8]>::to(topic).payload(&payload[..])).map_err(|(e, _)| e)?;
+    producer.flush(Duration::from_secs(30))?;
+    let started = Instant::now();
+    for _ in 0..n {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&payload[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// B1: consumes `n` records of `topic` from the beginning as fast as possible; records per second.
+pub async fn raw_consume(env: &Env, topic: &str, n: u64) -> Result<f64, BenchError> {
+    let consumer: StreamConsumer<client::LogContext> =
+        client::consumer_config(&env.kafka, "bench", &unique("raw")).create_with_context(client::LogContext)?;
+    consumer.subscribe(&[topic])?;
+    let mut seen = 0u64;
+    let mut first: Option<Instant> = None;
+    while seen < n {
+        match tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await {
+            Ok(Ok(_)) => {
+                first.get_or_insert_with(Instant::now);
+                seen += 1;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(format!("raw consume: {seen} of {n} records within 60 s").into()),
+        }
+    }
+    let secs = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    Ok(n as f64 / secs.max(1e-9))
+}
+
+/// Sum of high watermarks and (min, max) record timestamps of `topic`.
+fn output_span(env: &Env, topic: &str) -> Result<(i64, Option<(i64, i64)>), BenchError> {
+    let c: BaseConsumer<client::LogContext> =
+        client::consumer_config(&env.kafka, "bench", &unique("span")).create_with_context(client::LogContext)?;
+    let mut total = 0;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for p in 0..env.partitions {
+        let (low, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        total += high - low;
+        if high > low {
+            for offset in [low, high - 1] {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
+                c.assign(&tpl)?;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    match c.poll(Duration::from_millis(200)) {
+                        Some(Ok(m)) if m.offset() == offset => {
+                            let ts = m.timestamp().to_millis().unwrap_or(0);
+                            lo = lo.min(ts);
+                            hi = hi.max(ts);
+                            break;
+                        }
+                        _ if Instant::now() > deadline => {
+                            return Err(format!("cannot read {topic}/{p}@{offset}").into());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok((total, (lo <= hi).then_some((lo, hi))))
+}
+
+/// Peak and current resident set of a process, MiB.
+pub fn rss_mb(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+    };
+    Some((field("VmHWM:")? / 1024.0, field("VmRSS:")? / 1024.0))
+}
+
+/// Stops a child with SIGTERM (then SIGKILL after 20 s) and returns its peak RSS (MiB).
+pub fn stop(child: &mut Child) -> f64 {
+    let peak = rss_mb(child.id()).map(|r| r.0).unwrap_or(0.0);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return peak;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    peak
+}
+
+/// Maximum sustainable rate of `system` over a preloaded `input` of `n` records.
+pub async fn throughput(env: &Env, system: &System, input: &str, n: u64) -> Result<Throughput, BenchError> {
+    let output = unique(&format!("{}-out", system.name));
+    topics(env, &[&output]).await?;
+    let mut child = system.spawn(env, input, &output, &unique(&system.name))?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let result = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(format!("{} exited early ({status})", system.name).into());
+        }
+        match output_span(env, &output) {
+            Ok((count, Some((lo, hi)))) if count as u64 >= n => {
+                break Ok(n as f64 / ((hi - lo).max(1) as f64 / 1000.0));
+            }
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+        if Instant::now() > deadline {
+            break Err(format!("{} did not produce {n} outputs within 600 s", system.name).into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let rss_mb = stop(&mut child);
+    drop_topics(env, &[&output]).await;
+    result.map(|events_per_s| Throughput { events_per_s, rss_mb })
+}
+
+/// End-to-end latency of `system` with `n` records offered at `rate` records per second, open loop
+/// (`None`: as fast as the generator can, which measures the live maximum rate).
+pub async fn latency(env: &Env, system: &System, rate: Option<f64>, n: u64, seed: u64) -> Result<Latency, BenchError> {
+    let (input, output) = (unique(&format!("{}-lin", system.name)), unique(&format!("{}-lout", system.name)));
+    topics(env, &[&input, &output]).await?;
+    let mut child = system.spawn(env, &input, &output, &unique(&system.name))?;
+    // Warm up: a few records through, so that the group has joined before measuring.
+    preload(env, &input, 10, seed + 1000).await?;
+    let warm = Instant::now();
+    loop {
+        if output_span(env, &output)?.0 >= 10 {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{} exited during warm-up ({status})", system.name).into());
+        }
+        if warm.elapsed() > Duration::from_secs(120) {
+            stop(&mut child);
+            return Err(format!("{} produced nothing within 120 s", system.name).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probe_cfg = ProbeConfig {
+        input: input.clone(),
+        output: output.clone(),
+        expect: Some(n),
+        idle: Duration::from_secs(15),
+        max_time: Duration::from_secs(600),
+        id_prefix: Some(format!("lat{seed}-")),
+    };
+    let kafka = env.kafka.clone();
+    let probe = tokio::spawn(async move { probe::run(&kafka, &probe_cfg).await });
+    let codec = Codec::new();
+    let mut source = FraudSource {
+        sim: FraudSim::new(FraudConfig { seed, id_prefix: format!("lat{seed}"), ..FraudConfig::default() }),
+        codec: Arc::new(Codec::new()),
+    };
+    let cfg = run_config(&input, rate, Some(n), None);
+    let started_us = now_ms() * 1000;
+    let produced = generate::run(&env.kafka, &mut source, &cfg, &codec, Arc::new(Progress::default())).await?;
+    let lat = probe.await??;
+    let rss_mb = stop(&mut child);
+    drop_topics(env, &[&input, &output]).await;
+    if lat.matched() < n {
+        return Err(format!("{}: only {} of {n} events came out", system.name, lat.matched()).into());
+    }
+    let achieved = lat.last_output_us().map(|l| n as f64 / ((l - started_us).max(1) as f64 / 1e6)).unwrap_or(0.0);
+    Ok(Latency { offered: rate, achieved, percentiles: lat.percentiles(), produced: produced.events, rss_mb })
+}
+
+/// Median of a sample.
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// (min, max) of a sample.
+pub fn spread(xs: &[f64]) -> (f64, f64) {
+    xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
+}
+
+/// The current commit, for reports.
+pub fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Facts about the machine and run, for every report.
+pub fn machine(env: &Env) -> Json {
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "commit": commit(),
+        "date_ms": now_ms(),
+        "rounds": env.rounds,
+        "events": env.events,
+        "latency_secs": env.latency_secs,
+        "partitions": env.partitions,
+        "linger_ms": env.kafka.linger_ms,
+        "compression": env.kafka.compression,
+    })
+}
+
+/// Writes a report.
+pub fn write_report(env: &Env, name: &str, report: &Json) -> Result<PathBuf, BenchError> {
+    std::fs::create_dir_all(&env.out_dir)?;
+    let path = env.out_dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(report)? + "\n")?;
+    Ok(path)
+}
+
+/// The forwarder benchmark: B0 against the raw librdkafka rate (B1), alternating.
+pub async fn forwarder(env: &Env) -> Result<Json, BenchError> {
+    let system = System::forwarder();
+    let started = Instant::now();
+    let (mut fwd, mut raw_p, mut raw_c, mut rss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..env.rounds {
+        let input = unique("fwd-in");
+        let raw = unique("raw");
+        topics(env, &[&input, &raw]).await?;
+        // B: raw producer and consumer rates; A: the forwarder over a preloaded topic.
+        raw_p.push(raw_produce(env, &raw, env.events).await?);
+        raw_c.push(raw_consume(env, &raw, env.events).await?);
+        preload(env, &input, env.events, round as u64).await?;
+        let t = throughput(env, &system, &input, env.events).await?;
+        fwd.push(t.events_per_s);
+        rss.push(t.rss_mb);
+        eprintln!(
+            "round {}: forwarder {:.0}/s, raw produce {:.0}/s, raw consume {:.0}/s",
+            round + 1,
+            t.events_per_s,
+            raw_p[round],
+            raw_c[round]
+        );
+        drop_topics(env, &[&input, &raw]).await;
+    }
+    let max_rate = median(&fwd);
+    // The live maximum: the generator producing as fast as it can while the system runs, all on this
+    // machine's cores; latency is measured at half of it.
+    let mut live = Vec::new();
+    for round in 0..env.rounds {
+        let l = latency(env, &system, None, env.events, 50 + round as u64).await?;
+        eprintln!("live round {}: {:.0}/s end to end", round + 1, l.achieved);
+        rss.push(l.rss_mb);
+        live.push(l.achieved);
+    }
+    let live_max = median(&live);
+    let half = (live_max / 2.0).max(100.0);
+    let mut lats = Vec::new();
+    for round in 0..env.rounds {
+        let n = (half * env.latency_secs) as u64;
+        let l = latency(env, &system, Some(half), n, 100 + round as u64).await?;
+        eprintln!(
+            "latency round {} at {half:.0}/s: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
+            round + 1,
+            l.percentiles.p50_ms,
+            l.percentiles.p99_ms,
+            l.percentiles.p999_ms
+        );
+        rss.push(l.rss_mb);
+        lats.push(l);
+    }
+    let pick = |f: fn(&Latency) -> f64| lats.iter().map(f).collect::<Vec<_>>();
+    let (p50, p99, p999) =
+        (pick(|l| l.percentiles.p50_ms), pick(|l| l.percentiles.p99_ms), pick(|l| l.percentiles.p999_ms));
+    let report = json!({
+        "benchmark": "forwarder",
+        "machine": machine(env),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "commit": commit(),
+        "events_per_s": max_rate,
+        "events_per_s_runs": fwd.clone(),
+        "events_per_s_spread": spread(&fwd),
+        "raw_produce_events_per_s": median(&raw_p),
+        "raw_produce_runs": raw_p.clone(),
+        "raw_consume_events_per_s": median(&raw_c),
+        "raw_consume_runs": raw_c.clone(),
+        "forwarder_to_raw_produce": max_rate / median(&raw_p),
+        "live_events_per_s": live_max,
+        "live_events_per_s_runs": live.clone(),
+        "latency_rate_per_s": half,
+        "p50_ms": median(&p50),
+        "p99_ms": median(&p99),
+        "p999_ms": median(&p999),
+        "p99_ms_runs": p99.clone(),
+        "latency_runs": lats,
+        "rss_mb": rss.iter().cloned().fold(0.0, f64::max),
+        "elapsed_s": started.elapsed().as_secs_f64(),
+    });
+    let path = write_report(env, "forwarder", &report)?;
+    eprintln!(
+        "\nforwarder benchmark ({} rounds, {} events, median [min, max]) -> {}",
+        env.rounds,
+        env.events,
+        path.display()
+    );
+    table(&[
+        ("forwarder events/s (drain)", &fwd),
+        ("forwarder events/s (live)", &live),
+        ("raw produce events/s", &raw_p),
+        ("raw consume events/s", &raw_c),
+        ("p50 ms @ half max", &p50),
+        ("p99 ms @ half max", &p99),
+        ("p99.9 ms @ half max", &p999),
+    ]);
+    Ok(report)
+}
+
+/// Prints `name  median  [min, max]` rows.
+pub fn table(rows: &[(&str, &Vec<f64>)]) {
+    for (name, xs) in rows {
+        let (lo, hi) = spread(xs);
+        eprintln!("  {name:<28} {:>12.2}   [{lo:.2}, {hi:.2}]", median(xs));
+    }
+}
+
+/// The repository root when running from `target/<profile>/`.
+pub fn repo_root(bin_dir: &Path) -> PathBuf {
+    bin_dir.ancestors().nth(2).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}

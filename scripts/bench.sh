@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark beside its baseline, alternating over several rounds, on a broker of
+# its own (port 29092, started and stopped here). Reports: target/bench/<name>.json.
+# VIGIL_BENCH_ROUNDS, VIGIL_BENCH_EVENTS and VIGIL_BENCH_LATENCY_SECS size the runs.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$VIGIL_ROOT"
+scripts/setup.sh
+cargo build --release --locked --bins
+export VIGIL_KAFKA_PORT=${VIGIL_BENCH_KAFKA_PORT:-29092}
+export VIGIL_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$VIGIL_KAFKA_PORT"
+started=0
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh start
+  started=1
+fi
+stop() { [ "$started" = 1 ] && scripts/kafka.sh stop || true; }
+trap stop EXIT
+time target/release/vigil-bench "${@:-all}"
