@@ -1,0 +1,18 @@
+//! Features for Vigil's models: the feature spec ([`spec`], TOML, carried inside every checkpoint)
+//! and the featurisers that turn decoded records into model inputs ([`featurize`], [`text`]). Pure: no
+//! I/O, so the scorer, the learner and the drift detector featurise identically.
+
+pub mod featurize;
+pub mod spec;
+pub mod text;
+
+pub use featurize::{FeatureError, Featurizer};
+pub use spec::{FeatureSpec, SpecError};
+
+/// The spec the demo's fraud model starts with (card transactions).
+pub const FRAUD_SPEC: &str = include_str!("../specs/fraud.toml");
+/// The spec the demo's sentiment model starts with (texts).
+pub const SENTIMENT_SPEC: &str = include_str!("../specs/sentiment.toml");
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! The feature spec: how a record's fields become a model's inputs. Written once in TOML, stored
+//! inside every checkpoint, and used by the scorer, the learner and the drift detector alike, so that
+//! training and serving cannot skew.
+//!
+//! ```toml
+//! model = "fraud"
+//! schema = "dev.vigil.demo.Transaction"
+//!
+//! [[numeric]]
+//! field = "amount"
+//! transform = "log1p"        # none | log1p | present | hour-sin | hour-cos (of a timestamp-millis field)
+//! mean = 3.6                 # standardisation after the transform: (x - mean) / std
+//! std = 1.1
+//! clip = 6.0                 # optional: clip the standardised value to ±clip
+//! missing = "impute"         # impute (use `impute`, default the mean) | reject
+//!
+//! [[categorical]]
+//! field = "channel"
+//! encoding = "one-hot"       # one-hot (with `values`, plus one slot for anything else) | hash (`buckets`)
+//! values = ["pos", "contactless", "ecommerce", "atm", "moto"]
+//!
+//! [text]                     # hashed n-grams, for text models (instead of numeric/categorical)
+//! field = "text"
+//! buckets = 262144
+//! word-ngrams = [1, 2]
+//! char-ngrams = [3, 4]       # optional, [0, 0] for none
+//! max-tokens = 256           # padded length of the index / value tensors
+//! max-chars = 5000           # longer texts are refused (dead-lettered)
+//! ```
+//!
+//! Non-finite numbers (NaN, ±inf) are always refused: a model must not silently score on them.
+
+use serde::{Deserialize, Serialize};
+
+/// A feature spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FeatureSpec {
+    /// The model this spec feeds.
+    pub model: String,
+    /// Full name of the record schema it reads.
+    pub schema: String,
+    /// Numeric features, in input order.
+    #[serde(default)]
+    pub numeric: Vec<Numeric>,
+    /// Categorical features, after the numeric ones.
+    #[serde(default)]
+    pub categorical: Vec<Categorical>,
+    /// Hashed text features (text models).
+    #[serde(default)]
+    pub text: Option<Text>,
+}
+
+/// A numeric feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Numeric {
+    /// Record field (numbers, booleans as 0/1, timestamps).
+    pub field: String,
+    /// Feature name, when one field gives several features (default: the field).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Transform before standardisation.
+    #[serde(default)]
+    pub transform: Transform,
+    /// Mean subtracted after the transform.
+    #[serde(default)]
+    pub mean: f64,
+    /// Standard deviation divided by (must be positive).
+    #[serde(default = "one")]
+    pub std: f64,
+    /// Clip the standardised value to ±clip.
+    #[serde(default)]
+    pub clip: Option<f64>,
+    /// What a missing (null) value does.
+    #[serde(default)]
+    pub missing: Missing,
+    /// The transformed value used for a missing one (default: `mean`, i.e. 0 after standardising).
+    #[serde(default)]
+    pub impute: Option<f64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Numeric transforms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transform {
+    /// The value as is.
+    #[default]
+    None,
+    /// `ln(1 + max(x, 0))`, for heavy-tailed amounts.
+    Log1p,
+    /// `sin(2π · hour / 24)` of a timestamp (UTC), for daily cycles.
+    HourSin,
+    /// `cos(2π · hour / 24)` of a timestamp (UTC).
+    HourCos,
+    /// 1 when the field has a value (of any type), 0 when it is null.
+    Present,
+}
+
+/// Missing-value policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Missing {
+    /// Use the imputed value.
+    #[default]
+    Impute,
+    /// Refuse the record (dead letter).
+    Reject,
+}
+
+/// A categorical feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Categorical {
+    /// Record field (strings, enums, booleans, integers).
+    pub field: String,
+    /// How categories become inputs.
+    pub encoding: Encoding,
+    /// One-hot: the known values (anything else, and missing, goes to one extra slot).
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Hash: number of buckets.
+    #[serde(default)]
+    pub buckets: u32,
+    /// What a missing value does (impute: the "other" slot / bucket of the empty string).
+    #[serde(default)]
+    pub missing: Missing,
+}
+
+/// Categorical encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// One input per known value plus one for the rest.
+    OneHot,
+    /// Feature hashing into `buckets` inputs.
+    Hash,
+}
+
+/// Hashed n-gram text features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Text {
+    /// Record field (a string).
+    pub field: String,
+    /// Hash buckets (rows of the weight table).
+    pub buckets: u32,
+    /// Word n-gram sizes, inclusive range.
+    #[serde(default = "words")]
+    pub word_ngrams: [u32; 2],
+    /// Character n-gram sizes (within words), inclusive range; `[0, 0]` for none.
+    #[serde(default)]
+    pub char_ngrams: [u32; 2],
+    /// Padded length of the index / value tensors; more n-grams are truncated.
+    #[serde(default = "max_tokens")]
+    pub max_tokens: u32,
+    /// Longer texts are refused.
+    #[serde(default = "max_chars")]
+    pub max_chars: u32,
+    /// Lower-case before tokenising.
+    #[serde(default = "yes")]
+    pub lowercase: bool,
+}
+
+fn words() -> [u32; 2] {
+    [1, 2]
+}
+fn max_tokens() -> u32 {
+    256
+}
+fn max_chars() -> u32 {
+    5000
+}
+fn yes() -> bool {
+    true
+}
+
+/// Every problem of a spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid feature spec: {}", .problems.join("; "))]
+pub struct SpecError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl FeatureSpec {
+    /// Parses and validates a spec.
+    pub fn parse(text: &str) -> Result<FeatureSpec, SpecError> {
+        let spec: FeatureSpec = toml::from_str(text).map_err(|e| SpecError {
+            problems: vec![e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")],
+        })?;
+        let problems = spec.validate();
+        if problems.is_empty() { Ok(spec) } else { Err(SpecError { problems }) }
+    }
+
+    /// The spec as TOML (what checkpoints carry).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Every rule the spec breaks.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.model.is_empty() {
+            p.push("model: must name the model".into());
+        }
+        if self.schema.is_empty() {
+            p.push("schema: must name the record schema".into());
+        }
+        if self.numeric.is_empty() && self.categorical.is_empty() && self.text.is_none() {
+            p.push("no features: give [[numeric]], [[categorical]] or [text]".into());
+        }
+        if self.text.is_some() && !(self.numeric.is_empty() && self.categorical.is_empty()) {
+            p.push("a text model takes only [text] (tabular and text features cannot be mixed yet)".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, n) in self.numeric.iter().enumerate() {
+            if n.field.is_empty() {
+                p.push(format!("numeric[{i}].field: must not be empty"));
+            }
+            if !names.insert(n.feature_name().to_string()) {
+                p.push(format!("numeric[{i}]: feature `{}` appears twice (give a distinct `name`)", n.feature_name()));
+            }
+            if !(n.std.is_finite() && n.std > 0.0) {
+                p.push(format!("numeric[{i}].std: must be positive, not {}", n.std));
+            }
+            if !n.mean.is_finite() {
+                p.push(format!("numeric[{i}].mean: must be finite"));
+            }
+            if n.clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+                p.push(format!("numeric[{i}].clip: must be positive"));
+            }
+            if n.impute.is_some_and(|v| !v.is_finite()) {
+                p.push(format!("numeric[{i}].impute: must be finite"));
+            }
+        }
+        for (i, c) in self.categorical.iter().enumerate() {
+            if c.field.is_empty() {
+                p.push(format!("categorical[{i}].field: must not be empty"));
+            }
+            if !names.insert(c.field.clone()) {
+                p.push(format!("categorical[{i}]: feature `{}` appears twice", c.field));
+            }
+            match c.encoding {
+                Encoding::OneHot if c.values.is_empty() => {
+                    p.push(format!("categorical[{i}].values: one-hot needs the known values"))
+                }
+                Encoding::Hash if c.buckets == 0 => p.push(format!("categorical[{i}].buckets: hash needs buckets > 0")),
+                _ => {}
+            }
+        }
+        if let Some(t) = &self.text {
+            if t.field.is_empty() {
+                p.push("text.field: must not be empty".into());
+            }
+            if t.buckets < 2 {
+                p.push("text.buckets: must be at least 2".into());
+            }
+            if t.word_ngrams[0] > t.word_ngrams[1] || t.char_ngrams[0] > t.char_ngrams[1] {
+                p.push("text: n-gram ranges are [min, max]".into());
+            }
+            if t.word_ngrams[0] == 0 && t.char_ngrams[1] == 0 {
+                p.push("text: enable word or character n-grams".into());
+            }
+            if t.max_tokens == 0 || t.max_chars == 0 {
+                p.push("text: max-tokens and max-chars must be positive".into());
+            }
+        }
+        p
+    }
+
+    /// Width of the dense feature vector of a tabular spec.
+    pub fn width(&self) -> usize {
+        self.numeric.len()
+            + self
+                .categorical
+                .iter()
+                .map(|c| match c.encoding {
+                    Encoding::OneHot => c.values.len() + 1,
+                    Encoding::Hash => c.buckets as usize,
+                })
+                .sum::<usize>()
+    }
+
+    /// Names of the dense inputs, in order (`amount`, `channel=pos`, `channel=<other>`, `mcc#3`, …).
+    pub fn input_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.numeric.iter().map(|n| n.feature_name().to_string()).collect();
+        for c in &self.categorical {
+            match c.encoding {
+                Encoding::OneHot => {
+                    out.extend(c.values.iter().map(|v| format!("{}={v}", c.field)));
+                    out.push(format!("{}=<other>", c.field));
+                }
+                Encoding::Hash => out.extend((0..c.buckets).map(|b| format!("{}#{b}", c.field))),
+            }
+        }
+        out
+    }
+
+    /// Whether this is a text model.
+    pub fn is_text(&self) -> bool {
+        self.text.is_some()
+    }
+}
+
+impl Numeric {
+    /// The feature's name.
+    pub fn feature_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.field)
+    }
+}

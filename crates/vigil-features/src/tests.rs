@@ -1,0 +1,168 @@
+//! Tests of the spec and the featurisers against the shipped schemas.
+
+use apache_avro::types::Value;
+use proptest::prelude::*;
+use vigil_events::schemas::{current, names};
+use vigil_events::{Codec, TextEvent, Transaction};
+
+use crate::featurize::{FeatureError, Featurizer};
+use crate::spec::FeatureSpec;
+use crate::text::{hash_ngrams, tokens};
+use crate::{FRAUD_SPEC, SENTIMENT_SPEC};
+
+fn tx() -> Transaction {
+    Transaction {
+        event_id: "e".into(),
+        account_id: "a".into(),
+        card_id: "c".into(),
+        event_time: 1_767_571_200_000 + 6 * 3_600_000, // 06:00 UTC
+        amount: 100.0,
+        currency: "EUR".into(),
+        merchant_id: "m".into(),
+        merchant_category: "5411".into(),
+        channel: "ecommerce".into(),
+        country: "DE".into(),
+        card_present: false,
+        account_age_days: 400,
+        device_id: Some("d".into()),
+        distance_from_home_km: None,
+    }
+}
+
+fn as_value(t: &Transaction) -> Value {
+    let codec = Codec::new();
+    codec.decode(&codec.encode_event(t).unwrap(), names::TRANSACTION).unwrap()
+}
+
+fn fraud() -> Featurizer {
+    let spec = FeatureSpec::parse(FRAUD_SPEC).unwrap();
+    Featurizer::new(&spec, &current(names::TRANSACTION).unwrap().schema).unwrap()
+}
+
+#[test]
+fn the_demo_specs_parse_and_fit_their_schemas() {
+    let f = fraud();
+    assert_eq!(f.width(), 7 + 6 + 14 + 16);
+    assert_eq!(f.spec().input_names().len(), f.width());
+    let s = FeatureSpec::parse(SENTIMENT_SPEC).unwrap();
+    assert!(s.is_text());
+    Featurizer::new(&s, &current(names::TEXT_EVENT).unwrap().schema).unwrap();
+    // The spec survives its own TOML round trip (it travels inside checkpoints).
+    assert_eq!(FeatureSpec::parse(&f.spec().to_toml()).unwrap(), *f.spec());
+}
+
+#[test]
+fn dense_rows_follow_the_spec() {
+    let f = fraud();
+    let mut row = vec![9.0f32; f.width()];
+    f.dense(&as_value(&tx()), &mut row).unwrap();
+    let spec = f.spec();
+    let z = |i: usize, x: f64| ((x - spec.numeric[i].mean) / spec.numeric[i].std) as f32;
+    assert!((row[0] - z(0, 101f64.ln())).abs() < 1e-6, "log1p amount");
+    assert!((row[1] - z(1, 401f64.ln())).abs() < 1e-6);
+    assert!((row[2] - z(2, 7.0)).abs() < 1e-6, "distance imputed");
+    assert!((row[3] - z(3, 0.0)).abs() < 1e-6, "card not present");
+    assert!((row[4] - z(4, 1.0)).abs() < 1e-6, "has a device");
+    assert!((row[5] - 1.0).abs() < 1e-6 && row[6].abs() < 1e-6, "06:00 is sin = 1, cos = 0");
+    // channel one-hot: ecommerce is the third value.
+    assert_eq!(&row[7..13], &[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+    assert_eq!(row[13..27].iter().sum::<f32>(), 1.0);
+    assert_eq!(row[13], 1.0, "5411 is the first MCC");
+    assert_eq!(row[27..].iter().sum::<f32>(), 1.0, "one hashed country bucket");
+    // An unknown channel goes to the extra slot.
+    let mut other = tx();
+    other.channel = "teleport".into();
+    f.dense(&as_value(&other), &mut row).unwrap();
+    assert_eq!(row[12], 1.0);
+}
+
+#[test]
+fn bad_values_are_typed_errors() {
+    let f = fraud();
+    let mut row = vec![0.0f32; f.width()];
+    let mut nan = tx();
+    nan.amount = f64::NAN;
+    assert!(matches!(f.dense(&as_value(&nan), &mut row), Err(FeatureError::NonFinite { .. })));
+    let mut inf = tx();
+    inf.distance_from_home_km = Some(f64::INFINITY);
+    assert_eq!(f.dense(&as_value(&inf), &mut row).unwrap_err().kind(), "non-finite-feature");
+    let strict = FeatureSpec::parse(
+        &FRAUD_SPEC.replace("impute = 7.0", "").replace("missing = \"impute\"", "missing = \"reject\""),
+    )
+    .unwrap();
+    let strict = Featurizer::new(&strict, &current(names::TRANSACTION).unwrap().schema).unwrap();
+    assert_eq!(
+        strict.dense(&as_value(&tx()), &mut row).unwrap_err(),
+        FeatureError::Missing("distance_from_home_km".into())
+    );
+    assert_eq!(f.dense(&Value::Null, &mut row).unwrap_err(), FeatureError::NotARecord);
+}
+
+#[test]
+fn specs_report_every_problem() {
+    let err = FeatureSpec::parse(
+        r#"
+model = ""
+schema = "x"
+[[numeric]]
+field = "a"
+std = 0
+[[numeric]]
+field = "a"
+[[categorical]]
+field = "c"
+encoding = "one-hot"
+"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.problems.len(), 4, "{err}");
+    let unknown = FeatureSpec::parse("model = \"m\"\nschema = \"s\"\ncolour = 1\n").unwrap_err();
+    assert!(unknown.to_string().contains("colour"), "{unknown}");
+    let spec = FeatureSpec::parse("model = \"m\"\nschema = \"s\"\n[[numeric]]\nfield = \"nope\"\n").unwrap();
+    let problems = Featurizer::new(&spec, &current(names::TRANSACTION).unwrap().schema).unwrap_err();
+    assert!(problems[0].contains("`nope` is not in the schema"), "{problems:?}");
+}
+
+#[test]
+fn texts_hash_into_padded_rows_and_oversized_ones_are_refused() {
+    let spec = FeatureSpec::parse(SENTIMENT_SPEC).unwrap();
+    let f = Featurizer::new(&spec, &current(names::TEXT_EVENT).unwrap().schema).unwrap();
+    let codec = Codec::new();
+    let event = |text: &str| {
+        let e = TextEvent {
+            event_id: "t".into(),
+            event_time: 0,
+            source: "s".into(),
+            text: text.into(),
+            language: None,
+            author_id: None,
+        };
+        codec.decode(&codec.encode_event(&e).unwrap(), names::TEXT_EVENT).unwrap()
+    };
+    let (mut idx, mut val) = (vec![7i64; f.text_len()], vec![7.0f32; f.text_len()]);
+    f.text(&event("Great phone, GREAT price!"), &mut idx, &mut val).unwrap();
+    // 4 words: 4 unigrams + 3 bigrams; char 3-grams of <great> (5) x2, <phone> (5), <price> (5).
+    let used = val.iter().filter(|v| **v > 0.0).count();
+    assert_eq!(used, 4 + 3 + 20);
+    assert!(idx[..used].iter().all(|i| (0..65536).contains(i)));
+    assert!(idx[used..].iter().all(|i| *i == 0) && val[used..].iter().all(|v| *v == 0.0), "padding");
+    let norm: f32 = val.iter().map(|v| v * v).sum();
+    assert!((norm - 1.0).abs() < 1e-5);
+    assert_eq!(idx[0], idx[2], "lower-cased: great and GREAT hash alike");
+    let long = "a".repeat(5001);
+    assert!(matches!(f.text(&event(&long), &mut idx, &mut val), Err(FeatureError::Oversized { .. })));
+    assert_eq!(tokens("Don't stop—it's 2 good!", true), vec!["don't", "stop", "it's", "2", "good"]);
+}
+
+proptest! {
+    #[test]
+    fn any_text_hashes_in_range_with_unit_norm(text in "\\PC{0,400}") {
+        let spec = FeatureSpec::parse(SENTIMENT_SPEC).unwrap();
+        let t = spec.text.as_ref().unwrap();
+        let (mut idx, mut val) = (vec![0i64; 256], vec![0f32; 256]);
+        hash_ngrams(&text, t, &mut idx, &mut val);
+        prop_assert!(idx.iter().all(|i| (0..i64::from(t.buckets)).contains(i)));
+        let norm: f32 = val.iter().map(|v| v * v).sum();
+        prop_assert!(norm == 0.0 || (norm - 1.0).abs() < 1e-4);
+    }
+}
