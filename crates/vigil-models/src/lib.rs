@@ -1,8 +1,19 @@
-//! Models for Vigil: ONNX graphs built from weights held in Rust ([`graph`], over the protobuf
-//! messages in [`onnx`]) and ONNX Runtime sessions that run them ([`runtime`]).
+//! Models for Vigil: the families it trains and serves ([`families`]: logistic regression, MLP,
+//! hashed text), exported as ONNX graphs ([`graph`] over the protobuf messages in [`onnx`]); ONNX
+//! Runtime sessions ([`runtime`]); checkpoints and their validation ([`checkpoint`]); and the
+//! registry's state ([`registry`]).
 
+pub mod checkpoint;
+pub mod families;
 pub mod graph;
 pub mod onnx;
+pub mod registry;
 pub mod runtime;
 
+pub use checkpoint::{Policy, Rejection, Validated};
+pub use families::Model;
+pub use registry::RegistryState;
 pub use runtime::{Provider, Runtime, RuntimeError, Session};
+
+#[cfg(test)]
+mod tests;

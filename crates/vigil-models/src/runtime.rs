@@ -252,6 +252,29 @@ impl Session {
         Ok((shape.to_vec(), values.to_vec()))
     }
 
+    /// Runs a text model on `[rows, len]` indices and values; returns one score per row.
+    pub fn run_text(&mut self, indices: &[i64], values: &[f32], rows: usize, len: usize) -> Result<Vec<f32>, RuntimeError> {
+        if rows * len != indices.len() || rows * len != values.len() {
+            return Err(RuntimeError::Input(format!(
+                "{} indices and {} values do not form [{rows}, {len}] tensors",
+                indices.len(),
+                values.len()
+            )));
+        }
+        let i = TensorRef::from_array_view(([rows, len], indices))
+            .map_err(|source| RuntimeError::Ort { context: "wrapping the index tensor", source })?;
+        let v = TensorRef::from_array_view(([rows, len], values))
+            .map_err(|source| RuntimeError::Ort { context: "wrapping the value tensor", source })?;
+        let outputs = self
+            .inner
+            .run(ort::inputs![crate::families::INDICES => i, crate::families::VALUES => v])
+            .map_err(|source| RuntimeError::Ort { context: "running the model", source })?;
+        let (_, values) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|source| RuntimeError::Ort { context: "reading the output tensor", source })?;
+        Ok(values.to_vec())
+    }
+
     /// The underlying `ort` session, for model families with several inputs.
     pub fn ort(&mut self) -> &mut ort::session::Session {
         &mut self.inner

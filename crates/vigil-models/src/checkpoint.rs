@@ -1,0 +1,259 @@
+//! Checkpoints: building a `ModelCheckpoint` (SHA-256, size, optional ed25519 signature over the
+//! digest) and validating one before it may serve: size limit, checksum, signature, the feature spec,
+//! the graph's input / output signature against the spec, and a probe batch whose outputs must be
+//! finite probabilities. A checkpoint that fails is refused with the reason; nothing of it serves.
+
+use std::path::Path;
+
+use apache_avro::Schema;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+use vigil_events::{CheckpointStatus, ModelCheckpoint};
+use vigil_features::{FeatureSpec, Featurizer};
+
+use crate::families::{FEATURES, INDICES, SCORE, VALUES};
+use crate::runtime::{Provider, Runtime, TensorInfo};
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What goes into a new checkpoint.
+#[derive(Debug, Clone)]
+pub struct NewCheckpoint<'a> {
+    /// Model name.
+    pub model: &'a str,
+    /// Version.
+    pub version: i64,
+    /// Version it was trained from.
+    pub parent: Option<i64>,
+    /// The ONNX bytes.
+    pub onnx: Vec<u8>,
+    /// The feature spec (TOML).
+    pub spec: &'a str,
+    /// Initial status.
+    pub status: CheckpointStatus,
+    /// Why.
+    pub reason: String,
+    /// Creation time (epoch ms).
+    pub now_ms: i64,
+}
+
+/// Builds a checkpoint record (without metrics, offsets or reference statistics, which the learner
+/// adds), signed when a key is given.
+pub fn build(new: NewCheckpoint<'_>, key: Option<&SigningKey>) -> ModelCheckpoint {
+    let digest = Sha256::digest(&new.onnx);
+    let signature = key.map(|k| k.sign(&digest).to_bytes().to_vec());
+    ModelCheckpoint {
+        model: new.model.to_string(),
+        version: new.version,
+        parent_version: new.parent,
+        created_at: new.now_ms,
+        updated_at: new.now_ms,
+        status: new.status,
+        status_reason: new.reason,
+        sha256: hex::encode(digest),
+        size_bytes: new.onnx.len() as i64,
+        onnx: Some(new.onnx),
+        onnx_uri: None,
+        feature_spec: new.spec.to_string(),
+        metrics: None,
+        offsets: Vec::new(),
+        reference: Vec::new(),
+        learner_state: None,
+        signature,
+        signer: key.map(|k| hex::encode(k.verifying_key().to_bytes())[..16].to_string()),
+    }
+}
+
+/// Re-signs a checkpoint (after its ONNX bytes are set).
+pub fn sign(cp: &mut ModelCheckpoint, key: &SigningKey) {
+    if let Some(bytes) = &cp.onnx {
+        let digest = Sha256::digest(bytes);
+        cp.signature = Some(key.sign(&digest).to_bytes().to_vec());
+        cp.signer = Some(hex::encode(key.verifying_key().to_bytes())[..16].to_string());
+    }
+}
+
+/// Parses a hex ed25519 secret key (32 bytes, 64 hex digits).
+pub fn signing_key_from_hex(text: &str) -> Result<SigningKey, String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("signing key is not hex: {e}"))?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| "a signing key is 32 bytes (64 hex digits)".to_string())?;
+    Ok(SigningKey::from_bytes(&arr))
+}
+
+/// Parses a hex ed25519 public key.
+pub fn verifying_key_from_hex(text: &str) -> Result<VerifyingKey, String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("public key is not hex: {e}"))?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| "a public key is 32 bytes (64 hex digits)".to_string())?;
+    VerifyingKey::from_bytes(&arr).map_err(|e| format!("not an ed25519 public key: {e}"))
+}
+
+/// Rules a checkpoint must pass.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Largest ONNX model accepted.
+    pub max_bytes: usize,
+    /// Refuse unsigned checkpoints.
+    pub require_signature: bool,
+    /// Keys whose signatures are accepted.
+    pub trusted_keys: Vec<VerifyingKey>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { max_bytes: 64 << 20, require_signature: false, trusted_keys: Vec::new() }
+    }
+}
+
+/// Why a checkpoint was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{model} v{version} refused: {reason}")]
+pub struct Rejection {
+    /// Model.
+    pub model: String,
+    /// Version.
+    pub version: i64,
+    /// Which check failed (`size`, `checksum`, `signature`, `spec`, `signature-mismatch`, `probe`, `load`).
+    pub check: &'static str,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// A checkpoint that passed validation.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The record.
+    pub checkpoint: ModelCheckpoint,
+    /// The ONNX bytes.
+    pub onnx: std::sync::Arc<Vec<u8>>,
+    /// Its feature spec.
+    pub spec: FeatureSpec,
+    /// The spec bound to the input schema.
+    pub featurizer: Featurizer,
+}
+
+/// Validates `cp` for serving records of `schema` on `runtime`.
+pub fn validate(cp: &ModelCheckpoint, schema: &Schema, policy: &Policy, runtime: &Runtime) -> Result<Validated, Rejection> {
+    let reject = |check: &'static str, reason: String| Rejection { model: cp.model.clone(), version: cp.version, check, reason };
+    let onnx = match (&cp.onnx, &cp.onnx_uri) {
+        (Some(b), _) => b.clone(),
+        (None, Some(uri)) => read_uri(uri, policy.max_bytes).map_err(|e| reject("load", e))?,
+        (None, None) => return Err(reject("load", "the checkpoint carries neither ONNX bytes nor a URI".into())),
+    };
+    if onnx.len() > policy.max_bytes {
+        return Err(reject("size", format!("{} bytes, more than the {} allowed", onnx.len(), policy.max_bytes)));
+    }
+    if cp.size_bytes != onnx.len() as i64 {
+        return Err(reject("size", format!("size_bytes says {}, the model has {}", cp.size_bytes, onnx.len())));
+    }
+    let digest = Sha256::digest(&onnx);
+    if hex::encode(digest) != cp.sha256.to_ascii_lowercase() {
+        return Err(reject("checksum", format!("SHA-256 {} does not match the recorded {}", hex::encode(digest), cp.sha256)));
+    }
+    match &cp.signature {
+        Some(sig) => {
+            let sig: [u8; 64] =
+                sig.as_slice().try_into().map_err(|_| reject("signature", "a signature is 64 bytes".into()))?;
+            let sig = Signature::from_bytes(&sig);
+            if !policy.trusted_keys.iter().any(|k| k.verify(&digest, &sig).is_ok()) {
+                return Err(reject("signature", "the signature does not verify with any trusted key".into()));
+            }
+        }
+        None if policy.require_signature => {
+            return Err(reject("signature", "unsigned, and signatures are required".into()));
+        }
+        None => {}
+    }
+    let spec = FeatureSpec::parse(&cp.feature_spec).map_err(|e| reject("spec", e.to_string()))?;
+    if spec.model != cp.model {
+        return Err(reject("spec", format!("the spec is for model `{}`", spec.model)));
+    }
+    let featurizer = Featurizer::new(&spec, schema).map_err(|p| reject("spec", p.join("; ")))?;
+    let mut session =
+        runtime.session(&onnx, Provider::Cpu, 1).map_err(|e| reject("load", vigil_runtime::error_chain(&e)))?;
+    check_signature(&spec, &session.inputs(), &session.outputs()).map_err(|e| reject("signature-mismatch", e))?;
+    probe(&spec, &featurizer, &mut session).map_err(|e| reject("probe", e))?;
+    Ok(Validated { checkpoint: cp.clone(), onnx: std::sync::Arc::new(onnx), spec, featurizer })
+}
+
+fn read_uri(uri: &str, max: usize) -> Result<Vec<u8>, String> {
+    let path = uri.strip_prefix("file://").ok_or_else(|| format!("only file:// URIs are supported, not {uri}"))?;
+    let len = std::fs::metadata(Path::new(path)).map_err(|e| format!("{uri}: {e}"))?.len();
+    if len as usize > max {
+        return Err(format!("{uri}: {len} bytes, more than the {max} allowed"));
+    }
+    std::fs::read(path).map_err(|e| format!("{uri}: {e}"))
+}
+
+/// The graph's inputs and output must be what the spec feeds it.
+pub fn check_signature(spec: &FeatureSpec, inputs: &[TensorInfo], outputs: &[TensorInfo]) -> Result<(), String> {
+    let want: Vec<(&str, &str, i64)> = match &spec.text {
+        Some(t) => vec![(INDICES, "i64", -2), (VALUES, "f32", i64::from(t.max_tokens))],
+        None => vec![(FEATURES, "f32", spec.width() as i64)],
+    };
+    if inputs.len() != want.len() {
+        return Err(format!(
+            "the graph has inputs {:?}, the spec feeds {:?}",
+            inputs.iter().map(|i| &i.name).collect::<Vec<_>>(),
+            want.iter().map(|w| w.0).collect::<Vec<_>>()
+        ));
+    }
+    for (name, elem, width) in want {
+        let Some(i) = inputs.iter().find(|i| i.name == name) else {
+            return Err(format!("the graph has no input `{name}`"));
+        };
+        if i.elem != elem {
+            return Err(format!("input `{name}` is {}, not {elem}", i.elem));
+        }
+        if i.shape.len() != 2 {
+            return Err(format!("input `{name}` has shape {:?}, not [batch, n]", i.shape));
+        }
+        let fixed = i.shape[1];
+        if width >= 0 && fixed >= 0 && fixed != width {
+            return Err(format!("input `{name}` has {fixed} columns, the spec gives {width}"));
+        }
+    }
+    match outputs.iter().find(|o| o.name == SCORE).or(outputs.first()) {
+        Some(o) if o.elem == "f32" && (o.shape.len() == 2 && (o.shape[1] == 1 || o.shape[1] < 0) || o.shape.len() == 1) => Ok(()),
+        Some(o) => Err(format!("output `{}` is {} {:?}, not a float [batch, 1] score", o.name, o.elem, o.shape)),
+        None => Err("the graph has no output".into()),
+    }
+}
+
+/// Runs a small batch through the session; every score must be a finite probability.
+fn probe(spec: &FeatureSpec, f: &Featurizer, session: &mut crate::runtime::Session) -> Result<(), String> {
+    let rows = 4;
+    let scores = if let Some(t) = &spec.text {
+        let len = f.text_len();
+        let mut idx = vec![0i64; rows * len];
+        let mut val = vec![0f32; rows * len];
+        for r in 0..rows {
+            for k in 0..len.min(8 * r) {
+                idx[r * len + k] = ((k * 7919 + r * 104_729) % t.buckets as usize) as i64;
+                val[r * len + k] = 0.25;
+            }
+        }
+        session.run_text(&idx, &val, rows, len).map_err(|e| vigil_runtime::error_chain(&e))?
+    } else {
+        let d = f.width();
+        let mut x = vec![0f32; rows * d];
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = match i / d {
+                0 => 0.0,
+                1 => 1.0,
+                2 => -1.0,
+                _ => ((i % 7) as f32 - 3.0) * 0.5,
+            };
+        }
+        session.run_f32(&x, rows, d).map_err(|e| vigil_runtime::error_chain(&e))?.1
+    };
+    if scores.len() != rows {
+        return Err(format!("{rows} rows gave {} scores", scores.len()));
+    }
+    if let Some(bad) = scores.iter().find(|s| !(s.is_finite() && (0.0..=1.0).contains(*s))) {
+        return Err(format!("a probe row scored {bad}, not a probability"));
+    }
+    Ok(())
+}
