@@ -33,6 +33,11 @@ enum Command {
     Tail(commands::tail::TailArgs),
     /// Read JSON lines on standard input and produce them as Avro records.
     Produce(commands::produce::ProduceArgs),
+    /// The model registry on the models topic.
+    Models {
+        #[command(subcommand)]
+        command: commands::models::ModelsCommand,
+    },
     /// List the shipped Avro schemas with their versions and fingerprints.
     Schemas,
     /// Check the configuration and print it (secrets redacted).
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
             Command::Topics { command: TopicsCommand::List } => commands::topics::list(&config).await,
             Command::Tail(args) => commands::tail::run(&config, args).await,
             Command::Produce(args) => commands::produce::run(&config, args).await,
+            Command::Models { command } => commands::models::run(&config, command).await,
             Command::Schemas => commands::schemas(),
             Command::Config { defaults: true } => commands::print_defaults(),
             Command::Config { defaults: false } => {

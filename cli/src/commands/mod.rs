@@ -1,5 +1,7 @@
 //! The `vigil` subcommands.
 
+pub mod bootstrap;
+pub mod models;
 pub mod produce;
 pub mod tail;
 pub mod topics;

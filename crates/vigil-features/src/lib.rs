@@ -2,6 +2,7 @@
 //! and the featurisers that turn decoded records into model inputs ([`featurize`], [`text`]). Pure: no
 //! I/O, so the scorer, the learner and the drift detector featurise identically.
 
+pub mod batch;
 pub mod featurize;
 pub mod spec;
 pub mod text;

@@ -105,3 +105,10 @@ pub fn hash_ngrams(text: &str, spec: &Text, indices: &mut [i64], values: &mut [f
         }
     }
 }
+
+/// The bucket of a single word (a word unigram), as [`hash_ngrams`] computes it.
+pub fn word_bucket(word: &str, buckets: u32) -> usize {
+    let mut h = Fnv::new(1);
+    h.write(word.as_bytes());
+    (h.finish() % u64::from(buckets.max(1))) as usize
+}

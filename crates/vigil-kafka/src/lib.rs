@@ -7,6 +7,7 @@ pub mod admin;
 pub mod client;
 pub mod dlq;
 pub mod input;
+pub mod models;
 pub mod pipeline;
 pub mod registry;
 pub mod sink;

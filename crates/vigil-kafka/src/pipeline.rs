@@ -6,7 +6,14 @@
 //! offset order per partition ([`Tracker`]). On revocation the loop drains what is in flight for the
 //! revoked partitions and commits it before letting them go; on shutdown it stops consuming, flushes,
 //! commits and returns within a deadline.
+//!
+//! With a transactional id (exactly-once), outputs and consumed offsets commit together in Kafka
+//! transactions every `commit_interval`, following librdkafka's `examples/transactions.c`: an
+//! abortable error aborts the transaction and rewinds the consumer to the transaction's start; a
+//! fatal one stops the loop (the service rebuilds producer and consumer); revocation commits the open
+//! transaction first.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,13 +23,14 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use vigil_runtime::config::KafkaConfig;
 
 use crate::dlq::{self, Reason};
 use crate::input::Input;
-use crate::sink::{Output, Sink};
+use crate::sink::{Output, Sink, SinkContext};
 use crate::tracker::Tracker;
 use crate::{KafkaPlumbingError, client, now_ms};
 
@@ -65,6 +73,8 @@ pub struct PipelineConfig {
     pub commit_interval: Duration,
     /// Deadline for draining on revocation and shutdown.
     pub drain_timeout: Duration,
+    /// Exactly-once: the producer's transactional id (stable per instance); `None`: at-least-once.
+    pub transactional_id: Option<String>,
 }
 
 impl PipelineConfig {
@@ -79,6 +89,7 @@ impl PipelineConfig {
             max_wait: Duration::from_millis(2),
             commit_interval: Duration::from_millis(500),
             drain_timeout: Duration::from_secs(10),
+            transactional_id: None,
         }
     }
 }
@@ -94,8 +105,10 @@ pub struct Counters {
     pub dead_lettered: AtomicU64,
     /// Batches handled.
     pub batches: AtomicU64,
-    /// Offset commits issued.
+    /// Offset commits issued (or transactions committed).
     pub commits: AtomicU64,
+    /// Transactions aborted.
+    pub aborts: AtomicU64,
 }
 
 impl Counters {
@@ -113,10 +126,24 @@ impl Counters {
     }
 }
 
-/// Consumer context: on revocation, drain the revoked partitions and commit them synchronously.
+/// Exactly-once bookkeeping of the open transaction, shared with the rebalance callback.
+#[derive(Debug, Default)]
+pub struct Txn {
+    open: bool,
+    /// Per partition: the offset the open transaction started from (where an abort rewinds to).
+    start: HashMap<(String, i32), i64>,
+    /// Per partition: the next offset after what the open transaction consumed.
+    next: HashMap<(String, i32), i64>,
+}
+
+type TxnHandle = (Arc<ThreadedProducer<SinkContext>>, Arc<Mutex<Txn>>);
+
+/// Consumer context: on revocation, drain the revoked partitions and commit them synchronously
+/// (at-least-once), or commit the open transaction (exactly-once).
 pub struct DrainingContext {
     tracker: Arc<Mutex<Tracker>>,
     drain_timeout: Duration,
+    txn: Option<TxnHandle>,
 }
 
 impl ClientContext for DrainingContext {
@@ -132,6 +159,20 @@ impl ClientContext for DrainingContext {
 impl ConsumerContext for DrainingContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else { return };
+        if let Some((producer, txn)) = &self.txn {
+            // Eager assignment under exactly-once: everything is revoked, so commit (or abort) it all;
+            // the next owner starts from the committed offsets.
+            if let Ok(mut t) = txn.lock() {
+                if let Err(e) = commit_txn(consumer, producer, &mut t, self.drain_timeout) {
+                    tracing::warn!(error = %e, "committing the transaction on revocation failed; aborting it");
+                    let _ = producer.abort_transaction(self.drain_timeout);
+                    t.open = false;
+                    t.next.clear();
+                }
+                t.start.clear();
+            }
+            return;
+        }
         let revoked: Vec<(String, i32)> =
             tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         // Wait (bounded) for the outputs of revoked partitions to be acknowledged.
@@ -188,14 +229,33 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<Summary, KafkaPlumbingError> {
     let tracker = Arc::new(Mutex::new(Tracker::new()));
-    let context = DrainingContext { tracker: tracker.clone(), drain_timeout: cfg.drain_timeout };
-    let consumer: StreamConsumer<DrainingContext> = client::consumer_config(kafka, &cfg.service, &cfg.group)
+    let producer_config = match &cfg.transactional_id {
+        Some(id) => client::transactional_config(kafka, &cfg.service, id),
+        None => client::producer_config(kafka, &cfg.service),
+    };
+    let sink = Sink::new(&producer_config, tracker.clone())?;
+    let txn = match &cfg.transactional_id {
+        Some(_) => {
+            let p = sink.shared();
+            let timeout = cfg.drain_timeout.max(Duration::from_secs(30));
+            tokio::task::block_in_place(|| p.init_transactions(timeout))
+                .map_err(|source| KafkaPlumbingError::Client { what: "initialising transactions", source })?;
+            Some((p, Arc::new(Mutex::new(Txn::default()))))
+        }
+        None => None,
+    };
+    let context = DrainingContext { tracker: tracker.clone(), drain_timeout: cfg.drain_timeout, txn: txn.clone() };
+    let mut consumer_config = client::consumer_config(kafka, &cfg.service, &cfg.group);
+    if txn.is_some() {
+        consumer_config.set("partition.assignment.strategy", "range,roundrobin");
+    }
+    let consumer: StreamConsumer<DrainingContext> = consumer_config
         .create_with_context(context)
         .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|source| KafkaPlumbingError::Client { what: "subscribing", source })?;
-    let sink = Sink::new(&client::producer_config(kafka, &cfg.service), tracker.clone())?;
-    tracing::info!(service = %cfg.service, group = %cfg.group, topics = ?cfg.topics, "consuming");
+    tracing::info!(service = %cfg.service, group = %cfg.group, topics = ?cfg.topics,
+        exactly_once = txn.is_some(), "consuming");
 
     let mut last_commit = Instant::now();
     let mut batch: Vec<Input> = Vec::with_capacity(cfg.max_batch);
@@ -225,25 +285,50 @@ pub async fn run<H: Handler>(
                 }
             }
             Counters::add(&counters.consumed, batch.len() as u64);
-            if let Err(e) = process(&batch, handler, &sink, &tracker, cfg, &counters).await {
+            if let Some((producer, t)) = &txn {
+                if let Err(e) = open_txn(producer, t, &batch) {
+                    break Err(e);
+                }
+            }
+            let transactional = txn.is_some();
+            if let Err(e) = process(&batch, handler, &sink, &tracker, cfg, &counters, transactional).await {
                 break Err(e);
             }
             Counters::add(&counters.batches, 1);
         }
-        if sink.failures().count() > 0 {
-            break Err(KafkaPlumbingError::Delivery(sink.failures().last().unwrap_or_default()));
-        }
-        if last_commit.elapsed() >= cfg.commit_interval {
-            commit(&consumer, &tracker, CommitMode::Async, &counters);
-            last_commit = Instant::now();
+        match &txn {
+            None => {
+                if sink.failures().count() > 0 {
+                    break Err(KafkaPlumbingError::Delivery(sink.failures().last().unwrap_or_default()));
+                }
+                if last_commit.elapsed() >= cfg.commit_interval {
+                    commit(&consumer, &tracker, CommitMode::Async, &counters);
+                    last_commit = Instant::now();
+                }
+            }
+            Some((producer, t)) => {
+                if last_commit.elapsed() >= cfg.commit_interval {
+                    if let Err(e) = finish_txn(&consumer, producer, t, cfg.drain_timeout, &counters) {
+                        break Err(e);
+                    }
+                    last_commit = Instant::now();
+                }
+            }
         }
     };
 
     // Drain: deliver what is in flight, commit what is done, leave the group.
-    let flushed = sink.flush(cfg.drain_timeout);
-    commit(&consumer, &tracker, CommitMode::Sync, &counters);
-    let in_flight = tracker.lock().map(|t| t.in_flight()).unwrap_or(0);
-    let drained = flushed.is_ok() && in_flight == 0 && sink.failures().count() == 0;
+    let drained = match &txn {
+        None => {
+            let flushed = sink.flush(cfg.drain_timeout);
+            commit(&consumer, &tracker, CommitMode::Sync, &counters);
+            let in_flight = tracker.lock().map(|t| t.in_flight()).unwrap_or(0);
+            flushed.is_ok() && in_flight == 0 && sink.failures().count() == 0
+        }
+        Some((producer, t)) => {
+            result.is_ok() && finish_txn(&consumer, producer, t, cfg.drain_timeout, &counters).is_ok()
+        }
+    };
     consumer.unsubscribe();
     let (consumed, produced, dead_lettered) = counters.snapshot();
     tracing::info!(consumed, produced, dead_lettered, drained, "consume loop stopped");
@@ -257,6 +342,7 @@ async fn process<H: Handler>(
     tracker: &Arc<Mutex<Tracker>>,
     cfg: &PipelineConfig,
     counters: &Counters,
+    transactional: bool,
 ) -> Result<(), KafkaPlumbingError> {
     let outcomes = handler.handle(batch).await.map_err(KafkaPlumbingError::Handler)?;
     if outcomes.len() != batch.len() {
@@ -276,14 +362,19 @@ async fn process<H: Handler>(
                 vec![dlq::dead_letter(&cfg.dlq_topic, &cfg.service, input, &reason, now_ms())]
             }
         };
-        let ticket = tracker.lock().map_err(|_| KafkaPlumbingError::Poisoned)?.track(
-            &input.topic,
-            input.partition,
-            input.offset,
-            outputs.len() as u32,
-        );
+        // Under transactions the commit covers the outputs; otherwise the tracker waits for their acks.
+        let ticket = if transactional {
+            None
+        } else {
+            Some(tracker.lock().map_err(|_| KafkaPlumbingError::Poisoned)?.track(
+                &input.topic,
+                input.partition,
+                input.offset,
+                outputs.len() as u32,
+            ))
+        };
         for output in &outputs {
-            sink.send(output, Some(ticket.clone())).await?;
+            sink.send(output, ticket.clone()).await?;
         }
         Counters::add(&counters.produced, outputs.len() as u64);
     }
@@ -315,4 +406,96 @@ fn commit<C: ConsumerContext>(
         Ok(()) => Counters::add(&counters.commits, 1),
         Err(e) => tracing::warn!(error = %e, "offset commit failed; it is retried with the next one"),
     }
+}
+
+/// Begins a transaction if none is open and records the batch's offsets in it.
+fn open_txn(
+    producer: &ThreadedProducer<SinkContext>,
+    txn: &Mutex<Txn>,
+    batch: &[Input],
+) -> Result<(), KafkaPlumbingError> {
+    let mut t = txn.lock().map_err(|_| KafkaPlumbingError::Poisoned)?;
+    if !t.open {
+        producer
+            .begin_transaction()
+            .map_err(|source| KafkaPlumbingError::Client { what: "beginning a transaction", source })?;
+        t.open = true;
+    }
+    for input in batch {
+        let key = (input.topic.clone(), input.partition);
+        t.start.entry(key.clone()).or_insert(input.offset);
+        t.next.insert(key, input.offset + 1);
+    }
+    Ok(())
+}
+
+/// Sends the transaction's offsets and commits it; an abortable failure aborts and rewinds the
+/// consumer to where the transaction started; a fatal one is returned.
+fn finish_txn<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    producer: &ThreadedProducer<SinkContext>,
+    txn: &Mutex<Txn>,
+    timeout: Duration,
+    counters: &Counters,
+) -> Result<(), KafkaPlumbingError> {
+    let mut t = txn.lock().map_err(|_| KafkaPlumbingError::Poisoned)?;
+    if !t.open {
+        return Ok(());
+    }
+    let result = tokio::task::block_in_place(|| commit_txn(consumer, producer, &mut t, timeout));
+    match result {
+        Ok(()) => {
+            Counters::add(&counters.commits, 1);
+            Ok(())
+        }
+        Err(KafkaError::Transaction(e)) if e.txn_requires_abort() && !e.is_fatal() => {
+            tracing::warn!(error = %e, "transaction failed; aborting it and rewinding");
+            producer
+                .abort_transaction(timeout)
+                .map_err(|source| KafkaPlumbingError::Client { what: "aborting a transaction", source })?;
+            Counters::add(&counters.aborts, 1);
+            for ((topic, partition), start) in t.start.iter().filter(|(k, _)| t.next.contains_key(*k)) {
+                if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*start), timeout) {
+                    return Err(KafkaPlumbingError::Client { what: "rewinding after an abort", source: e });
+                }
+            }
+            t.open = false;
+            t.next.clear();
+            Ok(())
+        }
+        Err(source) => Err(KafkaPlumbingError::Client { what: "committing a transaction (fatal)", source }),
+    }
+}
+
+/// `send_offsets_to_transaction` then `commit_transaction`, retrying retriable errors.
+fn commit_txn<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    producer: &ThreadedProducer<SinkContext>,
+    t: &mut Txn,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    if !t.open {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in &t.next {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    let metadata = consumer.group_metadata().ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::State))?;
+    let mut attempts = 0;
+    loop {
+        let r = if tpl.count() > 0 { producer.send_offsets_to_transaction(&tpl, &metadata, timeout) } else { Ok(()) }
+            .and_then(|()| producer.commit_transaction(timeout));
+        match r {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 5 => attempts += 1,
+            Err(e) => return Err(e),
+            Ok(()) => break,
+        }
+    }
+    t.open = false;
+    let next: Vec<_> = t.next.drain().collect();
+    for (k, v) in next {
+        t.start.insert(k, v);
+    }
+    Ok(())
 }

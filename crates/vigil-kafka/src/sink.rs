@@ -95,7 +95,7 @@ impl ProducerContext for SinkContext {
 
 /// An idempotent producer tied to a tracker.
 pub struct Sink {
-    producer: ThreadedProducer<SinkContext>,
+    producer: Arc<ThreadedProducer<SinkContext>>,
     failures: Arc<Failures>,
     acked: Arc<AtomicU64>,
 }
@@ -109,7 +109,7 @@ impl Sink {
         let producer = config
             .create_with_context(context)
             .map_err(|source| KafkaPlumbingError::Client { what: "creating a producer", source })?;
-        Ok(Sink { producer, failures, acked })
+        Ok(Sink { producer: Arc::new(producer), failures, acked })
     }
 
     /// Enqueues `output`; its acknowledgement acks `ticket` in the tracker. Waits while the
@@ -165,5 +165,10 @@ impl Sink {
     /// The underlying producer (transactions use it directly).
     pub fn producer(&self) -> &ThreadedProducer<SinkContext> {
         &self.producer
+    }
+
+    /// A shared handle on the producer (the consumer's rebalance callback commits transactions).
+    pub fn shared(&self) -> Arc<ThreadedProducer<SinkContext>> {
+        self.producer.clone()
     }
 }

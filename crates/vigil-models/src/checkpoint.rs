@@ -135,8 +135,14 @@ pub struct Validated {
 }
 
 /// Validates `cp` for serving records of `schema` on `runtime`.
-pub fn validate(cp: &ModelCheckpoint, schema: &Schema, policy: &Policy, runtime: &Runtime) -> Result<Validated, Rejection> {
-    let reject = |check: &'static str, reason: String| Rejection { model: cp.model.clone(), version: cp.version, check, reason };
+pub fn validate(
+    cp: &ModelCheckpoint,
+    schema: &Schema,
+    policy: &Policy,
+    runtime: &Runtime,
+) -> Result<Validated, Rejection> {
+    let reject =
+        |check: &'static str, reason: String| Rejection { model: cp.model.clone(), version: cp.version, check, reason };
     let onnx = match (&cp.onnx, &cp.onnx_uri) {
         (Some(b), _) => b.clone(),
         (None, Some(uri)) => read_uri(uri, policy.max_bytes).map_err(|e| reject("load", e))?,
@@ -150,7 +156,10 @@ pub fn validate(cp: &ModelCheckpoint, schema: &Schema, policy: &Policy, runtime:
     }
     let digest = Sha256::digest(&onnx);
     if hex::encode(digest) != cp.sha256.to_ascii_lowercase() {
-        return Err(reject("checksum", format!("SHA-256 {} does not match the recorded {}", hex::encode(digest), cp.sha256)));
+        return Err(reject(
+            "checksum",
+            format!("SHA-256 {} does not match the recorded {}", hex::encode(digest), cp.sha256),
+        ));
     }
     match &cp.signature {
         Some(sig) => {
@@ -216,7 +225,11 @@ pub fn check_signature(spec: &FeatureSpec, inputs: &[TensorInfo], outputs: &[Ten
         }
     }
     match outputs.iter().find(|o| o.name == SCORE).or(outputs.first()) {
-        Some(o) if o.elem == "f32" && (o.shape.len() == 2 && (o.shape[1] == 1 || o.shape[1] < 0) || o.shape.len() == 1) => Ok(()),
+        Some(o)
+            if o.elem == "f32" && (o.shape.len() == 2 && (o.shape[1] == 1 || o.shape[1] < 0) || o.shape.len() == 1) =>
+        {
+            Ok(())
+        }
         Some(o) => Err(format!("output `{}` is {} {:?}, not a float [batch, 1] score", o.name, o.elem, o.shape)),
         None => Err("the graph has no output".into()),
     }

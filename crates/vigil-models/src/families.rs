@@ -132,11 +132,7 @@ impl Model {
     pub fn logit_text(&self, indices: &[i64], values: &[f32]) -> f32 {
         match self {
             Model::HashedText { table, b } => {
-                indices
-                    .iter()
-                    .zip(values)
-                    .map(|(i, v)| table.get(*i as usize).copied().unwrap_or(0.0) * v)
-                    .sum::<f32>()
+                indices.iter().zip(values).map(|(i, v)| table.get(*i as usize).copied().unwrap_or(0.0) * v).sum::<f32>()
                     + b
             }
             _ => 0.0,

@@ -253,7 +253,13 @@ impl Session {
     }
 
     /// Runs a text model on `[rows, len]` indices and values; returns one score per row.
-    pub fn run_text(&mut self, indices: &[i64], values: &[f32], rows: usize, len: usize) -> Result<Vec<f32>, RuntimeError> {
+    pub fn run_text(
+        &mut self,
+        indices: &[i64],
+        values: &[f32],
+        rows: usize,
+        len: usize,
+    ) -> Result<Vec<f32>, RuntimeError> {
         if rows * len != indices.len() || rows * len != values.len() {
             return Err(RuntimeError::Input(format!(
                 "{} indices and {} values do not form [{rows}, {len}] tensors",

@@ -15,7 +15,9 @@ fn runtime() -> Runtime {
 
 /// Deterministic pseudo-random weights.
 pub(crate) fn weights(n: usize, seed: u32) -> Vec<f32> {
-    (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
+    (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
 }
 
 pub(crate) fn mlp(d: usize, hidden: usize) -> Model {
@@ -87,7 +89,9 @@ fn good_checkpoints_pass_and_bad_ones_are_refused_with_the_reason() {
     let v = checkpoint::validate(&good, schema, &policy, &rt).unwrap();
     assert_eq!(v.featurizer.width(), d);
 
-    let check = |cp: &vigil_events::ModelCheckpoint, policy: &Policy| checkpoint::validate(cp, schema, policy, &rt).unwrap_err().check;
+    let check = |cp: &vigil_events::ModelCheckpoint, policy: &Policy| {
+        checkpoint::validate(cp, schema, policy, &rt).unwrap_err().check
+    };
     let mut corrupt = good.clone();
     if let Some(b) = corrupt.onnx.as_mut() {
         let n = b.len() / 2;
@@ -97,9 +101,15 @@ fn good_checkpoints_pass_and_bad_ones_are_refused_with_the_reason() {
     assert_eq!(check(&fraud_checkpoint(&mlp(d, 8), Some(&other)), &policy), "signature");
     let strict = Policy { require_signature: true, ..policy.clone() };
     assert_eq!(check(&fraud_checkpoint(&mlp(d, 8), None), &strict), "signature");
-    assert!(checkpoint::validate(&fraud_checkpoint(&mlp(d, 8), None), schema, &policy, &rt).is_ok(), "unsigned is fine unless required");
+    assert!(
+        checkpoint::validate(&fraud_checkpoint(&mlp(d, 8), None), schema, &policy, &rt).is_ok(),
+        "unsigned is fine unless required"
+    );
     assert_eq!(check(&fraud_checkpoint(&mlp(d + 1, 8), Some(&key)), &policy), "signature-mismatch");
-    assert_eq!(check(&fraud_checkpoint(&Model::Logistic { w: vec![f32::NAN; d], b: 0.0 }, Some(&key)), &policy), "probe");
+    assert_eq!(
+        check(&fraud_checkpoint(&Model::Logistic { w: vec![f32::NAN; d], b: 0.0 }, Some(&key)), &policy),
+        "probe"
+    );
     let tiny = Policy { max_bytes: 100, ..policy.clone() };
     assert_eq!(check(&good, &tiny), "size");
     let mut garbage = good.clone();

@@ -45,6 +45,36 @@ pub struct ScorerConfig {
     pub http_listen: String,
     /// Consumer group.
     pub group_id: String,
+    /// Models to serve (by name); empty: the model of every configured input.
+    pub models: Vec<String>,
+    /// Execution provider: cpu, cuda, or auto (CUDA when it registers, else the CPU).
+    pub provider: String,
+    /// Inference worker threads (one ONNX Runtime session per worker and model version).
+    pub workers: usize,
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_threads: usize,
+    /// Largest micro-batch.
+    pub max_batch: usize,
+    /// Longest wait for a micro-batch to fill, ms.
+    pub max_wait_ms: u64,
+    /// Share of events the newest candidate also scores, in shadow (0 to 1).
+    pub challenger_share: f64,
+    /// Decision threshold when a checkpoint records none.
+    pub threshold: f64,
+    /// Refuse checkpoints that are not signed by a trusted key.
+    pub require_signature: bool,
+    /// Ed25519 public keys (hex) whose signatures are trusted.
+    pub trusted_keys: Vec<String>,
+    /// Largest ONNX model accepted, bytes.
+    pub max_model_bytes: u64,
+    /// Stable id of this instance (part of its transactional id under exactly-once delivery).
+    pub instance_id: String,
+    /// How often offsets are committed (at-least-once) or transactions committed (exactly-once), ms.
+    pub commit_interval_ms: u64,
+    /// Deadline for draining on shutdown and revocation, ms.
+    pub drain_timeout_ms: u64,
+    /// Path of libonnxruntime.so; empty: `ORT_DYLIB_PATH`.
+    pub onnxruntime: String,
 }
 
 /// The learner service.
@@ -69,7 +99,25 @@ pub struct DriftConfig {
 
 impl Default for ScorerConfig {
     fn default() -> Self {
-        ScorerConfig { http_listen: "127.0.0.1:9471".into(), group_id: "vigil-scorer".into() }
+        ScorerConfig {
+            http_listen: "127.0.0.1:9471".into(),
+            group_id: "vigil-scorer".into(),
+            models: Vec::new(),
+            provider: "cpu".into(),
+            workers: 1,
+            intra_threads: 1,
+            max_batch: 512,
+            max_wait_ms: 2,
+            challenger_share: 0.1,
+            threshold: 0.5,
+            require_signature: false,
+            trusted_keys: Vec::new(),
+            max_model_bytes: 64 << 20,
+            instance_id: "0".into(),
+            commit_interval_ms: 200,
+            drain_timeout_ms: 10_000,
+            onnxruntime: String::new(),
+        }
     }
 }
 
@@ -411,6 +459,35 @@ impl Layered for Config {
         ] {
             if listen.parse::<SocketAddr>().is_err() {
                 p.push(format!("{key}: `{listen}` is not an ip:port address"));
+            }
+        }
+        let sc = &self.scorer;
+        if !["cpu", "cuda", "auto"].contains(&sc.provider.as_str()) {
+            p.push(format!("scorer.provider: `{}` is not one of cpu, cuda, auto", sc.provider));
+        }
+        if sc.workers == 0 || sc.intra_threads == 0 || sc.max_batch == 0 {
+            p.push("scorer.workers, scorer.intra-threads and scorer.max-batch must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&sc.challenger_share) {
+            p.push(format!("scorer.challenger-share: {} is not in [0, 1]", sc.challenger_share));
+        }
+        if !(sc.threshold > 0.0 && sc.threshold < 1.0) {
+            p.push(format!("scorer.threshold: {} is not in (0, 1)", sc.threshold));
+        }
+        for (i, k) in sc.trusted_keys.iter().enumerate() {
+            if k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit()) {
+                p.push(format!("scorer.trusted-keys[{i}]: an ed25519 public key is 64 hex digits"));
+            }
+        }
+        if sc.require_signature && sc.trusted_keys.is_empty() {
+            p.push("scorer.require-signature: needs at least one scorer.trusted-keys entry".into());
+        }
+        if sc.commit_interval_ms == 0 {
+            p.push("scorer.commit-interval-ms: must be at least 1".into());
+        }
+        for m in &sc.models {
+            if !self.inputs.iter().any(|i| &i.model == m) {
+                p.push(format!("scorer.models: no input is scored by `{m}`"));
             }
         }
         for (key, group) in [

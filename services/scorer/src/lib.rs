@@ -1,5 +1,197 @@
-//! Vigil's scorer service (scores input events with ONNX Runtime). Not built yet: see issue #4. The binary says so and exits
-//! with status 2 rather than pretending to run.
+//! Vigil's scorer service: every event on the configured input topics becomes a `Score` on
+//! `vigil.scores` (or a dead letter), scored by the champion version of its model and, for a share of
+//! events, by the newest candidate in shadow. The model book ([`book`]) follows `vigil.models` and
+//! hot-swaps validated versions; inference runs on a worker pool ([`pool`]); the handler ([`handler`])
+//! plugs into Vigil's commit-after-acknowledgement (or transactional) consume loop.
 
-/// Why the service cannot run yet.
-pub const NOT_BUILT: &str = "vigil-scorer is not built yet (issue #4); nothing was started";
+pub mod book;
+pub mod events;
+pub mod handler;
+pub mod pool;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use vigil_events::Codec;
+use vigil_kafka::pipeline::{self, PipelineConfig};
+use vigil_kafka::registry::Registry as SchemaRegistry;
+use vigil_models::checkpoint::{Policy, verifying_key_from_hex};
+use vigil_models::{Provider, Runtime};
+use vigil_runtime::config::Delivery;
+use vigil_runtime::{Config, Health};
+
+use crate::book::{Book, Follower};
+use crate::events::Metrics;
+use crate::handler::{Route, Scorer};
+use crate::pool::Pool;
+
+/// Why the scorer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ScorerError {
+    /// It could not start.
+    #[error("cannot start the scorer: {0}")]
+    Start(String),
+    /// The consume loop failed.
+    #[error("the consume loop failed")]
+    Pipeline(#[source] vigil_kafka::KafkaPlumbingError),
+}
+
+/// What a running scorer exposes to its caller (tests use the address and metrics).
+pub struct Running {
+    /// Telemetry endpoint.
+    pub http: std::net::SocketAddr,
+}
+
+/// Runs the scorer until `shutdown`; `started` receives the telemetry address once it listens.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    started: Option<tokio::sync::oneshot::Sender<Running>>,
+) -> Result<(), ScorerError> {
+    let start = |e: String| ScorerError::Start(e);
+    let sc = config.scorer.clone();
+    let served: Vec<String> = if sc.models.is_empty() {
+        let mut m: Vec<String> = config.inputs.iter().map(|i| i.model.clone()).collect();
+        m.dedup();
+        m
+    } else {
+        sc.models.clone()
+    };
+    let codec = Arc::new(Codec::new());
+    let mut routes = HashMap::new();
+    let mut schemas = HashMap::new();
+    for input in config.inputs.iter().filter(|i| served.contains(&i.model)) {
+        let schema = codec.schema(&input.schema).map_err(|e| start(format!("input {}: {e}", input.topic)))?;
+        routes.insert(
+            input.topic.clone(),
+            Route { model: input.model.clone(), schema_name: input.schema.clone(), schema, format: input.format },
+        );
+        schemas.insert(input.model.clone(), schema);
+    }
+    if routes.is_empty() {
+        return Err(start("no input topic is configured for the served models".into()));
+    }
+    if let Some(registry) = SchemaRegistry::from_config(&config.schema_registry).map_err(|e| start(e.to_string()))? {
+        for (topic, name) in [
+            (&config.topics.scores, vigil_events::schemas::names::SCORE),
+            (&config.topics.alerts, vigil_events::schemas::names::ALERT),
+        ] {
+            registry.register(&codec, topic, name).await.map_err(|e| start(vigil_runtime::error_chain(&e)))?;
+        }
+    }
+
+    let library = (!sc.onnxruntime.is_empty()).then(|| PathBuf::from(&sc.onnxruntime));
+    let runtime = Runtime::global(library.as_deref()).map_err(|e| start(vigil_runtime::error_chain(&e)))?;
+    let provider: Provider = sc.provider.parse().map_err(start)?;
+    let pool = Arc::new(Pool::start(runtime.clone(), sc.workers, provider, sc.intra_threads));
+    let mut trusted = Vec::new();
+    for k in &sc.trusted_keys {
+        trusted.push(verifying_key_from_hex(k).map_err(start)?);
+    }
+    let policy = Policy {
+        max_bytes: sc.max_model_bytes as usize,
+        require_signature: sc.require_signature,
+        trusted_keys: trusted,
+    };
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
+    let health = Health::new();
+    health.set_not_ready(format!("waiting for a champion of {}", served.join(", ")));
+    let http =
+        vigil_runtime::metrics::serve(&sc.http_listen, Arc::new(registry), health.clone(), shutdown.child_token())
+            .await
+            .map_err(|e| start(vigil_runtime::error_chain(&e)))?;
+    if let Some(tx) = started {
+        let _ = tx.send(Running { http: http.addr });
+    }
+
+    let book = Arc::new(Book::default());
+    let (ready_tx, mut ready_rx) = watch::channel(false);
+    let follower = Follower {
+        config: config.clone(),
+        schemas,
+        codec: codec.clone(),
+        runtime,
+        policy,
+        pool: pool.clone(),
+        book: book.clone(),
+        metrics: metrics.clone(),
+        ready: ready_tx,
+    };
+    let follow_stop = shutdown.child_token();
+    let follow_task = tokio::spawn(follower.run(follow_stop.clone()));
+
+    // Consume only once every served model has a champion: records wait in Kafka, not in memory.
+    tracing::info!(models = ?served, "waiting for a champion of every served model");
+    loop {
+        if *ready_rx.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                follow_stop.cancel();
+                let _ = follow_task.await;
+                return Ok(());
+            }
+            changed = ready_rx.changed() => {
+                if changed.is_err() {
+                    return Err(start("the models follower stopped before any champion was served".into()));
+                }
+            }
+        }
+    }
+    health.set_ready();
+
+    let mut cfg = PipelineConfig::new("scorer", &sc.group_id, routes.keys().cloned().collect(), &config.topics.dlq);
+    cfg.max_batch = sc.max_batch;
+    cfg.max_wait = Duration::from_millis(sc.max_wait_ms);
+    cfg.commit_interval = Duration::from_millis(sc.commit_interval_ms);
+    cfg.drain_timeout = Duration::from_millis(sc.drain_timeout_ms);
+    if config.kafka.delivery == Delivery::ExactlyOnce {
+        cfg.transactional_id = Some(format!("scorer-{}-{}", sc.group_id, sc.instance_id));
+    }
+    let mut handler = Scorer {
+        routes,
+        codec,
+        book,
+        pool: pool.clone(),
+        scores_topic: config.topics.scores.clone(),
+        challenger_share: sc.challenger_share,
+        metrics: metrics.clone(),
+    };
+    // A fatal transactional error rebuilds producer and consumer (they resume from committed offsets).
+    let mut rebuilds = 0;
+    let result = loop {
+        match pipeline::run(&config.kafka, &cfg, &mut handler, metrics.pipeline.clone(), shutdown.child_token()).await {
+            Ok(summary) => {
+                tracing::info!(
+                    consumed = summary.consumed,
+                    produced = summary.produced,
+                    dead_letters = summary.dead_lettered,
+                    drained = summary.drained,
+                    "scorer stopped"
+                );
+                break Ok(());
+            }
+            Err(e) if cfg.transactional_id.is_some() && rebuilds < 5 && !shutdown.is_cancelled() => {
+                rebuilds += 1;
+                tracing::error!(error = %vigil_runtime::error_chain(&e), rebuilds, "transactional loop failed; rebuilding producer and consumer");
+                tokio::time::sleep(Duration::from_millis(500 * rebuilds)).await;
+            }
+            Err(e) => break Err(ScorerError::Pipeline(e)),
+        }
+    };
+    health.set_not_ready("stopping");
+    follow_stop.cancel();
+    let _ = follow_task.await;
+    if let Ok(pool) = Arc::try_unwrap(pool) {
+        pool.stop();
+    }
+    result
+}

@@ -1,6 +1,36 @@
-//! Placeholder binary of the scorer service.
+//! `vigil-scorer`: parses the configuration, starts logging, runs the scorer until SIGTERM / SIGINT.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("{}", vigil_scorer::NOT_BUILT);
-    std::process::ExitCode::from(2)
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let path = std::env::args()
+        .skip_while(|a| a != "--config" && a != "-c")
+        .nth(1)
+        .or_else(|| std::env::var("VIGIL_CONFIG").ok());
+    let config = match vigil_runtime::Config::load(path.as_deref().map(std::path::Path::new)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vigil-scorer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    vigil_runtime::telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vigil-scorer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = vigil_runtime::shutdown::on_signals();
+        match vigil_scorer::run(config, shutdown, None).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %vigil_runtime::error_chain(&e), "scorer failed");
+                eprintln!("vigil-scorer: {}", vigil_runtime::error_chain(&e));
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

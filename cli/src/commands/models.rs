@@ -1,0 +1,305 @@
+//! `vigil models list | show | promote | rollback | register | keygen | bootstrap`: the model registry
+//! on the `vigil.models` topic.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use vigil_events::{Alert, AlertKind, AlertState, CheckpointStatus, Codec, ModelCheckpoint, Severity};
+use vigil_features::FeatureSpec;
+use vigil_kafka::models::{self, ModelRecord};
+use vigil_kafka::now_ms;
+use vigil_models::checkpoint::{self, NewCheckpoint, Policy};
+use vigil_models::registry::transition;
+use vigil_models::{RegistryState, Runtime};
+use vigil_runtime::Config;
+
+/// The `models` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every version of every model (or of one), with its status.
+    List {
+        /// Only this model.
+        model: Option<String>,
+    },
+    /// One version as JSON (ONNX bytes summarised), and its feature spec.
+    Show {
+        /// Model.
+        model: String,
+        /// Version.
+        version: i64,
+    },
+    /// Make a version the champion.
+    Promote {
+        /// Model.
+        model: String,
+        /// Version.
+        version: i64,
+        /// Why (recorded in the registry).
+        #[arg(long, default_value = "promoted by hand")]
+        reason: String,
+    },
+    /// Take the champion out of service; the previous promoted version serves again.
+    Rollback {
+        /// Model.
+        model: String,
+        /// Why.
+        #[arg(long, default_value = "rolled back by hand")]
+        reason: String,
+    },
+    /// Register a model trained elsewhere: an ONNX file and the feature spec it expects.
+    Register {
+        /// The ONNX model (inputs and output as the spec's model family expects; see README).
+        #[arg(long)]
+        onnx: PathBuf,
+        /// The feature spec (TOML).
+        #[arg(long)]
+        spec: PathBuf,
+        /// Promote it at once (otherwise it is a candidate, scored in shadow).
+        #[arg(long)]
+        promote: bool,
+        /// Sign it with this ed25519 secret key (hex file, see `keygen`).
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
+        /// Publish without validating it here first.
+        #[arg(long)]
+        no_validate: bool,
+    },
+    /// Make an ed25519 signing key: the secret goes to a file, the public key (for
+    /// `scorer.trusted-keys`) is printed.
+    Keygen {
+        /// Where to write the secret key (hex).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Register starting models for the demo's fraud and sentiment inputs (hand-set weights), promoted.
+    Bootstrap {
+        /// Also when the model already has versions.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs a `models` subcommand.
+pub async fn run(config: &Config, cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
+    let codec = Codec::new();
+    let topic = config.topics.models.clone();
+    let registry = || -> anyhow::Result<RegistryState> {
+        let mut r = RegistryState::new();
+        for rec in models::read_all(&config.kafka, &topic, &codec)? {
+            match rec {
+                ModelRecord::Checkpoint(cp) => r.apply(*cp),
+                ModelRecord::Tombstone { model, version } => r.remove(&model, version),
+                ModelRecord::Undecodable { offset, error } => eprintln!("vigil: skipping offset {offset}: {error}"),
+            }
+        }
+        Ok(r)
+    };
+    match cmd {
+        ModelsCommand::List { model } => {
+            let r = registry()?;
+            println!(
+                "{:<12} {:>7}  {:<11} {:<10} {:>9}  {:>8} {:>8}  {:<12} reason",
+                "model", "version", "status", "role", "bytes", "accuracy", "auc", "sha256"
+            );
+            for m in r.models().into_iter().filter(|m| model.as_ref().is_none_or(|x| x == m)) {
+                let champion = r.champion(&m).map(|c| c.version);
+                let challenger = r.challenger(&m).map(|c| c.version);
+                for cp in r.versions(&m) {
+                    let role = if Some(cp.version) == champion {
+                        "champion"
+                    } else if Some(cp.version) == challenger {
+                        "challenger"
+                    } else {
+                        ""
+                    };
+                    let acc = cp.metrics.as_ref().map(|x| format!("{:.4}", x.accuracy)).unwrap_or_else(|| "-".into());
+                    let auc = cp
+                        .metrics
+                        .as_ref()
+                        .and_then(|x| x.auc)
+                        .map(|a| format!("{a:.4}"))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<12} {:>7}  {:<11} {:<10} {:>9}  {:>8} {:>8}  {:<12} {}",
+                        cp.model,
+                        cp.version,
+                        format!("{:?}", cp.status).to_lowercase(),
+                        role,
+                        cp.size_bytes,
+                        acc,
+                        auc,
+                        &cp.sha256[..cp.sha256.len().min(12)],
+                        cp.status_reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Show { model, version } => {
+            let r = registry()?;
+            let cp = r.get(&model, version).with_context(|| format!("{model} v{version} is not in the registry"))?;
+            let (value, _) = codec.decode_as_written(&codec.encode_event(cp)?)?;
+            let json = vigil_events::json::to_json(&value, vigil_events::json::BytesOut::SummaryOver(64));
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Promote { model, version, reason } => {
+            let r = registry()?;
+            let cp = r.get(&model, version).with_context(|| format!("{model} v{version} is not in the registry"))?;
+            if cp.status == CheckpointStatus::Rejected {
+                bail!("{model} v{version} was rejected ({}); register a new version instead", cp.status_reason);
+            }
+            let promoted = transition(cp, CheckpointStatus::Promoted, &reason, now_ms());
+            publish(config, &codec, &promoted).await?;
+            alert(config, &codec, AlertKind::ModelPromoted, &promoted, &reason).await?;
+            println!("{model} v{version} promoted");
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Rollback { model, reason } => {
+            let r = registry()?;
+            let current = r.champion(&model).with_context(|| format!("{model} has no champion"))?;
+            let previous = r.previous_champion(&model).with_context(|| {
+                format!("{model} v{} is its only promoted version: nothing to roll back to", current.version)
+            })?;
+            let rolled = transition(current, CheckpointStatus::RolledBack, &reason, now_ms());
+            publish(config, &codec, &rolled).await?;
+            alert(config, &codec, AlertKind::ModelRolledBack, &rolled, &reason).await?;
+            println!("{model} v{} rolled back; v{} serves again", current.version, previous.version);
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Register { onnx, spec, promote, sign_key, no_validate } => {
+            let onnx = std::fs::read(&onnx).with_context(|| format!("reading {}", onnx.display()))?;
+            let spec_text = std::fs::read_to_string(&spec).with_context(|| format!("reading {}", spec.display()))?;
+            let parsed = FeatureSpec::parse(&spec_text)?;
+            let key = sign_key
+                .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+                .transpose()?
+                .map(|t| checkpoint::signing_key_from_hex(&t))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let r = registry()?;
+            let version = r.next_version(&parsed.model);
+            let status = if promote { CheckpointStatus::Promoted } else { CheckpointStatus::Candidate };
+            let cp = checkpoint::build(
+                NewCheckpoint {
+                    model: &parsed.model,
+                    version,
+                    parent: None,
+                    onnx,
+                    spec: &spec_text,
+                    status,
+                    reason: "registered with vigil models register".into(),
+                    now_ms: now_ms(),
+                },
+                key.as_ref(),
+            );
+            if !no_validate {
+                let schema = codec.schema(&parsed.schema)?;
+                let runtime = Runtime::global(None).map_err(|e| anyhow::anyhow!(vigil_runtime::error_chain(&e)))?;
+                let policy =
+                    Policy { trusted_keys: key.iter().map(|k| k.verifying_key()).collect(), ..Policy::default() };
+                checkpoint::validate(&cp, schema, &policy, &runtime).map_err(anyhow::Error::msg)?;
+            }
+            publish(config, &codec, &cp).await?;
+            println!("{} v{version} registered as {}", parsed.model, format!("{status:?}").to_lowercase());
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Keygen { out } => {
+            let mut seed = [0u8; 32];
+            use rand::TryRngCore;
+            rand::rngs::OsRng.try_fill_bytes(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            write_secret(&out, &hex::encode(seed))?;
+            println!("{}", hex::encode(key.verifying_key().to_bytes()));
+            eprintln!("secret key written to {}; add the public key above to scorer.trusted-keys", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Bootstrap { force } => {
+            let r = registry()?;
+            for (model, spec, onnx) in crate::commands::bootstrap::models() {
+                if !force && !r.versions(model).is_empty() {
+                    println!("{model}: already has versions; left alone");
+                    continue;
+                }
+                let version = r.next_version(model);
+                let cp = checkpoint::build(
+                    NewCheckpoint {
+                        model,
+                        version,
+                        parent: None,
+                        onnx,
+                        spec,
+                        status: CheckpointStatus::Promoted,
+                        reason: "bootstrap: hand-set weights until the learner publishes better".into(),
+                        now_ms: now_ms(),
+                    },
+                    None,
+                );
+                publish(config, &codec, &cp).await?;
+                println!("{model} v{version} registered and promoted");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn write_secret(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+async fn publish(config: &Config, codec: &Codec, cp: &ModelCheckpoint) -> anyhow::Result<()> {
+    let producer = models::producer(&config.kafka)?;
+    models::publish(&producer, codec, &config.topics.models, cp).await?;
+    Ok(())
+}
+
+async fn alert(
+    config: &Config,
+    codec: &Codec,
+    kind: AlertKind,
+    cp: &ModelCheckpoint,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let alert = Alert {
+        alert_id: format!("{kind:?}-{}-{}-{}", cp.model, cp.version, now_ms()).to_lowercase(),
+        time: now_ms(),
+        kind,
+        state: AlertState::Firing,
+        severity: Severity::Info,
+        model: Some(cp.model.clone()),
+        model_version: Some(cp.version),
+        feature: None,
+        detector: Some("registry".into()),
+        statistic: None,
+        value: None,
+        threshold: None,
+        p_value: None,
+        window_start: None,
+        window_end: None,
+        message: format!("{} v{}: {reason}", cp.model, cp.version),
+        dedup_key: format!("{kind:?}/{}/{}", cp.model, cp.version).to_lowercase(),
+    };
+    let producer = models::producer(&config.kafka)?;
+    let payload = codec.encode_event(&alert)?;
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&config.topics.alerts)
+                .key(alert.dedup_key.as_bytes())
+                .payload(&payload[..]),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Micro-batches as Arrow record batches. A tabular batch has an `event_id` column and a `features`
+//! column of type `FixedSizeList<Float32, D>` whose values buffer is the row-major `[N, D]` tensor ONNX
+//! Runtime takes, handed over without a copy ([`dense_view`]). A text batch has `indices`
+//! (`FixedSizeList<Int64, L>`) and `values` (`FixedSizeList<Float32, L>`). The same batches feed drift
+//! windows and the learner's rehearsal buffer, and can be written as Arrow IPC.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
+use arrow_buffer::ScalarBuffer;
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+
+/// Column names.
+pub const EVENT_ID: &str = "event_id";
+/// Dense features column.
+pub const FEATURES: &str = "features";
+/// Text indices column.
+pub const INDICES: &str = "indices";
+/// Text values column.
+pub const VALUES: &str = "values";
+
+/// Accumulates rows, then builds a batch without copying them again.
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    width: usize,
+    text: bool,
+    ids: Vec<String>,
+    floats: Vec<f32>,
+    ints: Vec<i64>,
+}
+
+impl BatchBuilder {
+    /// A builder for dense rows of `width` features.
+    pub fn dense(width: usize, capacity: usize) -> BatchBuilder {
+        BatchBuilder {
+            width,
+            text: false,
+            ids: Vec::with_capacity(capacity),
+            floats: Vec::with_capacity(capacity * width),
+            ints: Vec::new(),
+        }
+    }
+
+    /// A builder for text rows of `len` (index, value) pairs.
+    pub fn text(len: usize, capacity: usize) -> BatchBuilder {
+        BatchBuilder {
+            width: len,
+            text: true,
+            ids: Vec::with_capacity(capacity),
+            floats: Vec::with_capacity(capacity * len),
+            ints: Vec::with_capacity(capacity * len),
+        }
+    }
+
+    /// Rows so far.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Adds a dense row written by `fill`; a failing `fill` adds nothing.
+    pub fn push_dense<E>(&mut self, id: &str, fill: impl FnOnce(&mut [f32]) -> Result<(), E>) -> Result<(), E> {
+        let start = self.floats.len();
+        self.floats.resize(start + self.width, 0.0);
+        match fill(&mut self.floats[start..]) {
+            Ok(()) => {
+                self.ids.push(id.to_string());
+                Ok(())
+            }
+            Err(e) => {
+                self.floats.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds a text row written by `fill`; a failing `fill` adds nothing.
+    pub fn push_text<E>(
+        &mut self,
+        id: &str,
+        fill: impl FnOnce(&mut [i64], &mut [f32]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.floats.len();
+        self.floats.resize(start + self.width, 0.0);
+        self.ints.resize(start + self.width, 0);
+        match fill(&mut self.ints[start..], &mut self.floats[start..]) {
+            Ok(()) => {
+                self.ids.push(id.to_string());
+                Ok(())
+            }
+            Err(e) => {
+                self.floats.truncate(start);
+                self.ints.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// The record batch.
+    pub fn finish(self) -> Result<RecordBatch, ArrowError> {
+        let ids: ArrayRef = Arc::new(StringArray::from(self.ids));
+        let width = i32::try_from(self.width).map_err(|_| ArrowError::InvalidArgumentError("row too wide".into()))?;
+        let floats = Float32Array::new(ScalarBuffer::from(self.floats), None);
+        let float_item = Arc::new(Field::new("item", DataType::Float32, false));
+        if self.text {
+            let ints = Int64Array::new(ScalarBuffer::from(self.ints), None);
+            let int_item = Arc::new(Field::new("item", DataType::Int64, false));
+            let indices = FixedSizeListArray::try_new(int_item.clone(), width, Arc::new(ints), None)?;
+            let values = FixedSizeListArray::try_new(float_item.clone(), width, Arc::new(floats), None)?;
+            let schema = Schema::new(vec![
+                Field::new(EVENT_ID, DataType::Utf8, false),
+                Field::new(INDICES, DataType::FixedSizeList(int_item, width), false),
+                Field::new(VALUES, DataType::FixedSizeList(float_item, width), false),
+            ]);
+            RecordBatch::try_new(Arc::new(schema), vec![ids, Arc::new(indices), Arc::new(values)])
+        } else {
+            let features = FixedSizeListArray::try_new(float_item.clone(), width, Arc::new(floats), None)?;
+            let schema = Schema::new(vec![
+                Field::new(EVENT_ID, DataType::Utf8, false),
+                Field::new(FEATURES, DataType::FixedSizeList(float_item, width), false),
+            ]);
+            RecordBatch::try_new(Arc::new(schema), vec![ids, Arc::new(features)])
+        }
+    }
+}
+
+fn list_values<'a, T: arrow_array::ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    column: &str,
+) -> Option<(&'a [T::Native], usize)> {
+    let list = batch.column_by_name(column)?.as_any().downcast_ref::<FixedSizeListArray>()?;
+    let values = list.values().as_any().downcast_ref::<arrow_array::PrimitiveArray<T>>()?;
+    let width = list.value_length() as usize;
+    // The list's offset selects rows of a sliced batch.
+    let start = list.offset() * width;
+    Some((&values.values()[start..start + list.len() * width], width))
+}
+
+/// The `[rows, width]` row-major tensor of a dense batch, borrowed from its values buffer.
+pub fn dense_view(batch: &RecordBatch) -> Option<(&[f32], usize, usize)> {
+    let (v, width) = list_values::<arrow_array::types::Float32Type>(batch, FEATURES)?;
+    Some((v, batch.num_rows(), width))
+}
+
+/// The `[rows, len]` index and value tensors of a text batch, borrowed.
+pub fn text_view(batch: &RecordBatch) -> Option<(&[i64], &[f32], usize, usize)> {
+    let (i, len) = list_values::<arrow_array::types::Int64Type>(batch, INDICES)?;
+    let (v, _) = list_values::<arrow_array::types::Float32Type>(batch, VALUES)?;
+    Some((i, v, batch.num_rows(), len))
+}
+
+/// The event ids of a batch.
+pub fn event_ids(batch: &RecordBatch) -> Option<&StringArray> {
+    batch.column_by_name(EVENT_ID)?.as_any().downcast_ref::<StringArray>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_batches_hand_out_their_buffer_and_failed_rows_leave_nothing() {
+        let mut b = BatchBuilder::dense(3, 4);
+        b.push_dense("a", |r| {
+            r.copy_from_slice(&[1.0, 2.0, 3.0]);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(
+            b.push_dense("bad", |r| {
+                r[0] = 9.0;
+                Err(())
+            })
+            .is_err()
+        );
+        b.push_dense("b", |r| {
+            r.copy_from_slice(&[4.0, 5.0, 6.0]);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        let ptr_before = b.floats.as_ptr();
+        let batch = b.finish().unwrap();
+        let (values, rows, width) = dense_view(&batch).unwrap();
+        assert_eq!((rows, width), (2, 3));
+        assert_eq!(values, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(values.as_ptr(), ptr_before, "no copy between the rows and the tensor");
+        assert_eq!(event_ids(&batch).unwrap().value(1), "b");
+        let sliced = batch.slice(1, 1);
+        assert_eq!(dense_view(&sliced).unwrap().0, &[4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn text_batches_keep_indices_and_values_aligned() {
+        let mut b = BatchBuilder::text(2, 2);
+        b.push_text("t", |i, v| {
+            i.copy_from_slice(&[5, 0]);
+            v.copy_from_slice(&[0.5, 0.0]);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        let batch = b.finish().unwrap();
+        let (i, v, rows, len) = text_view(&batch).unwrap();
+        assert_eq!((i, v, rows, len), (&[5i64, 0][..], &[0.5f32, 0.0][..], 1, 2));
+    }
+}
