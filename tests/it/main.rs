@@ -6,6 +6,8 @@
 mod compose;
 mod config;
 mod dead_letters;
+mod graphs;
 mod load;
+mod scorer;
 mod topics;
 mod wire;

@@ -230,3 +230,207 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A free local port (bound then released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GETs `path` from a local HTTP server; returns (status, body), or `None` when it does not answer.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()))
+}
+
+/// One test's own set of Vigil topics, a configuration file naming them, and helpers to run Vigil's
+/// programs against them.
+pub struct Stack {
+    /// Prefix of every name.
+    pub prefix: String,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// Topics: transactions, transaction labels, texts, text labels, scores, models, alerts, drift, dlq.
+    pub tx: String,
+    /// Transaction labels.
+    pub tx_labels: String,
+    /// Texts.
+    pub texts: String,
+    /// Text labels.
+    pub text_labels: String,
+    /// Scores.
+    pub scores: String,
+    /// Models.
+    pub models: String,
+    /// Alerts.
+    pub alerts: String,
+    /// Drift reports.
+    pub drift: String,
+    /// Dead letters.
+    pub dlq: String,
+}
+
+impl Stack {
+    /// Creates the topics (with `partitions` each) and the configuration file; `extra` holds more
+    /// keys of the `[scorer]` section.
+    pub async fn new(name: &str, partitions: i32, extra: &str) -> Stack {
+        let prefix = unique(name);
+        let t = |s: &str| format!("{prefix}-{s}");
+        let stack = Stack {
+            tx: t("tx"),
+            tx_labels: t("tx-labels"),
+            texts: t("texts"),
+            text_labels: t("text-labels"),
+            scores: t("scores"),
+            models: t("models"),
+            alerts: t("alerts"),
+            drift: t("drift"),
+            dlq: t("dlq"),
+            config: PathBuf::new(),
+            prefix: prefix.clone(),
+        };
+        let text = format!(
+            r#"
+[kafka]
+bootstrap-servers = "{bootstrap}"
+linger-ms = 1
+
+[topics]
+scores = "{scores}"
+models = "{models}"
+alerts = "{alerts}"
+drift = "{drift}"
+dlq = "{dlq}"
+partitions = {partitions}
+
+[[inputs]]
+topic = "{tx}"
+schema = "dev.vigil.demo.Transaction"
+model = "fraud"
+labels = "{tx_labels}"
+
+[[inputs]]
+topic = "{texts}"
+schema = "dev.vigil.demo.TextEvent"
+model = "sentiment"
+labels = "{text_labels}"
+
+[scorer]
+http-listen = "127.0.0.1:0"
+group-id = "{prefix}-scorer"
+{extra}
+
+[learner]
+http-listen = "127.0.0.1:0"
+group-id = "{prefix}-learner"
+
+[drift]
+http-listen = "127.0.0.1:0"
+group-id = "{prefix}-drift"
+"#,
+            bootstrap = bootstrap(),
+            scores = stack.scores,
+            models = stack.models,
+            alerts = stack.alerts,
+            drift = stack.drift,
+            dlq = stack.dlq,
+            tx = stack.tx,
+            tx_labels = stack.tx_labels,
+            texts = stack.texts,
+            text_labels = stack.text_labels,
+        );
+        let config = temp_file("vigil.toml", &text);
+        let stack = Stack { config, ..stack };
+        let (code, out, err) = stack.vigil(&["topics", "create"], None);
+        assert_eq!(code, 0, "topics create: {out}{err}");
+        stack
+    }
+
+    /// Runs the `vigil` CLI with this stack's configuration.
+    pub fn vigil(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let mut all = vec!["--config", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        vigil(&all, &[], stdin)
+    }
+
+    /// Starts a workspace binary (a service) with this stack's configuration and extra environment.
+    pub fn spawn(&self, program: &str, env: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = std::process::Command::new(bin(program));
+        cmd.env("VIGIL_CONFIG", &self.config).env("VIGIL_LOG__LEVEL", "warn").stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Runs `vigil-load` with this stack's Kafka settings; returns its JSON summary.
+    pub fn load(&self, args: &[&str]) -> serde_json::Value {
+        let out = std::process::Command::new(bin("vigil-load"))
+            .args(args)
+            .env("VIGIL_CONFIG", &self.config)
+            .env("VIGIL_LOG__LEVEL", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "vigil-load {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Every topic name.
+    pub fn topics(&self) -> Vec<&str> {
+        vec![&self.tx, &self.tx_labels, &self.texts, &self.text_labels, &self.scores, &self.models, &self.alerts, &self.drift, &self.dlq]
+    }
+
+    /// Deletes the topics.
+    pub async fn delete(&self) {
+        delete_topics(&self.topics()).await;
+    }
+}
+
+/// Stops a child process: SIGTERM, waiting at most `deadline`, then SIGKILL. Returns whether it
+/// exited on the SIGTERM and its exit status.
+pub fn terminate(child: &mut std::process::Child, deadline: Duration) -> (bool, Option<std::process::ExitStatus>) {
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            return (true, Some(status));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    (false, child.wait().ok())
+}
+
+/// Kills a child process at once (SIGKILL).
+pub fn kill(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Reads `topic` from the beginning until `done(records so far)` holds (failing after `deadline`).
+pub async fn collect_until(
+    topic: &str,
+    isolation: &str,
+    deadline: Duration,
+    what: &str,
+    mut done: impl FnMut(&[Input]) -> bool,
+) -> Vec<Input> {
+    let c = consumer(topic, isolation);
+    let mut out = Vec::new();
+    let until = Instant::now() + deadline;
+    while !done(&out) {
+        let left = until.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "timed out after {deadline:?} waiting for {what} on {topic} ({} records read)", out.len());
+        match tokio::time::timeout(left.min(Duration::from_millis(500)), c.recv()).await {
+            Ok(Ok(m)) => out.push(Input::from_message(&m)),
+            Ok(Err(e)) => panic!("consume error on {topic}: {e}"),
+            Err(_) => {}
+        }
+    }
+    out
+}

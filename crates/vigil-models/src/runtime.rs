@@ -71,6 +71,9 @@ pub enum RuntimeError {
     /// The inputs do not fit the model.
     #[error("bad model input: {0}")]
     Input(String),
+    /// Loading ONNX Runtime failed (earlier in this process).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The process's ONNX Runtime environment.
@@ -90,7 +93,7 @@ impl Runtime {
         let result = GLOBAL.get_or_init(|| Runtime::load(library).map_err(|e| error_chain(&e)));
         match result {
             Ok(rt) => Ok(rt.clone()),
-            Err(text) => Err(RuntimeError::Input(format!("ONNX Runtime failed to load earlier: {text}"))),
+            Err(text) => Err(RuntimeError::Unavailable(text.clone())),
         }
     }
 
