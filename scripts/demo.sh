@@ -2,7 +2,7 @@
 # `make demo`: Vigil's main job end to end on a local broker started here.
 #   1. set up (scripts/setup.sh) and build Vigil (release);
 #   2. start Apache Kafka on 127.0.0.1:9092 and create Vigil's topics;
-#   3. start the Vigil services that are built (see SERVICES below);
+#   3. register starting models and start the Vigil services that are built (see SERVICES below);
 #   4. drive them with vigil-load: card transactions with labels, and texts with labels, with drift
 #      injected halfway, printing a one-line summary every few seconds and a final summary;
 #   5. stop the services (the broker keeps running: `make broker-stop`).
@@ -18,9 +18,11 @@ export VIGIL_KAFKA_PORT=${VIGIL_KAFKA_PORT:-9092}
 export VIGIL_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$VIGIL_KAFKA_PORT"
 scripts/kafka.sh start
 "$bin/vigil" topics create
+# Starting models, so that there is something to score with (the learner publishes better ones).
+"$bin/vigil" models bootstrap
 
 # Services that run today; the others are still being built (their binaries say so and exit).
-SERVICES=()
+SERVICES=(vigil-scorer)
 logs="$VIGIL_CACHE/demo-logs"
 mkdir -p "$logs"
 pids=()

@@ -109,6 +109,9 @@ pub struct Counters {
     pub commits: AtomicU64,
     /// Transactions aborted.
     pub aborts: AtomicU64,
+    /// Records behind the ends of the assigned partitions (from librdkafka's statistics every 5 s;
+    /// -1 until known).
+    pub lag: std::sync::atomic::AtomicI64,
 }
 
 impl Counters {
@@ -144,6 +147,7 @@ pub struct DrainingContext {
     tracker: Arc<Mutex<Tracker>>,
     drain_timeout: Duration,
     txn: Option<TxnHandle>,
+    counters: Arc<Counters>,
 }
 
 impl ClientContext for DrainingContext {
@@ -153,6 +157,17 @@ impl ClientContext for DrainingContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.counters.lag.store(lag, Ordering::Relaxed);
     }
 }
 
@@ -244,8 +259,11 @@ pub async fn run<H: Handler>(
         }
         None => None,
     };
-    let context = DrainingContext { tracker: tracker.clone(), drain_timeout: cfg.drain_timeout, txn: txn.clone() };
+    counters.lag.store(-1, Ordering::Relaxed);
+    let context =
+        DrainingContext { tracker: tracker.clone(), drain_timeout: cfg.drain_timeout, txn: txn.clone(), counters: counters.clone() };
     let mut consumer_config = client::consumer_config(kafka, &cfg.service, &cfg.group);
+    consumer_config.set("statistics.interval.ms", "5000");
     if txn.is_some() {
         consumer_config.set("partition.assignment.strategy", "range,roundrobin");
     }

@@ -165,6 +165,21 @@ pub async fn run(
         challenger_share: sc.challenger_share,
         metrics: metrics.clone(),
     };
+    // The lag gauge follows the loop's statistics.
+    let lag_task = {
+        let (metrics, stop) = (metrics.clone(), shutdown.child_token());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        metrics.lag.set(metrics.pipeline.lag.load(std::sync::atomic::Ordering::Relaxed));
+                    }
+                }
+            }
+        })
+    };
     // A fatal transactional error rebuilds producer and consumer (they resume from committed offsets).
     let mut rebuilds = 0;
     let result = loop {
@@ -188,6 +203,7 @@ pub async fn run(
         }
     };
     health.set_not_ready("stopping");
+    lag_task.abort();
     follow_stop.cancel();
     let _ = follow_task.await;
     if let Ok(pool) = Arc::try_unwrap(pool) {

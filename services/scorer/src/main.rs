@@ -1,13 +1,22 @@
 //! `vigil-scorer`: parses the configuration, starts logging, runs the scorer until SIGTERM / SIGINT.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+
+/// Vigil's scorer service.
+#[derive(Debug, Parser)]
+#[command(name = "vigil-scorer", version)]
+struct Args {
+    /// Configuration file (TOML); `VIGIL_<SECTION>__<KEY>` variables override it.
+    #[arg(long, short, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
-    let path = std::env::args()
-        .skip_while(|a| a != "--config" && a != "-c")
-        .nth(1)
-        .or_else(|| std::env::var("VIGIL_CONFIG").ok());
-    let config = match vigil_runtime::Config::load(path.as_deref().map(std::path::Path::new)) {
+    let args = Args::parse();
+    let config = match vigil_runtime::Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vigil-scorer: {e}");
