@@ -27,7 +27,8 @@ use vigil_events::Codec;
 use vigil_kafka::{client, now_ms};
 use vigil_runtime::config::KafkaConfig;
 
-use crate::generate::{self, FraudSource, Progress, RunConfig};
+use crate::generate::{self, FraudSource, Progress, RunConfig, TextSource};
+use crate::sim::text::TextSim;
 use crate::probe::{self, Percentiles, ProbeConfig};
 use crate::sim::fraud::{FraudConfig, FraudSim};
 use crate::sim::labels::LabelDelays;
@@ -63,8 +64,10 @@ pub struct System {
     pub program: String,
     /// Arguments.
     pub args: Vec<String>,
-    /// Extra environment.
+    /// Extra environment (values substituted like the arguments).
     pub env: Vec<(String, String)>,
+    /// A configuration file template (substituted like the arguments), passed with `--config`.
+    pub config: Option<String>,
 }
 
 impl System {
@@ -75,15 +78,19 @@ impl System {
             program: "vigil-forwarder".into(),
             args: ["--input", "{input}", "--output", "{output}", "--group", "{group}"].map(String::from).to_vec(),
             env: Vec::new(),
+            config: None,
         }
     }
 
     fn spawn(&self, env: &Env, input: &str, output: &str, group: &str) -> Result<Child, BenchError> {
-        let args: Vec<String> = self
-            .args
-            .iter()
-            .map(|a| a.replace("{input}", input).replace("{output}", output).replace("{group}", group))
-            .collect();
+        let sub = |a: &str| a.replace("{input}", input).replace("{output}", output).replace("{group}", group);
+        let mut args: Vec<String> = self.args.iter().map(|a| sub(a)).collect();
+        if let Some(template) = &self.config {
+            let path = std::env::temp_dir().join(format!("{group}.toml"));
+            std::fs::write(&path, sub(template))?;
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
         let mut cmd = Command::new(env.bin_dir.join(&self.program));
         cmd.args(&args)
             .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", &env.kafka.bootstrap_servers)
@@ -92,9 +99,35 @@ impl System {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in &self.env {
-            cmd.env(k, v);
+            cmd.env(k, sub(v));
         }
         Ok(cmd.spawn().map_err(|e| format!("starting {}: {e}", self.program))?)
+    }
+}
+
+/// What the records are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Card transactions.
+    Fraud,
+    /// Texts for sentiment.
+    Text,
+}
+
+fn source(workload: Workload, seed: u64, prefix: &str) -> Box<dyn generate::Source> {
+    let codec = Arc::new(Codec::new());
+    match workload {
+        Workload::Fraud => Box::new(FraudSource {
+            sim: FraudSim::new(FraudConfig { seed, id_prefix: prefix.to_string(), ..FraudConfig::default() }),
+            codec,
+        }),
+        Workload::Text => Box::new(TextSource {
+            sim: TextSim::new(seed, Vec::new(), None),
+            codec,
+            id_prefix: prefix.to_string(),
+            start_time_ms: 1_767_571_200_000,
+            i: 0,
+        }),
     }
 }
 
@@ -144,15 +177,12 @@ fn unique(prefix: &str) -> String {
     format!("bench-{prefix}-{}-{}", std::process::id(), now_ms())
 }
 
-/// Preloads `topic` with `n` simulated transactions as fast as possible; returns records per second.
-pub async fn preload(env: &Env, topic: &str, n: u64, seed: u64) -> Result<f64, BenchError> {
+/// Preloads `topic` with `n` simulated records as fast as possible; returns records per second.
+pub async fn preload(env: &Env, workload: Workload, topic: &str, n: u64, seed: u64) -> Result<f64, BenchError> {
     let codec = Codec::new();
-    let mut source = FraudSource {
-        sim: FraudSim::new(FraudConfig { seed, id_prefix: format!("pre{seed}"), ..FraudConfig::default() }),
-        codec: Arc::new(Codec::new()),
-    };
+    let mut src = source(workload, seed, &format!("pre{seed}"));
     let cfg = run_config(topic, None, Some(n), None);
-    let s = generate::run(&env.kafka, &mut source, &cfg, &codec, Arc::new(Progress::default())).await?;
+    let s = generate::run(&env.kafka, src.as_mut(), &cfg, &codec, Arc::new(Progress::default())).await?;
     Ok(s.events_per_s)
 }
 
@@ -309,12 +339,19 @@ pub async fn throughput(env: &Env, system: &System, input: &str, n: u64) -> Resu
 
 /// End-to-end latency of `system` with `n` records offered at `rate` records per second, open loop
 /// (`None`: as fast as the generator can, which measures the live maximum rate).
-pub async fn latency(env: &Env, system: &System, rate: Option<f64>, n: u64, seed: u64) -> Result<Latency, BenchError> {
+pub async fn latency(
+    env: &Env,
+    system: &System,
+    workload: Workload,
+    rate: Option<f64>,
+    n: u64,
+    seed: u64,
+) -> Result<Latency, BenchError> {
     let (input, output) = (unique(&format!("{}-lin", system.name)), unique(&format!("{}-lout", system.name)));
     topics(env, &[&input, &output]).await?;
     let mut child = system.spawn(env, &input, &output, &unique(&system.name))?;
     // Warm up: a few records through, so that the group has joined before measuring.
-    preload(env, &input, 10, seed + 1000).await?;
+    preload(env, workload, &input, 10, seed + 1000).await?;
     let warm = Instant::now();
     loop {
         if output_span(env, &output)?.0 >= 10 {
@@ -340,13 +377,10 @@ pub async fn latency(env: &Env, system: &System, rate: Option<f64>, n: u64, seed
     let kafka = env.kafka.clone();
     let probe = tokio::spawn(async move { probe::run(&kafka, &probe_cfg).await });
     let codec = Codec::new();
-    let mut source = FraudSource {
-        sim: FraudSim::new(FraudConfig { seed, id_prefix: format!("lat{seed}"), ..FraudConfig::default() }),
-        codec: Arc::new(Codec::new()),
-    };
+    let mut src = source(workload, seed, &format!("lat{seed}"));
     let cfg = run_config(&input, rate, Some(n), None);
     let started_us = now_ms() * 1000;
-    let produced = generate::run(&env.kafka, &mut source, &cfg, &codec, Arc::new(Progress::default())).await?;
+    let produced = generate::run(&env.kafka, src.as_mut(), &cfg, &codec, Arc::new(Progress::default())).await?;
     let lat = probe.await??;
     let rss_mb = stop(&mut child);
     drop_topics(env, &[&input, &output]).await;
@@ -419,7 +453,7 @@ pub async fn forwarder(env: &Env) -> Result<Json, BenchError> {
         // B: raw producer and consumer rates; A: the forwarder over a preloaded topic.
         raw_p.push(raw_produce(env, &raw, env.events).await?);
         raw_c.push(raw_consume(env, &raw, env.events).await?);
-        preload(env, &input, env.events, round as u64).await?;
+        preload(env, Workload::Fraud, &input, env.events, round as u64).await?;
         let t = throughput(env, &system, &input, env.events).await?;
         fwd.push(t.events_per_s);
         rss.push(t.rss_mb);
@@ -437,7 +471,7 @@ pub async fn forwarder(env: &Env) -> Result<Json, BenchError> {
     // machine's cores; latency is measured at half of it.
     let mut live = Vec::new();
     for round in 0..env.rounds {
-        let l = latency(env, &system, None, env.events, 50 + round as u64).await?;
+        let l = latency(env, &system, Workload::Fraud, None, env.events, 50 + round as u64).await?;
         eprintln!("live round {}: {:.0}/s end to end", round + 1, l.achieved);
         rss.push(l.rss_mb);
         live.push(l.achieved);
@@ -447,7 +481,7 @@ pub async fn forwarder(env: &Env) -> Result<Json, BenchError> {
     let mut lats = Vec::new();
     for round in 0..env.rounds {
         let n = (half * env.latency_secs) as u64;
-        let l = latency(env, &system, Some(half), n, 100 + round as u64).await?;
+        let l = latency(env, &system, Workload::Fraud, Some(half), n, 100 + round as u64).await?;
         eprintln!(
             "latency round {} at {half:.0}/s: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
             round + 1,
@@ -515,4 +549,187 @@ pub fn table(rows: &[(&str, &Vec<f64>)]) {
 /// The repository root when running from `target/<profile>/`.
 pub fn repo_root(bin_dir: &Path) -> PathBuf {
     bin_dir.ancestors().nth(2).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Registers the benchmark's models on `topic`: a fraud MLP (spec width → 64 → 1) and a hashed-text
+/// sentiment model, both promoted.
+async fn register_models(env: &Env, topic: &str) -> Result<(), BenchError> {
+    use vigil_events::CheckpointStatus;
+    use vigil_models::checkpoint::{self, NewCheckpoint};
+    use vigil_models::families::{Dense, Model};
+    let w = |n: usize, seed: u32| -> Vec<f32> {
+        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).collect()
+    };
+    let d = vigil_features::FeatureSpec::parse(vigil_features::FRAUD_SPEC)?.width();
+    let fraud = Model::Mlp {
+        layers: vec![
+            Dense { inputs: d, outputs: 64, w: w(d * 64, 1), b: vec![0.0; 64] },
+            Dense { inputs: 64, outputs: 1, w: w(64, 2), b: vec![-2.0] },
+        ],
+    };
+    let text = Model::HashedText { table: w(65536, 3), b: 0.0 };
+    let producer = vigil_kafka::models::producer(&env.kafka)?;
+    let codec = Codec::new();
+    for (name, model, spec) in [("fraud", fraud, vigil_features::FRAUD_SPEC), ("sentiment", text, vigil_features::SENTIMENT_SPEC)] {
+        let cp = checkpoint::build(
+            NewCheckpoint {
+                model: name,
+                version: 1,
+                parent: None,
+                onnx: model.to_onnx(name, 1).to_bytes(),
+                spec,
+                status: CheckpointStatus::Promoted,
+                reason: "benchmark".into(),
+                now_ms: now_ms(),
+            },
+            None,
+        );
+        vigil_kafka::models::publish(&producer, &codec, topic, &cp).await?;
+    }
+    Ok(())
+}
+
+fn scorer_system(workload: Workload, models_topic: &str) -> System {
+    let (model, schema) = match workload {
+        Workload::Fraud => ("fraud", "dev.vigil.demo.Transaction"),
+        Workload::Text => ("sentiment", "dev.vigil.demo.TextEvent"),
+    };
+    let config = format!(
+        r#"
+[topics]
+scores = "{{output}}"
+models = "{models_topic}"
+dlq = "{{output}}"
+alerts = "{{output}}"
+
+[[inputs]]
+topic = "{{input}}"
+schema = "{schema}"
+model = "{model}"
+labels = ""
+
+[scorer]
+group-id = "{{group}}"
+http-listen = "127.0.0.1:0"
+challenger-share = 0.0
+"#
+    );
+    System { name: format!("scorer-{model}"), program: "vigil-scorer".into(), args: Vec::new(), env: Vec::new(), config: Some(config) }
+}
+
+/// Scorer against forwarder for one workload; returns the report's section.
+async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, events: u64) -> Result<Json, BenchError> {
+    let scorer = scorer_system(workload, models_topic);
+    let forwarder = System::forwarder();
+    let (mut s_rate, mut f_rate, mut s_rss) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..env.rounds {
+        let input = unique(&format!("{}-in", scorer.name));
+        topics(env, &[&input]).await?;
+        preload(env, workload, &input, events, round as u64).await?;
+        // Alternate which goes first.
+        let order: [&System; 2] = if round % 2 == 0 { [&scorer, &forwarder] } else { [&forwarder, &scorer] };
+        for system in order {
+            let t = throughput(env, system, &input, events).await?;
+            if system.name == scorer.name {
+                s_rate.push(t.events_per_s);
+                s_rss.push(t.rss_mb);
+            } else {
+                f_rate.push(t.events_per_s);
+            }
+        }
+        eprintln!("{} round {}: scorer {:.0}/s, forwarder {:.0}/s", scorer.name, round + 1, s_rate[round], f_rate[round]);
+        drop_topics(env, &[&input]).await;
+    }
+    // The scorer's live maximum (generator and system on this machine together); latency at half of it.
+    let live = latency(env, &scorer, workload, None, events, 77).await?;
+    let half = (live.achieved / 2.0).max(100.0);
+    let (mut s_p99, mut f_p99, mut s_p50, mut f_p50) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..env.rounds {
+        let n = (half * env.latency_secs) as u64;
+        let order: [&System; 2] = if round % 2 == 0 { [&scorer, &forwarder] } else { [&forwarder, &scorer] };
+        for system in order {
+            let l = latency(env, system, workload, Some(half), n, 200 + round as u64).await?;
+            if system.name == scorer.name {
+                s_p99.push(l.percentiles.p99_ms);
+                s_p50.push(l.percentiles.p50_ms);
+                s_rss.push(l.rss_mb);
+            } else {
+                f_p99.push(l.percentiles.p99_ms);
+                f_p50.push(l.percentiles.p50_ms);
+            }
+        }
+        eprintln!("{} latency round {} at {half:.0}/s: p99 scorer {:.2} ms, forwarder {:.2} ms", scorer.name, round + 1, s_p99[round], f_p99[round]);
+    }
+    let ratios: Vec<f64> = s_rate.iter().zip(&f_rate).map(|(s, f)| s / f).collect();
+    table(&[
+        ("scorer events/s", &s_rate),
+        ("forwarder events/s", &f_rate),
+        ("throughput ratio", &ratios),
+        ("scorer p99 ms", &s_p99),
+        ("forwarder p99 ms", &f_p99),
+    ]);
+    Ok(json!({
+        "scorer_events_per_s": median(&s_rate),
+        "forwarder_events_per_s": median(&f_rate),
+        "throughput_ratio": median(&ratios),
+        "throughput_ratio_runs": ratios,
+        "scorer_events_per_s_runs": s_rate,
+        "forwarder_events_per_s_runs": f_rate,
+        "scorer_live_events_per_s": live.achieved,
+        "latency_rate_per_s": half,
+        "scorer_p50_ms": median(&s_p50),
+        "forwarder_p50_ms": median(&f_p50),
+        "scorer_p99_ms": median(&s_p99),
+        "forwarder_p99_ms": median(&f_p99),
+        "p99_difference_ms": median(&s_p99) - median(&f_p99),
+        "scorer_p99_ms_runs": s_p99,
+        "forwarder_p99_ms_runs": f_p99,
+        "scorer_rss_mb": s_rss.iter().cloned().fold(0.0, f64::max),
+        "events": events,
+    }))
+}
+
+/// The scorer benchmark: fraud (MLP) and sentiment (hashed text) against the forwarder, and the
+/// scorer's memory under a backlog ten times what it scores in a latency run.
+pub async fn scorer(env: &Env) -> Result<Json, BenchError> {
+    let started = Instant::now();
+    let models_topic = unique("models");
+    let admin: AdminClient<DefaultClientContext> = client::base_config(&env.kafka, "bench").create()?;
+    let t = NewTopic::new(&models_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    for r in admin.create_topics([&t], &AdminOptions::new()).await? {
+        r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
+    }
+    register_models(env, &models_topic).await?;
+    let fraud = scorer_workload(env, Workload::Fraud, &models_topic, env.events).await?;
+    let text = scorer_workload(env, Workload::Text, &models_topic, (env.events / 4).max(1000)).await?;
+    // Overload: a backlog of ten times the latency run's events, drained as fast as possible; the
+    // consumer's prefetch and the producer's queue are bounded, so memory must stay near the
+    // normal run's.
+    let backlog = (10.0 * fraud["latency_rate_per_s"].as_f64().unwrap_or(1000.0) * env.latency_secs) as u64;
+    let input = unique("overload-in");
+    topics(env, &[&input]).await?;
+    preload(env, Workload::Fraud, &input, backlog, 999).await?;
+    let over = throughput(env, &scorer_system(Workload::Fraud, &models_topic), &input, backlog).await?;
+    drop_topics(env, &[&input, &models_topic]).await;
+    eprintln!("overload: backlog {backlog} events drained at {:.0}/s, peak RSS {:.1} MiB", over.events_per_s, over.rss_mb);
+    let report = json!({
+        "benchmark": "scorer",
+        "machine": machine(env),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "commit": commit(),
+        "scorer_events_per_s": fraud["scorer_events_per_s"],
+        "forwarder_events_per_s": fraud["forwarder_events_per_s"],
+        "throughput_ratio": fraud["throughput_ratio"],
+        "scorer_p99_ms": fraud["scorer_p99_ms"],
+        "forwarder_p99_ms": fraud["forwarder_p99_ms"],
+        "scorer_rss_mb": fraud["scorer_rss_mb"],
+        "fraud_mlp": fraud,
+        "sentiment": text,
+        "overload": {"backlog_events": backlog, "events_per_s": over.events_per_s, "rss_mb": over.rss_mb,
+            "rss_vs_normal": over.rss_mb / fraud["scorer_rss_mb"].as_f64().unwrap_or(1.0)},
+        "elapsed_s": started.elapsed().as_secs_f64(),
+    });
+    let path = write_report(env, "scorer", &report)?;
+    eprintln!("scorer benchmark -> {}", path.display());
+    Ok(report)
 }

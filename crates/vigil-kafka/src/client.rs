@@ -65,12 +65,19 @@ pub fn consumer_config(k: &KafkaConfig, role: &str, group: &str) -> ClientConfig
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("queued.max.messages.kbytes", k.consumer_queue_max_kbytes.to_string())
-        .set("fetch.message.max.bytes", k.message_max_bytes.to_string())
-        .set("max.partition.fetch.bytes", k.message_max_bytes.to_string())
         .set("partition.assignment.strategy", "cooperative-sticky");
     for (key, value) in &k.properties {
         c.set(key, value);
     }
+    c
+}
+
+/// A consumer for the models topic: like [`consumer_config`], but fetching messages as large as the
+/// largest checkpoint (input consumers keep librdkafka's 1 MiB fetches, so that memory stays bounded).
+pub fn large_message_consumer_config(k: &KafkaConfig, role: &str, group: &str) -> ClientConfig {
+    let mut c = consumer_config(k, role, group);
+    c.set("fetch.message.max.bytes", k.message_max_bytes.to_string())
+        .set("max.partition.fetch.bytes", k.message_max_bytes.to_string());
     c
 }
 

@@ -75,7 +75,7 @@ pub fn producer(kafka: &KafkaConfig) -> Result<FutureProducer<client::LogContext
 /// Reads every record of the (single-partition) models topic from the beginning to its current end.
 pub fn read_all(kafka: &KafkaConfig, topic: &str, codec: &Codec) -> Result<Vec<ModelRecord>, KafkaPlumbingError> {
     let consumer: BaseConsumer<client::LogContext> =
-        client::consumer_config(kafka, "models-reader", &format!("vigil-models-{}", now_ms()))
+        client::large_message_consumer_config(kafka, "models-reader", &format!("vigil-models-{}", now_ms()))
             .create_with_context(client::LogContext)
             .map_err(|source| KafkaPlumbingError::Client { what: "creating the models reader", source })?;
     let (low, high) = consumer
@@ -120,7 +120,7 @@ pub fn follower(
     role: &str,
 ) -> Result<StreamConsumer<client::LogContext>, KafkaPlumbingError> {
     let consumer: StreamConsumer<client::LogContext> =
-        client::consumer_config(kafka, role, &format!("vigil-{role}-{}", now_ms()))
+        client::large_message_consumer_config(kafka, role, &format!("vigil-{role}-{}", now_ms()))
             .create_with_context(client::LogContext)
             .map_err(|source| KafkaPlumbingError::Client { what: "creating the models follower", source })?;
     let mut tpl = TopicPartitionList::new();

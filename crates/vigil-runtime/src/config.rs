@@ -315,7 +315,7 @@ impl Default for KafkaConfig {
             batch_size: 1_000_000,
             compression: "lz4".into(),
             queue_max_messages: 100_000,
-            consumer_queue_max_kbytes: 65_536,
+            consumer_queue_max_kbytes: 16_384,
             message_max_bytes: 67_108_864,
             delivery: Delivery::AtLeastOnce,
             transactional_id_prefix: "vigil".into(),

@@ -38,6 +38,7 @@ struct Cli {
 enum Which {
     All,
     Forwarder,
+    Scorer,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +82,9 @@ fn main() -> ExitCode {
         let started = std::time::Instant::now();
         if matches!(cli.which, Which::All | Which::Forwarder) {
             bench::forwarder(&env).await?;
+        }
+        if matches!(cli.which, Which::All | Which::Scorer) {
+            bench::scorer(&env).await?;
         }
         eprintln!("\nbenchmarks took {:.0} s", started.elapsed().as_secs_f64());
         Ok::<(), bench::BenchError>(())
