@@ -28,10 +28,10 @@ use vigil_kafka::{client, now_ms};
 use vigil_runtime::config::KafkaConfig;
 
 use crate::generate::{self, FraudSource, Progress, RunConfig, TextSource};
-use crate::sim::text::TextSim;
 use crate::probe::{self, Percentiles, ProbeConfig};
 use crate::sim::fraud::{FraudConfig, FraudSim};
 use crate::sim::labels::LabelDelays;
+use crate::sim::text::TextSim;
 
 /// Errors of a benchmark run.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -570,7 +570,9 @@ async fn register_models(env: &Env, topic: &str) -> Result<(), BenchError> {
     let text = Model::HashedText { table: w(65536, 3), b: 0.0 };
     let producer = vigil_kafka::models::producer(&env.kafka)?;
     let codec = Codec::new();
-    for (name, model, spec) in [("fraud", fraud, vigil_features::FRAUD_SPEC), ("sentiment", text, vigil_features::SENTIMENT_SPEC)] {
+    for (name, model, spec) in
+        [("fraud", fraud, vigil_features::FRAUD_SPEC), ("sentiment", text, vigil_features::SENTIMENT_SPEC)]
+    {
         let cp = checkpoint::build(
             NewCheckpoint {
                 model: name,
@@ -614,7 +616,13 @@ http-listen = "127.0.0.1:0"
 challenger-share = 0.0
 "#
     );
-    System { name: format!("scorer-{model}"), program: "vigil-scorer".into(), args: Vec::new(), env: Vec::new(), config: Some(config) }
+    System {
+        name: format!("scorer-{model}"),
+        program: "vigil-scorer".into(),
+        args: Vec::new(),
+        env: Vec::new(),
+        config: Some(config),
+    }
 }
 
 /// Scorer against forwarder for one workload; returns the report's section.
@@ -637,7 +645,13 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
                 f_rate.push(t.events_per_s);
             }
         }
-        eprintln!("{} round {}: scorer {:.0}/s, forwarder {:.0}/s", scorer.name, round + 1, s_rate[round], f_rate[round]);
+        eprintln!(
+            "{} round {}: scorer {:.0}/s, forwarder {:.0}/s",
+            scorer.name,
+            round + 1,
+            s_rate[round],
+            f_rate[round]
+        );
         drop_topics(env, &[&input]).await;
     }
     // The scorer's live maximum (generator and system on this machine together); latency at half of it.
@@ -658,7 +672,13 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
                 f_p50.push(l.percentiles.p50_ms);
             }
         }
-        eprintln!("{} latency round {} at {half:.0}/s: p99 scorer {:.2} ms, forwarder {:.2} ms", scorer.name, round + 1, s_p99[round], f_p99[round]);
+        eprintln!(
+            "{} latency round {} at {half:.0}/s: p99 scorer {:.2} ms, forwarder {:.2} ms",
+            scorer.name,
+            round + 1,
+            s_p99[round],
+            f_p99[round]
+        );
     }
     let ratios: Vec<f64> = s_rate.iter().zip(&f_rate).map(|(s, f)| s / f).collect();
     table(&[
@@ -711,7 +731,10 @@ pub async fn scorer(env: &Env) -> Result<Json, BenchError> {
     preload(env, Workload::Fraud, &input, backlog, 999).await?;
     let over = throughput(env, &scorer_system(Workload::Fraud, &models_topic), &input, backlog).await?;
     drop_topics(env, &[&input, &models_topic]).await;
-    eprintln!("overload: backlog {backlog} events drained at {:.0}/s, peak RSS {:.1} MiB", over.events_per_s, over.rss_mb);
+    eprintln!(
+        "overload: backlog {backlog} events drained at {:.0}/s, peak RSS {:.1} MiB",
+        over.events_per_s, over.rss_mb
+    );
     let report = json!({
         "benchmark": "scorer",
         "machine": machine(env),

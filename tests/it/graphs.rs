@@ -8,7 +8,9 @@ use vigil_models::families::{Dense, Model, sigmoid};
 use vigil_models::{Provider, Runtime};
 
 fn weights(n: usize, seed: u32) -> Vec<f32> {
-    (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 7) % 2001) as f32 / 1000.0 - 1.0).collect()
+    (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 7) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
 }
 
 #[test]

@@ -19,9 +19,16 @@ fn fraud_width() -> usize {
 }
 
 /// A fraud checkpoint whose model is an MLP with weights from `seed`.
-fn fraud_checkpoint(version: i64, status: CheckpointStatus, seed: u32, key: Option<&SigningKey>) -> vigil_events::ModelCheckpoint {
+fn fraud_checkpoint(
+    version: i64,
+    status: CheckpointStatus,
+    seed: u32,
+    key: Option<&SigningKey>,
+) -> vigil_events::ModelCheckpoint {
     let d = fraud_width();
-    let w = |n: usize, s: u32| -> Vec<f32> { (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ s) % 1000) as f32 / 2000.0 - 0.25).collect() };
+    let w = |n: usize, s: u32| -> Vec<f32> {
+        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ s) % 1000) as f32 / 2000.0 - 0.25).collect()
+    };
     let model = Model::Mlp {
         layers: vec![
             Dense { inputs: d, outputs: 8, w: w(d * 8, seed), b: vec![0.0; 8] },
@@ -66,8 +73,32 @@ async fn every_record_is_one_score_per_variant_or_one_dead_letter() {
 
     let good_tx = 1500u64;
     let good_texts = 300u64;
-    stack.load(&["fraud", "--topic", &stack.tx, "--labels-topic", "none", "--rate", "0", "--events", &good_tx.to_string(), "--id-prefix", "ok"]);
-    stack.load(&["text", "--topic", &stack.texts, "--labels-topic", "none", "--rate", "0", "--events", &good_texts.to_string(), "--id-prefix", "okt"]);
+    stack.load(&[
+        "fraud",
+        "--topic",
+        &stack.tx,
+        "--labels-topic",
+        "none",
+        "--rate",
+        "0",
+        "--events",
+        &good_tx.to_string(),
+        "--id-prefix",
+        "ok",
+    ]);
+    stack.load(&[
+        "text",
+        "--topic",
+        &stack.texts,
+        "--labels-topic",
+        "none",
+        "--rate",
+        "0",
+        "--events",
+        &good_texts.to_string(),
+        "--id-prefix",
+        "okt",
+    ]);
     // Malformed input of every kind, with the stage that must catch it.
     let codec = Codec::new();
     let sample = |amount: f64| {
@@ -141,7 +172,8 @@ async fn every_record_is_one_score_per_variant_or_one_dead_letter() {
     let share = challengers.len() as f64 / good_tx as f64;
     assert!((share - 0.5).abs() < 0.06, "challenger share {share}");
     assert!(s.iter().filter(|x| x.variant == Variant::Champion).all(|x| x.model_version == 1));
-    let mut stages: Vec<String> = dead.iter().map(|m| String::from_utf8(m.header(dlq::STAGE).unwrap().to_vec()).unwrap()).collect();
+    let mut stages: Vec<String> =
+        dead.iter().map(|m| String::from_utf8(m.header(dlq::STAGE).unwrap().to_vec()).unwrap()).collect();
     let mut want: Vec<String> = bad.iter().map(|b| b.2.to_string()).collect();
     stages.sort();
     want.sort();
@@ -181,7 +213,19 @@ async fn a_new_champion_takes_over_without_a_gap_and_bad_checkpoints_are_refused
         let tx = stack.tx.clone();
         std::thread::spawn(move || {
             std::process::Command::new(bin("vigil-load"))
-                .args(["fraud", "--topic", &tx, "--labels-topic", "none", "--rate", "1000", "--events", &n.to_string(), "--id-prefix", "swap"])
+                .args([
+                    "fraud",
+                    "--topic",
+                    &tx,
+                    "--labels-topic",
+                    "none",
+                    "--rate",
+                    "1000",
+                    "--events",
+                    &n.to_string(),
+                    "--id-prefix",
+                    "swap",
+                ])
                 .env("VIGIL_CONFIG", stack_config)
                 .env("VIGIL_LOG__LEVEL", "warn")
                 .status()
@@ -199,7 +243,8 @@ async fn a_new_champion_takes_over_without_a_gap_and_bad_checkpoints_are_refused
     publish(&stack, &fraud_checkpoint(4, CheckpointStatus::Promoted, 4, Some(&trusted))).await;
     assert!(load.join().unwrap().success());
 
-    let records = collect_until(&stack.scores, "read_committed", T, "every score", |r| champion_ids(r).len() >= n as usize).await;
+    let records =
+        collect_until(&stack.scores, "read_committed", T, "every score", |r| champion_ids(r).len() >= n as usize).await;
     terminate(&mut scorer, Duration::from_secs(20));
     let s = scores(&records);
     let mut seen: HashMap<String, i64> = HashMap::new();
@@ -221,7 +266,8 @@ async fn a_new_champion_takes_over_without_a_gap_and_bad_checkpoints_are_refused
     }
     let codec = Codec::new();
     let alerts = collect_until(&stack.alerts, "read_committed", T, "two model-rejected alerts", |r| r.len() >= 2).await;
-    let alerts: Vec<vigil_events::Alert> = alerts.iter().map(|m| codec.decode_event(m.payload.as_deref().unwrap()).unwrap()).collect();
+    let alerts: Vec<vigil_events::Alert> =
+        alerts.iter().map(|m| codec.decode_event(m.payload.as_deref().unwrap()).unwrap()).collect();
     let rejected: HashMap<i64, String> = alerts
         .iter()
         .filter(|a| a.kind == AlertKind::ModelRejected)
@@ -242,7 +288,19 @@ async fn crash_and_restart(delivery: &str) -> (Stack, Vec<Score>, u64) {
         let (cfg, tx) = (stack.config.clone(), stack.tx.clone());
         std::thread::spawn(move || {
             std::process::Command::new(bin("vigil-load"))
-                .args(["fraud", "--topic", &tx, "--labels-topic", "none", "--rate", "2000", "--events", &n.to_string(), "--id-prefix", "crash"])
+                .args([
+                    "fraud",
+                    "--topic",
+                    &tx,
+                    "--labels-topic",
+                    "none",
+                    "--rate",
+                    "2000",
+                    "--events",
+                    &n.to_string(),
+                    "--id-prefix",
+                    "crash",
+                ])
                 .env("VIGIL_CONFIG", cfg)
                 .env("VIGIL_LOG__LEVEL", "warn")
                 .status()
@@ -284,9 +342,18 @@ async fn exactly_once_shows_every_event_once_to_read_committed_consumers() {
     }
     assert_eq!(count.len(), n as usize, "every event scored");
     let dupes: Vec<_> = count.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(dupes.is_empty(), "{} events scored more than once: {:?}", dupes.len(), dupes.iter().take(5).collect::<Vec<_>>());
+    assert!(
+        dupes.is_empty(),
+        "{} events scored more than once: {:?}",
+        dupes.len(),
+        dupes.iter().take(5).collect::<Vec<_>>()
+    );
     // Make sure the test really crossed a crash: the consumer had read uncommitted output earlier.
     let uncommitted = consume(&stack.scores, s.len(), T, "read_uncommitted").await;
-    eprintln!("exactly-once: {} committed scores, {} records in the log including aborted ones", s.len(), uncommitted.len());
+    eprintln!(
+        "exactly-once: {} committed scores, {} records in the log including aborted ones",
+        s.len(),
+        uncommitted.len()
+    );
     stack.delete().await;
 }

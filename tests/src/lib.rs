@@ -382,7 +382,17 @@ group-id = "{prefix}-drift"
 
     /// Every topic name.
     pub fn topics(&self) -> Vec<&str> {
-        vec![&self.tx, &self.tx_labels, &self.texts, &self.text_labels, &self.scores, &self.models, &self.alerts, &self.drift, &self.dlq]
+        vec![
+            &self.tx,
+            &self.tx_labels,
+            &self.texts,
+            &self.text_labels,
+            &self.scores,
+            &self.models,
+            &self.alerts,
+            &self.drift,
+            &self.dlq,
+        ]
     }
 
     /// Deletes the topics.
@@ -425,7 +435,11 @@ pub async fn collect_until(
     let until = Instant::now() + deadline;
     while !done(&out) {
         let left = until.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "timed out after {deadline:?} waiting for {what} on {topic} ({} records read)", out.len());
+        assert!(
+            !left.is_zero(),
+            "timed out after {deadline:?} waiting for {what} on {topic} ({} records read)",
+            out.len()
+        );
         match tokio::time::timeout(left.min(Duration::from_millis(500)), c.recv()).await {
             Ok(Ok(m)) => out.push(Input::from_message(&m)),
             Ok(Err(e)) => panic!("consume error on {topic}: {e}"),

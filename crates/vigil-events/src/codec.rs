@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::CodecError;
+use crate::fast::Plan;
 use crate::schemas::{self, Fingerprint};
 
 /// Single-object encoding marker.
@@ -92,6 +93,12 @@ pub fn frame(bytes: &[u8]) -> Result<Frame<'_>, CodecError> {
     }
 }
 
+/// Writer, reader fingerprint, wanted-fields key.
+type PlanKey = (WriterId, Fingerprint, u64);
+
+/// A fast-path plan and the record body to run it on.
+pub type PlanAndBody<'b> = (Arc<Plan>, &'b [u8]);
+
 /// A schema known to the codec.
 #[derive(Debug, Clone, Copy)]
 struct Known {
@@ -109,6 +116,7 @@ pub struct Codec {
     /// Registry ids to encode with, by full name: with an id, records get Confluent framing.
     encode_ids: RwLock<HashMap<String, u32>>,
     readers: RwLock<HashMap<(WriterId, Fingerprint), Arc<GenericDatumReader<'static>>>>,
+    plans: RwLock<HashMap<PlanKey, Option<Arc<Plan>>>>,
     writers_cache: RwLock<HashMap<String, Arc<GenericDatumWriter<'static>>>>,
 }
 
@@ -144,6 +152,7 @@ impl Codec {
             current: RwLock::new(current),
             encode_ids: RwLock::new(HashMap::new()),
             readers: RwLock::new(HashMap::new()),
+            plans: RwLock::new(HashMap::new()),
             writers_cache: RwLock::new(HashMap::new()),
         }
     }
@@ -214,6 +223,36 @@ impl Codec {
         }
         let datum_reader = self.reader_for(frame.writer, writer, reader)?;
         read_body(&datum_reader, frame.body, reader.name)
+    }
+
+    /// The fast path: a compiled plan that reads only `wanted` fields of this record (resolved to the
+    /// current schema `reader`), and the record's body to run it on. `Ok(None)` when the schemas are
+    /// outside what the fast path handles (decode with [`Codec::decode`] then). `wanted_key` identifies
+    /// the list of wanted fields (the caller hashes it once).
+    pub fn plan<'b>(
+        &self,
+        bytes: &'b [u8],
+        reader: &str,
+        wanted: &[&str],
+        wanted_key: u64,
+    ) -> Result<Option<PlanAndBody<'b>>, CodecError> {
+        let frame = frame(bytes)?;
+        let reader = self.current_known(reader)?;
+        let key = (frame.writer, reader.fingerprint, wanted_key);
+        if let Some(p) = read(&self.plans).get(&key) {
+            return Ok(p.clone().map(|p| (p, frame.body)));
+        }
+        let writer = self.writer_known(frame.writer)?;
+        if writer.name != reader.name {
+            return Err(CodecError::SchemaMismatch {
+                schema: reader.name.to_string(),
+                detail: format!("the record was written as {}", writer.name),
+                source: None,
+            });
+        }
+        let plan = Plan::new(writer.schema, reader.schema, wanted).map(Arc::new);
+        write(&self.plans).insert(key, plan.clone());
+        Ok(plan.map(|p| (p, frame.body)))
     }
 
     /// Decodes a framed record with its own writer schema (no resolution); returns the value and
@@ -338,6 +377,49 @@ impl Codec {
             detail: "event does not fit its schema".into(),
             source: Some(e),
         })?;
+        Ok(())
+    }
+}
+
+/// Appends an Avro `long` (zig-zag varint).
+fn put_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_long(out, s.len() as i64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+impl Codec {
+    /// Encodes a `Score` without the generic serializer (the scorer's hot path): the same bytes as
+    /// [`Codec::encode_event`], written field by field.
+    pub fn encode_score_into(&self, s: &crate::events::Score, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let known = self.current_known(crate::schemas::names::SCORE)?;
+        self.header(known, out);
+        put_str(out, &s.event_id);
+        put_str(out, &s.model);
+        put_long(out, s.model_version);
+        put_long(out, if s.variant == crate::events::Variant::Champion { 0 } else { 1 });
+        out.extend_from_slice(&s.score.to_le_bytes());
+        if !s.scores.is_empty() {
+            put_long(out, s.scores.len() as i64);
+            for x in &s.scores {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        put_long(out, 0);
+        out.extend_from_slice(&s.predicted_label.to_le_bytes());
+        put_long(out, s.event_time);
+        put_long(out, s.scored_at);
+        put_str(out, &s.source_topic);
+        put_long(out, i64::from(s.source_partition));
+        put_long(out, s.source_offset);
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod error;
 pub mod events;
+pub mod fast;
 pub mod json;
 pub mod schemas;
 

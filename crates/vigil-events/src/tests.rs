@@ -269,6 +269,91 @@ fn the_leading_event_id_is_read_without_decoding() {
     assert_eq!(codec.leading_string(b"junk", "event_id"), None);
 }
 
+/// Every wanted field read by the fast path equals what the value-tree decoder gives, for current
+/// and historical writers.
+#[test]
+fn the_fast_path_reads_what_the_value_decoder_reads() {
+    use crate::fast::Field;
+    let codec = Codec::new();
+    let wanted = [
+        "amount",
+        "event_id",
+        "device_id",
+        "card_present",
+        "account_age_days",
+        "event_time",
+        "channel",
+        "distance_from_home_km",
+    ];
+    let tx = Transaction {
+        event_id: "t-1".into(),
+        account_id: "a".into(),
+        card_id: "c".into(),
+        event_time: 1_700_000_000_123,
+        amount: 12.5,
+        currency: "EUR".into(),
+        merchant_id: "m".into(),
+        merchant_category: "5411".into(),
+        channel: "pos".into(),
+        country: "DE".into(),
+        card_present: true,
+        account_age_days: 77,
+        device_id: Some("d9".into()),
+        distance_from_home_km: None,
+    };
+    let bytes = codec.encode_event(&tx).unwrap();
+    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &wanted, 1).unwrap().unwrap();
+    let mut out = Vec::new();
+    plan.read(body, &mut out).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Field::Float(12.5),
+            Field::Str("t-1"),
+            Field::Str("d9"),
+            Field::Bool(true),
+            Field::Int(77),
+            Field::Int(1_700_000_000_123),
+            Field::Str("pos"),
+            Field::Null
+        ]
+    );
+    // A version-1 record: the fields it lacks take the current schema's defaults.
+    let v1 = schemas::shipped().iter().find(|s| s.name == names::TRANSACTION && !s.current).unwrap();
+    let mut old = vec![0xC3, 0x01];
+    old.extend_from_slice(&v1.fingerprint);
+    old.extend_from_slice(
+        &apache_avro::writer::datum::GenericDatumWriter::builder(&v1.schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(sample_value(&v1.schema))
+            .unwrap(),
+    );
+    let (plan, body) = codec.plan(&old, names::TRANSACTION, &wanted, 1).unwrap().unwrap();
+    plan.read(body, &mut out).unwrap();
+    assert_eq!(out[2], Field::Null, "device_id defaults to null");
+    assert_eq!(out[0], Field::Float(1.5));
+    // Truncated bodies and other schemas are errors, not panics.
+    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &wanted, 1).unwrap().unwrap();
+    assert!(matches!(plan.read(&body[..body.len() - 3], &mut out), Err(CodecError::Truncated { .. })));
+    let label = codec.encode_event(&Label { event_id: "e".into(), label: 1.0, label_time: 0, source: None }).unwrap();
+    assert!(matches!(codec.plan(&label, names::TRANSACTION, &wanted, 1), Err(CodecError::SchemaMismatch { .. })));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bodies_never_panic_the_fast_path(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+        let codec = Codec::new();
+        let mut input = vec![0xC3, 0x01];
+        input.extend_from_slice(&schemas::current(names::TRANSACTION).unwrap().fingerprint);
+        input.extend_from_slice(&bytes);
+        if let Ok(Some((plan, body))) = codec.plan(&input, names::TRANSACTION, &["amount", "channel"], 2) {
+            let mut out = Vec::new();
+            let _ = plan.read(body, &mut out);
+        }
+    }
+}
+
 #[test]
 fn user_schemas_can_be_added() {
     let codec = Codec::new();
@@ -349,6 +434,14 @@ fn same_score(a: &Score, b: &Score) -> bool {
 }
 
 proptest! {
+    #[test]
+    fn the_hand_written_score_encoder_writes_what_the_generic_one_does(s in arb_score()) {
+        let codec = Codec::new();
+        let mut fast = Vec::new();
+        codec.encode_score_into(&s, &mut fast).unwrap();
+        prop_assert_eq!(fast, codec.encode_event(&s).unwrap());
+    }
+
     #[test]
     fn scores_round_trip_under_both_framings(s in arb_score(), id in 1u32..u32::MAX) {
         let codec = Codec::new();

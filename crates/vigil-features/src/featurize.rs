@@ -7,6 +7,7 @@ use apache_avro::types::Value;
 
 use crate::spec::{Encoding, FeatureSpec, Missing, Transform};
 use crate::text::{hash_ngrams, hash_str};
+pub use vigil_events::fast::Field;
 
 /// Why a record cannot be featurised; the record is dead-lettered with it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -64,44 +65,66 @@ impl FeatureError {
 #[derive(Debug, Clone)]
 pub struct Featurizer {
     spec: FeatureSpec,
+    /// Distinct record fields the spec reads, in first-use order.
+    fields: Vec<String>,
+    /// Position of each of `fields` in the reader schema (for value-tree input).
+    positions: Vec<usize>,
     numeric_at: Vec<usize>,
     categorical_at: Vec<usize>,
     text_at: Option<usize>,
     width: usize,
 }
 
-/// Field positions of a record schema by name.
-fn positions(schema: &Schema) -> Result<Vec<String>, String> {
-    match schema {
-        Schema::Record(r) => Ok(r.fields.iter().map(|f| f.name.clone()).collect()),
-        _ => Err("the schema is not a record".into()),
-    }
-}
-
 impl Featurizer {
     /// Binds `spec` to the reader `schema`; every field the spec names must exist in it.
     pub fn new(spec: &FeatureSpec, schema: &Schema) -> Result<Featurizer, Vec<String>> {
-        let fields = positions(schema).map_err(|e| vec![e])?;
+        let Schema::Record(r) = schema else { return Err(vec!["the schema is not a record".into()]) };
+        let names: Vec<&str> = r.fields.iter().map(|f| f.name.as_str()).collect();
         let mut problems = Vec::new();
-        let mut find = |f: &str, what: &str| match fields.iter().position(|x| x == f) {
-            Some(i) => i,
-            None => {
-                problems.push(format!("{what} field `{f}` is not in the schema ({})", fields.join(", ")));
-                0
+        let mut fields: Vec<String> = Vec::new();
+        let mut positions = Vec::new();
+        let mut slot = |f: &str, what: &str| -> usize {
+            if let Some(i) = fields.iter().position(|x| x == f) {
+                return i;
+            }
+            match names.iter().position(|x| *x == f) {
+                Some(p) => {
+                    fields.push(f.to_string());
+                    positions.push(p);
+                    fields.len() - 1
+                }
+                None => {
+                    problems.push(format!("{what} field `{f}` is not in the schema ({})", names.join(", ")));
+                    0
+                }
             }
         };
-        let numeric_at = spec.numeric.iter().map(|n| find(&n.field, "numeric")).collect();
-        let categorical_at = spec.categorical.iter().map(|c| find(&c.field, "categorical")).collect();
-        let text_at = spec.text.as_ref().map(|t| find(&t.field, "text"));
+        let numeric_at = spec.numeric.iter().map(|n| slot(&n.field, "numeric")).collect();
+        let categorical_at = spec.categorical.iter().map(|c| slot(&c.field, "categorical")).collect();
+        let text_at = spec.text.as_ref().map(|t| slot(&t.field, "text"));
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Featurizer { spec: spec.clone(), numeric_at, categorical_at, text_at, width: spec.width() })
+        Ok(Featurizer {
+            spec: spec.clone(),
+            fields,
+            positions,
+            numeric_at,
+            categorical_at,
+            text_at,
+            width: spec.width(),
+        })
     }
 
     /// The spec.
     pub fn spec(&self) -> &FeatureSpec {
         &self.spec
+    }
+
+    /// The record fields the spec reads; [`Featurizer::dense_from`] and [`Featurizer::text_from`]
+    /// take their values in this order.
+    pub fn fields(&self) -> &[String] {
+        &self.fields
     }
 
     /// Width of a dense row.
@@ -114,12 +137,27 @@ impl Featurizer {
         self.spec.text.as_ref().map(|t| t.max_tokens as usize).unwrap_or(0)
     }
 
-    /// Writes a record's dense row into `out` (length [`Featurizer::width`]).
+    /// The spec's fields of a decoded record, in [`Featurizer::fields`] order.
+    fn fields_of<'v>(&self, record: &'v Value) -> Result<Vec<Field<'v>>, FeatureError> {
+        let Value::Record(f) = record else { return Err(FeatureError::NotARecord) };
+        Ok(self.positions.iter().map(|p| f.get(*p).map(|(_, v)| field_of(v)).unwrap_or(Field::Null)).collect())
+    }
+
+    /// Writes a decoded record's dense row into `out` (length [`Featurizer::width`]).
     pub fn dense(&self, record: &Value, out: &mut [f32]) -> Result<(), FeatureError> {
-        let fields = record_fields(record)?;
+        self.dense_from(&self.fields_of(record)?, out)
+    }
+
+    /// Writes a decoded record's hashed n-grams (see [`Featurizer::text_from`]).
+    pub fn text(&self, record: &Value, indices: &mut [i64], values: &mut [f32]) -> Result<(), FeatureError> {
+        self.text_from(&self.fields_of(record)?, indices, values)
+    }
+
+    /// Writes the dense row of a record given as its [`Featurizer::fields`] values.
+    pub fn dense_from(&self, fields: &[Field<'_>], out: &mut [f32]) -> Result<(), FeatureError> {
         out.iter_mut().for_each(|x| *x = 0.0);
         for (k, (n, at)) in self.spec.numeric.iter().zip(&self.numeric_at).enumerate() {
-            let raw = number(&n.field, &fields[*at].1, n.transform)?;
+            let raw = number(&n.field, fields[*at], n.transform)?;
             let transformed = match raw {
                 Some(x) => apply(n.transform, x),
                 None => match n.missing {
@@ -134,22 +172,20 @@ impl Featurizer {
             out[k] = z as f32;
         }
         let mut offset = self.spec.numeric.len();
+        let mut buf = String::new();
         for (c, at) in self.spec.categorical.iter().zip(&self.categorical_at) {
-            let v = category(&c.field, &fields[*at].1)?;
-            let v = match (v, c.missing) {
-                (Some(v), _) => Some(v),
-                (None, Missing::Reject) => return Err(FeatureError::Missing(c.field.clone())),
-                (None, Missing::Impute) => None,
-            };
+            let v = category(&c.field, fields[*at], &mut buf)?;
+            if v.is_none() && c.missing == Missing::Reject {
+                return Err(FeatureError::Missing(c.field.clone()));
+            }
             match c.encoding {
                 Encoding::OneHot => {
-                    let slot =
-                        v.as_deref().and_then(|v| c.values.iter().position(|x| x == v)).unwrap_or(c.values.len());
+                    let slot = v.and_then(|v| c.values.iter().position(|x| x == v)).unwrap_or(c.values.len());
                     out[offset + slot] = 1.0;
                     offset += c.values.len() + 1;
                 }
                 Encoding::Hash => {
-                    let b = (hash_str(v.as_deref().unwrap_or(""), 0) % u64::from(c.buckets)) as usize;
+                    let b = (hash_str(v.unwrap_or(""), 0) % u64::from(c.buckets)) as usize;
                     out[offset + b] = 1.0;
                     offset += c.buckets as usize;
                 }
@@ -158,16 +194,15 @@ impl Featurizer {
         Ok(())
     }
 
-    /// Writes a record's hashed n-grams into `indices` / `values` (length [`Featurizer::text_len`]),
-    /// padding with index 0 and value 0.
-    pub fn text(&self, record: &Value, indices: &mut [i64], values: &mut [f32]) -> Result<(), FeatureError> {
+    /// Writes the hashed n-grams of a record given as its [`Featurizer::fields`] values into
+    /// `indices` / `values` (length [`Featurizer::text_len`]), padding with index 0 and value 0.
+    pub fn text_from(&self, fields: &[Field<'_>], indices: &mut [i64], values: &mut [f32]) -> Result<(), FeatureError> {
         let (Some(t), Some(at)) = (&self.spec.text, self.text_at) else {
             return Err(FeatureError::Type { field: String::new(), found: "tabular spec".into(), want: "a text spec" });
         };
-        let fields = record_fields(record)?;
-        let text = match unwrap_union(&fields[at].1) {
-            Value::String(s) => s.as_str(),
-            Value::Null => return Err(FeatureError::Missing(t.field.clone())),
+        let text = match fields[at] {
+            Field::Str(s) => s,
+            Field::Null => return Err(FeatureError::Missing(t.field.clone())),
             other => return Err(type_error(&t.field, other, "a string")),
         };
         let chars = text.chars().count();
@@ -179,47 +214,53 @@ impl Featurizer {
     }
 }
 
-fn record_fields(v: &Value) -> Result<&[(String, Value)], FeatureError> {
+/// A value-tree field as a [`Field`].
+fn field_of(v: &Value) -> Field<'_> {
     match v {
-        Value::Record(f) => Ok(f),
-        _ => Err(FeatureError::NotARecord),
+        Value::Null => Field::Null,
+        Value::Boolean(b) => Field::Bool(*b),
+        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => Field::Int(i64::from(*i)),
+        Value::Long(i) | Value::TimestampMillis(i) | Value::LocalTimestampMillis(i) => Field::Int(*i),
+        Value::TimestampMicros(i) => Field::Int(*i / 1000),
+        Value::Float(f) => Field::Float(f64::from(*f)),
+        Value::Double(f) => Field::Float(*f),
+        Value::String(s) | Value::Enum(_, s) => Field::Str(s),
+        Value::Bytes(b) | Value::Fixed(_, b) => Field::Bytes(b),
+        Value::Union(_, inner) => field_of(inner),
+        _ => Field::Other,
     }
 }
 
-fn unwrap_union(v: &Value) -> &Value {
-    match v {
-        Value::Union(_, inner) => inner,
-        other => other,
-    }
-}
-
-fn type_error(field: &str, v: &Value, want: &'static str) -> FeatureError {
-    let found = format!("{:?}", apache_avro::schema::SchemaKind::from(v)).to_lowercase();
-    FeatureError::Type { field: field.to_string(), found, want }
+fn type_error(field: &str, v: Field<'_>, want: &'static str) -> FeatureError {
+    let found = match v {
+        Field::Null => "null",
+        Field::Bool(_) => "boolean",
+        Field::Int(_) => "integer",
+        Field::Float(_) => "number",
+        Field::Str(_) => "string",
+        Field::Bytes(_) => "bytes",
+        Field::Other => "a complex type",
+    };
+    FeatureError::Type { field: field.to_string(), found: found.into(), want }
 }
 
 /// A number from a field; `None` for null. Timestamps are numbers (ms) too.
-fn number(field: &str, v: &Value, transform: Transform) -> Result<Option<f64>, FeatureError> {
+fn number(field: &str, v: Field<'_>, transform: Transform) -> Result<Option<f64>, FeatureError> {
     if transform == Transform::Present {
-        return Ok(Some(f64::from(u8::from(!matches!(unwrap_union(v), Value::Null)))));
+        return Ok(Some(f64::from(u8::from(!matches!(v, Field::Null)))));
     }
-    let x = match unwrap_union(v) {
-        Value::Null => return Ok(None),
-        Value::Double(x) => *x,
-        Value::Float(x) => f64::from(*x),
-        Value::Int(x) => f64::from(*x),
-        Value::Long(x) | Value::TimestampMillis(x) => *x as f64,
-        Value::TimestampMicros(x) => *x as f64 / 1000.0,
-        Value::Boolean(b) => f64::from(u8::from(*b)),
+    let x = match v {
+        Field::Null => return Ok(None),
+        Field::Float(x) => x,
+        Field::Int(x) => x as f64,
+        Field::Bool(b) => f64::from(u8::from(b)),
         other => return Err(type_error(field, other, "a number, boolean or timestamp")),
     };
     if !x.is_finite() {
         return Err(FeatureError::NonFinite { field: field.to_string(), value: x });
     }
-    if matches!(transform, Transform::HourSin | Transform::HourCos)
-        && !matches!(unwrap_union(v), Value::TimestampMillis(_) | Value::TimestampMicros(_) | Value::Long(_))
-    {
-        return Err(type_error(field, unwrap_union(v), "a timestamp (epoch ms)"));
+    if matches!(transform, Transform::HourSin | Transform::HourCos) && !matches!(v, Field::Int(_)) {
+        return Err(type_error(field, v, "a timestamp (epoch ms)"));
     }
     Ok(Some(x))
 }
@@ -234,14 +275,22 @@ fn apply(t: Transform, x: f64) -> f64 {
     }
 }
 
-/// A category from a field; `None` for null.
-fn category(field: &str, v: &Value) -> Result<Option<String>, FeatureError> {
-    Ok(Some(match unwrap_union(v) {
-        Value::Null => return Ok(None),
-        Value::String(s) | Value::Enum(_, s) => s.clone(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Long(i) => i.to_string(),
+/// A category from a field; `None` for null. Non-string categories are written into `buf`.
+fn category<'f>(field: &str, v: Field<'f>, buf: &'f mut String) -> Result<Option<&'f str>, FeatureError> {
+    use std::fmt::Write;
+    Ok(Some(match v {
+        Field::Null => return Ok(None),
+        Field::Str(s) => s,
+        Field::Bool(b) => {
+            buf.clear();
+            let _ = write!(buf, "{b}");
+            buf.as_str()
+        }
+        Field::Int(i) => {
+            buf.clear();
+            let _ = write!(buf, "{i}");
+            buf.as_str()
+        }
         other => return Err(type_error(field, other, "a string, enum, boolean or integer")),
     }))
 }

@@ -7,7 +7,7 @@ pub mod featurize;
 pub mod spec;
 pub mod text;
 
-pub use featurize::{FeatureError, Featurizer};
+pub use featurize::{FeatureError, Featurizer, Field};
 pub use spec::{FeatureSpec, SpecError};
 
 /// The spec the demo's fraud model starts with (card transactions).

@@ -260,8 +260,12 @@ pub async fn run<H: Handler>(
         None => None,
     };
     counters.lag.store(-1, Ordering::Relaxed);
-    let context =
-        DrainingContext { tracker: tracker.clone(), drain_timeout: cfg.drain_timeout, txn: txn.clone(), counters: counters.clone() };
+    let context = DrainingContext {
+        tracker: tracker.clone(),
+        drain_timeout: cfg.drain_timeout,
+        txn: txn.clone(),
+        counters: counters.clone(),
+    };
     let mut consumer_config = client::consumer_config(kafka, &cfg.service, &cfg.group);
     consumer_config.set("statistics.interval.ms", "5000");
     if txn.is_some() {
@@ -303,10 +307,10 @@ pub async fn run<H: Handler>(
                 }
             }
             Counters::add(&counters.consumed, batch.len() as u64);
-            if let Some((producer, t)) = &txn {
-                if let Err(e) = open_txn(producer, t, &batch) {
-                    break Err(e);
-                }
+            if let Some((producer, t)) = &txn
+                && let Err(e) = open_txn(producer, t, &batch)
+            {
+                break Err(e);
             }
             let transactional = txn.is_some();
             if let Err(e) = process(&batch, handler, &sink, &tracker, cfg, &counters, transactional).await {

@@ -155,16 +155,16 @@ impl Follower {
         let mut challenger = current.as_ref().and_then(|s| s.challenger.clone());
         let mut changed = false;
 
-        if let Some(cp) = want_champion {
-            if champion.as_ref().map(|c| c.key.1) != Some(cp.version) {
-                // A version already loaded as challenger is promoted without reloading.
-                if let Some(c) = challenger.as_ref().filter(|c| c.key.1 == cp.version) {
-                    champion = Some(c.clone());
-                    changed = true;
-                } else if let Some(served) = self.admit(cp, refused, alerts).await {
-                    champion = Some(served);
-                    changed = true;
-                }
+        if let Some(cp) = want_champion
+            && champion.as_ref().map(|c| c.key.1) != Some(cp.version)
+        {
+            // A version already loaded as challenger is promoted without reloading.
+            if let Some(c) = challenger.as_ref().filter(|c| c.key.1 == cp.version) {
+                champion = Some(c.clone());
+                changed = true;
+            } else if let Some(served) = self.admit(cp, refused, alerts).await {
+                champion = Some(served);
+                changed = true;
             }
         }
         match want_challenger {

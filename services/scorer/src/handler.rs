@@ -11,6 +11,7 @@ use std::time::Instant;
 use apache_avro::Schema;
 use vigil_events::json::from_json;
 use vigil_events::{AvroValue, Codec, CodecError, Score, Variant};
+use vigil_features::Field;
 use vigil_features::batch::BatchBuilder;
 use vigil_features::text::hash_str;
 use vigil_kafka::dlq::Reason;
@@ -50,6 +51,8 @@ pub struct Scorer {
     pub challenger_share: f64,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Field layouts per model, with the (champion, challenger) versions they were made for.
+    pub layouts: Layouts,
 }
 
 /// One model version's rows in this batch.
@@ -57,6 +60,40 @@ struct Rows {
     served: Arc<Served>,
     builder: BatchBuilder,
     inputs: Vec<usize>,
+}
+
+/// Field layouts per model, with the (champion, challenger) versions they were made for.
+pub type Layouts = HashMap<String, ((i64, Option<i64>), Arc<Layout>)>;
+
+/// The fields a slot's featurisers read, as one list for the fast decoder.
+pub struct Layout {
+    names: Vec<String>,
+    key: u64,
+    event_id: usize,
+    champion: Vec<usize>,
+    challenger: Vec<usize>,
+}
+
+impl Layout {
+    fn new(slot: &Slot) -> Layout {
+        let mut names: Vec<String> = vec!["event_id".to_string()];
+        let mut map = |fields: &[String]| -> Vec<usize> {
+            fields
+                .iter()
+                .map(|f| match names.iter().position(|n| n == f) {
+                    Some(i) => i,
+                    None => {
+                        names.push(f.clone());
+                        names.len() - 1
+                    }
+                })
+                .collect()
+        };
+        let champion = map(slot.champion.featurizer.fields());
+        let challenger = slot.challenger.as_ref().map(|c| map(c.featurizer.fields())).unwrap_or_default();
+        let key = hash_str(&names.join("\u{1}"), 11);
+        Layout { names, key, event_id: 0, champion, challenger }
+    }
 }
 
 impl Rows {
@@ -67,6 +104,25 @@ impl Rows {
             BatchBuilder::dense(served.featurizer.width(), capacity)
         };
         Rows { served, builder, inputs: Vec::new() }
+    }
+
+    /// Adds a row from fast-decoded fields (`map` picks this featuriser's fields out of them).
+    fn push_fields(
+        &mut self,
+        input: usize,
+        id: &str,
+        fields: &[Field<'_>],
+        map: &[usize],
+    ) -> Result<(), vigil_features::FeatureError> {
+        let mine: Vec<Field<'_>> = map.iter().map(|i| fields[*i]).collect();
+        let f = &self.served.featurizer;
+        if f.spec().is_text() {
+            self.builder.push_text(id, |i, v| f.text_from(&mine, i, v))?;
+        } else {
+            self.builder.push_dense(id, |row| f.dense_from(&mine, row))?;
+        }
+        self.inputs.push(input);
+        Ok(())
     }
 
     fn push(&mut self, input: usize, id: &str, record: &AvroValue) -> Result<(), vigil_features::FeatureError> {
@@ -145,13 +201,6 @@ impl Handler for Scorer {
                 }));
                 continue;
             };
-            let record = match decode(&self.codec, route, payload) {
-                Ok(r) => r,
-                Err(reason) => {
-                    outcomes[i] = Some(self.dead(reason));
-                    continue;
-                }
-            };
             let slot = match slots.get(&route.model) {
                 Some(s) => s.clone(),
                 None => match self.book.get(&route.model) {
@@ -167,6 +216,54 @@ impl Handler for Scorer {
                     }
                 },
             };
+            let shadow = slot.challenger.clone().filter(|_| self.challenger_share > 0.0);
+            // The fast path: read only the wanted fields straight from the Avro body.
+            if route.format == InputFormat::Avro {
+                let layout = layout(&mut self.layouts, &route.model, &slot);
+                let names: Vec<&str> = layout.names.iter().map(String::as_str).collect();
+                match self.codec.plan(payload, &route.schema_name, &names, layout.key) {
+                    Err(e) => {
+                        outcomes[i] = Some(self.dead(Reason { stage: "decode", kind: e.kind(), error: e.to_string() }));
+                        continue;
+                    }
+                    Ok(Some((plan, body))) => {
+                        let mut fields = Vec::with_capacity(names.len());
+                        if let Err(e) = plan.read(body, &mut fields) {
+                            outcomes[i] =
+                                Some(self.dead(Reason { stage: "decode", kind: e.kind(), error: e.to_string() }));
+                            continue;
+                        }
+                        let id = match fields[layout.event_id] {
+                            Field::Str(s) => s.to_string(),
+                            _ => format!("{}/{}/{}", input.topic, input.partition, input.offset),
+                        };
+                        let champion = groups
+                            .entry(slot.champion.key.clone())
+                            .or_insert_with(|| Rows::new(slot.champion.clone(), batch.len()));
+                        if let Err(e) = champion.push_fields(i, &id, &fields, &layout.champion) {
+                            outcomes[i] =
+                                Some(self.dead(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() }));
+                            continue;
+                        }
+                        if let Some(ch) = shadow.as_ref().filter(|_| in_share(&id, self.challenger_share)) {
+                            let rows =
+                                groups.entry(ch.key.clone()).or_insert_with(|| Rows::new(ch.clone(), batch.len()));
+                            // A record the challenger's spec cannot featurise only misses its shadow score.
+                            let _ = rows.push_fields(i, &id, &fields, &layout.challenger);
+                        }
+                        ids[i] = id;
+                        continue;
+                    }
+                    Ok(None) => {}
+                }
+            }
+            let record = match decode(&self.codec, route, payload) {
+                Ok(r) => r,
+                Err(reason) => {
+                    outcomes[i] = Some(self.dead(reason));
+                    continue;
+                }
+            };
             let id = event_id(&record, input);
             let champion = groups
                 .entry(slot.champion.key.clone())
@@ -175,12 +272,9 @@ impl Handler for Scorer {
                 outcomes[i] = Some(self.dead(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() }));
                 continue;
             }
-            if let Some(ch) = &slot.challenger {
-                if in_share(&id, self.challenger_share) {
-                    let rows = groups.entry(ch.key.clone()).or_insert_with(|| Rows::new(ch.clone(), batch.len()));
-                    // A record the challenger's spec cannot featurise only misses its shadow score.
-                    let _ = rows.push(i, &id, &record);
-                }
+            if let Some(ch) = shadow.as_ref().filter(|_| in_share(&id, self.challenger_share)) {
+                let rows = groups.entry(ch.key.clone()).or_insert_with(|| Rows::new(ch.clone(), batch.len()));
+                let _ = rows.push(i, &id, &record);
             }
             ids[i] = id;
         }
@@ -260,6 +354,19 @@ impl Handler for Scorer {
         }
         Ok(outcomes.into_iter().zip(produced).map(|(o, p)| o.unwrap_or(Outcome::Produce(p))).collect())
     }
+}
+
+/// The field layout of a model's current slot (cached until its versions change).
+fn layout(layouts: &mut Layouts, model: &str, slot: &Slot) -> Arc<Layout> {
+    let versions = (slot.champion.key.1, slot.challenger.as_ref().map(|c| c.key.1));
+    if let Some((v, l)) = layouts.get(model)
+        && *v == versions
+    {
+        return l.clone();
+    }
+    let l = Arc::new(Layout::new(slot));
+    layouts.insert(model.to_string(), (versions, l.clone()));
+    l
 }
 
 impl Scorer {

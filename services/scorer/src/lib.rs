@@ -164,6 +164,7 @@ pub async fn run(
         scores_topic: config.topics.scores.clone(),
         challenger_share: sc.challenger_share,
         metrics: metrics.clone(),
+        layouts: HashMap::new(),
     };
     // The lag gauge follows the loop's statistics.
     let lag_task = {

@@ -1,0 +1,284 @@
+//! The hot path's decoder: reads only the fields a consumer wants straight from the Avro body, as
+//! borrowed [`Field`]s, without building `apache-avro`'s value tree (which allocates a `String` per
+//! field name and value). A [`Plan`] is compiled once per (writer schema, reader schema, wanted
+//! fields): it walks the writer's fields in order, keeps the wanted ones and skips the rest; a wanted
+//! field the writer does not have takes the reader schema's default (schema resolution for records
+//! written with an older version).
+//!
+//! Schemas with named references (`Schema::Ref`) or defaults other than null, booleans, numbers and
+//! strings get no plan; callers fall back to [`crate::Codec::decode`]. The codec's tests check that
+//! both paths agree.
+
+use apache_avro::Schema;
+use apache_avro::schema::RecordSchema;
+
+use crate::error::CodecError;
+
+/// One decoded field, borrowed from the record's bytes where it can be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Field<'a> {
+    /// Null (or a null union branch).
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An int, long, timestamp-millis or date.
+    Int(i64),
+    /// A float or double.
+    Float(f64),
+    /// A string or enum symbol.
+    Str(&'a str),
+    /// Bytes or fixed.
+    Bytes(&'a [u8]),
+    /// A value of a type the plan does not expose (arrays, maps, records).
+    Other,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Null,
+    Bool,
+    Int,
+    Long,
+    Float,
+    Double,
+    Bytes,
+    Str,
+    Enum(Vec<String>),
+    Fixed(usize),
+    Union(Vec<Kind>),
+    Array(Box<Kind>),
+    Map(Box<Kind>),
+    Record(Vec<Kind>),
+}
+
+#[derive(Debug, Clone)]
+enum Owned {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+/// A compiled reader for one (writer, reader, wanted fields) combination.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Per writer field: its kind and, if wanted, the output slot.
+    steps: Vec<(Kind, Option<usize>)>,
+    /// Wanted fields the writer lacks: slot and the reader's default.
+    defaults: Vec<(usize, Owned)>,
+    slots: usize,
+}
+
+fn kind(s: &Schema) -> Option<Kind> {
+    Some(match s {
+        Schema::Null => Kind::Null,
+        Schema::Boolean => Kind::Bool,
+        Schema::Int | Schema::Date | Schema::TimeMillis => Kind::Int,
+        Schema::Long | Schema::TimestampMillis | Schema::LocalTimestampMillis | Schema::TimeMicros => Kind::Long,
+        Schema::Float => Kind::Float,
+        Schema::Double => Kind::Double,
+        Schema::Bytes => Kind::Bytes,
+        Schema::String | Schema::Uuid(_) => Kind::Str,
+        Schema::Enum(e) => Kind::Enum(e.symbols.clone()),
+        Schema::Fixed(f) => Kind::Fixed(f.size),
+        Schema::Union(u) => Kind::Union(u.variants().iter().map(kind).collect::<Option<Vec<_>>>()?),
+        Schema::Array(a) => Kind::Array(Box::new(kind(&a.items)?)),
+        Schema::Map(m) => Kind::Map(Box::new(kind(&m.types)?)),
+        Schema::Record(r) => Kind::Record(r.fields.iter().map(|f| kind(&f.schema)).collect::<Option<Vec<_>>>()?),
+        _ => return None,
+    })
+}
+
+fn owned_default(v: &serde_json::Value) -> Option<Owned> {
+    Some(match v {
+        serde_json::Value::Null => Owned::Null,
+        serde_json::Value::Bool(b) => Owned::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Owned::Int(i),
+            None => Owned::Float(n.as_f64()?),
+        },
+        serde_json::Value::String(s) => Owned::Str(s.clone()),
+        _ => return None,
+    })
+}
+
+impl Plan {
+    /// Compiles a plan; `None` when the schemas use what the fast path does not handle.
+    pub fn new(writer: &Schema, reader: &Schema, wanted: &[&str]) -> Option<Plan> {
+        let (Schema::Record(w), Schema::Record(r)) = (writer, reader) else { return None };
+        let slot = |name: &str| wanted.iter().position(|x| *x == name);
+        let mut steps = Vec::with_capacity(w.fields.len());
+        for f in &w.fields {
+            steps.push((kind(&f.schema)?, slot(&f.name)));
+        }
+        let mut defaults = Vec::new();
+        for (i, name) in wanted.iter().enumerate() {
+            if w.fields.iter().any(|f| f.name == *name) {
+                continue;
+            }
+            let rf = field(r, name)?;
+            defaults.push((i, owned_default(rf.default.as_ref()?)?));
+        }
+        Some(Plan { steps, defaults, slots: wanted.len() })
+    }
+
+    /// Reads the wanted fields of one record body into `out` (cleared first, one entry per wanted
+    /// field, in the order they were asked for).
+    pub fn read<'a>(&'a self, body: &'a [u8], out: &mut Vec<Field<'a>>) -> Result<(), CodecError> {
+        out.clear();
+        out.resize(self.slots, Field::Null);
+        for (slot, d) in &self.defaults {
+            out[*slot] = match d {
+                Owned::Null => Field::Null,
+                Owned::Bool(b) => Field::Bool(*b),
+                Owned::Int(i) => Field::Int(*i),
+                Owned::Float(f) => Field::Float(*f),
+                Owned::Str(s) => Field::Str(s),
+            };
+        }
+        let mut cur = Cursor { bytes: body, at: 0 };
+        for (k, slot) in &self.steps {
+            let v = cur.read(k)?;
+            if let Some(s) = slot {
+                out[*s] = v;
+            }
+        }
+        if cur.at != body.len() {
+            return Err(CodecError::SchemaMismatch {
+                schema: String::new(),
+                detail: format!("{} bytes left over after the record", body.len() - cur.at),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn field<'r>(r: &'r RecordSchema, name: &str) -> Option<&'r apache_avro::schema::RecordField> {
+    r.fields.iter().find(|f| f.name == name)
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+fn truncated() -> CodecError {
+    CodecError::Truncated { what: "record body ends early".into() }
+}
+
+impl<'a> Cursor<'a> {
+    fn long(&mut self) -> Result<i64, CodecError> {
+        let mut value: u64 = 0;
+        for i in 0..10 {
+            let b = *self.bytes.get(self.at).ok_or_else(truncated)?;
+            self.at += 1;
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+            }
+        }
+        Err(CodecError::SchemaMismatch {
+            schema: String::new(),
+            detail: "varint longer than 10 bytes".into(),
+            source: None,
+        })
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+        let end = self.at.checked_add(n).ok_or_else(truncated)?;
+        let s = self.bytes.get(self.at..end).ok_or_else(truncated)?;
+        self.at = end;
+        Ok(s)
+    }
+
+    fn len(&mut self) -> Result<usize, CodecError> {
+        let n = self.long()?;
+        usize::try_from(n).map_err(|_| CodecError::SchemaMismatch {
+            schema: String::new(),
+            detail: format!("negative length {n}"),
+            source: None,
+        })
+    }
+
+    fn read(&mut self, k: &'a Kind) -> Result<Field<'a>, CodecError> {
+        Ok(match k {
+            Kind::Null => Field::Null,
+            Kind::Bool => Field::Bool(self.take(1)?[0] != 0),
+            Kind::Int | Kind::Long => Field::Int(self.long()?),
+            Kind::Float => {
+                let b = self.take(4)?;
+                Field::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            }
+            Kind::Double => {
+                let b = self.take(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                Field::Float(f64::from_le_bytes(a))
+            }
+            Kind::Bytes => {
+                let n = self.len()?;
+                Field::Bytes(self.take(n)?)
+            }
+            Kind::Str => {
+                let n = self.len()?;
+                let b = self.take(n)?;
+                Field::Str(std::str::from_utf8(b).map_err(|e| CodecError::SchemaMismatch {
+                    schema: String::new(),
+                    detail: format!("a string is not UTF-8: {e}"),
+                    source: None,
+                })?)
+            }
+            Kind::Enum(symbols) => {
+                let i = self.long()?;
+                let s =
+                    usize::try_from(i).ok().and_then(|i| symbols.get(i)).ok_or_else(|| CodecError::SchemaMismatch {
+                        schema: String::new(),
+                        detail: format!("enum index {i} out of range"),
+                        source: None,
+                    })?;
+                Field::Str(s)
+            }
+            Kind::Fixed(n) => Field::Bytes(self.take(*n)?),
+            Kind::Union(variants) => {
+                let i = self.long()?;
+                let v = usize::try_from(i).ok().and_then(|i| variants.get(i)).ok_or_else(|| {
+                    CodecError::SchemaMismatch {
+                        schema: String::new(),
+                        detail: format!("union branch {i} out of range"),
+                        source: None,
+                    }
+                })?;
+                self.read(v)?
+            }
+            Kind::Array(item) | Kind::Map(item) => {
+                let is_map = matches!(k, Kind::Map(_));
+                loop {
+                    let mut n = self.long()?;
+                    if n == 0 {
+                        break;
+                    }
+                    if n < 0 {
+                        n = -n;
+                        self.long()?; // block size in bytes
+                    }
+                    for _ in 0..n {
+                        if is_map {
+                            let klen = self.len()?;
+                            self.take(klen)?;
+                        }
+                        self.read(item)?;
+                    }
+                }
+                Field::Other
+            }
+            Kind::Record(fields) => {
+                for f in fields {
+                    self.read(f)?;
+                }
+                Field::Other
+            }
+        })
+    }
+}
