@@ -448,3 +448,17 @@ pub async fn collect_until(
     }
     out
 }
+
+/// Reads `topic` from the beginning until no record arrives within `quiet` (use after the writers
+/// stopped, to get everything they wrote).
+pub async fn read_all(topic: &str, isolation: &str, quiet: Duration) -> Vec<Input> {
+    let c = consumer(topic, isolation);
+    let mut out = Vec::new();
+    // The first record may take a group join; give it longer than the quiet period.
+    let mut wait = quiet.max(Duration::from_secs(10));
+    while let Ok(m) = tokio::time::timeout(wait, c.recv()).await {
+        out.push(Input::from_message(&m.unwrap_or_else(|e| panic!("consume error on {topic}: {e}"))));
+        wait = quiet;
+    }
+    out
+}

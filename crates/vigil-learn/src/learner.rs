@@ -1,0 +1,248 @@
+//! One model's learner: online standardisation, the candidate pool, the rehearsal buffer, and the
+//! export of the best candidate as a scoring model with the feature spec it needs.
+
+use serde::{Deserialize, Serialize};
+use vigil_features::FeatureSpec;
+use vigil_models::Model;
+
+use crate::models::{Family, Hyper, Optimizer, Row};
+use crate::rehearsal::{Reservoir, Stored};
+use crate::rng::Rng;
+use crate::scaler::Scaler;
+use crate::select::{Policy, Pool};
+
+/// How a learner is set up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Setup {
+    /// Dense inputs (0 for text models).
+    pub width: usize,
+    /// The first `numeric` dense inputs are standardised online.
+    pub numeric: usize,
+    /// Clip of each standardised numeric input (as the spec's `clip`).
+    pub clip: Vec<Option<f64>>,
+    /// Candidate configurations.
+    pub candidates: Vec<Hyper>,
+    /// Selection rules.
+    pub policy: Policy,
+    /// Rehearsal buffer size (0: none).
+    pub rehearsal: usize,
+    /// Replayed examples per new example (fractions drawn at random).
+    pub replay_ratio: f64,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// A learner and its whole state (serialisable, for checkpoints).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Learner {
+    /// Setup.
+    pub setup: Setup,
+    scaler: Scaler,
+    /// Candidates.
+    pub pool: Pool,
+    reservoir: Reservoir,
+    rng: Rng,
+    /// Labelled examples learnt.
+    pub examples: u64,
+}
+
+/// One labelled example's inputs before standardisation.
+#[derive(Debug, Clone, Copy)]
+pub enum Example<'a> {
+    /// Dense raw values (transformed but not standardised); NaN marks a missing numeric value.
+    Dense(&'a [f64]),
+    /// Hashed text.
+    Text(&'a [i64], &'a [f32]),
+}
+
+impl Learner {
+    /// A fresh learner.
+    pub fn new(setup: Setup) -> Learner {
+        let pool = Pool::new(&setup.candidates, setup.width, setup.policy.clone());
+        Learner {
+            scaler: Scaler::new(setup.numeric),
+            reservoir: Reservoir::new(setup.rehearsal),
+            rng: Rng::new(setup.seed),
+            pool,
+            examples: 0,
+            setup,
+        }
+    }
+
+    fn scaled(&self, raw: &[f64]) -> Vec<f64> {
+        let mut x = raw.to_vec();
+        self.scaler.transform(&mut x);
+        for (i, c) in self.setup.clip.iter().enumerate().take(self.setup.numeric) {
+            if let Some(c) = c {
+                x[i] = x[i].clamp(-c, *c);
+            }
+        }
+        x
+    }
+
+    /// The standardised row the models see (tests compare exported graphs on it).
+    #[cfg(test)]
+    pub fn scaled_for_tests(&self, raw: &[f64]) -> Vec<f64> {
+        self.scaled(raw)
+    }
+
+    /// Predict, then learn (prequential): returns the best candidate's probability for the example
+    /// before it learnt from it.
+    pub fn learn(&mut self, example: Example<'_>, y: f64) -> f64 {
+        let label = y >= 0.5;
+        let best = self.pool.best();
+        match example {
+            Example::Dense(raw) => {
+                // As River's pipelines do: predict with the statistics so far, then learn the
+                // statistics from this example and train on it standardised with them.
+                let x = self.scaled(raw);
+                let predictions = self.pool.predict_all(Row::Dense(&x), label);
+                self.scaler.learn(raw);
+                let x = self.scaled(raw);
+                self.pool.learn_all(Row::Dense(&x), y, 1.0);
+                self.finish(Stored::Dense(x), y);
+                predictions[best]
+            }
+            Example::Text(idx, val) => {
+                let predictions = self.pool.predict_all(Row::Text(idx, val), label);
+                self.pool.learn_all(Row::Text(idx, val), y, 1.0);
+                self.finish(Stored::Text(idx.to_vec(), val.to_vec()), y);
+                predictions[best]
+            }
+        }
+    }
+
+    fn finish(&mut self, stored: Stored, y: f64) {
+        self.examples += 1;
+        self.pool.tick();
+        if self.setup.rehearsal == 0 {
+            return;
+        }
+        // Replay before storing the new example, so that it is not replayed at once.
+        let whole = self.setup.replay_ratio.floor() as usize;
+        let extra = usize::from(self.rng.uniform() < self.setup.replay_ratio.fract());
+        for _ in 0..whole + extra {
+            if let Some((old, oy)) = self.reservoir.draw(&mut self.rng).cloned() {
+                match &old {
+                    Stored::Dense(x) => self.pool.learn_all(Row::Dense(x), oy, 1.0),
+                    Stored::Text(i, v) => self.pool.learn_all(Row::Text(i, v), oy, 1.0),
+                }
+            }
+        }
+        self.reservoir.offer(stored, y, &mut self.rng);
+    }
+
+    /// The best candidate's probability for an example, without learning.
+    pub fn predict(&self, example: Example<'_>) -> f64 {
+        let c = &self.pool.candidates[self.pool.best()];
+        match example {
+            Example::Dense(raw) => c.model.predict(Row::Dense(&self.scaled(raw))),
+            Example::Text(i, v) => c.model.predict(Row::Text(i, v)),
+        }
+    }
+
+    /// Adds fresh challengers (e.g. after a concept-drift alert): one per current candidate's
+    /// configuration, with new seeds, trained from now on only.
+    pub fn add_fresh_challengers(&mut self) {
+        let hypers: Vec<Hyper> = self.pool.candidates.iter().map(|c| c.model.hyper.clone()).collect();
+        for (k, mut h) in hypers.into_iter().enumerate() {
+            h.seed = h.seed.wrapping_add(self.examples).wrapping_add(k as u64 * 7919);
+            self.pool.add(h);
+        }
+    }
+
+    /// Anchors every candidate with anchoring enabled to the best candidate's weights now (call when
+    /// a version is promoted).
+    pub fn anchor_to_best(&mut self) {
+        let best = self.pool.candidates[self.pool.best()].model.clone();
+        for c in &mut self.pool.candidates {
+            c.model.set_anchor(&best);
+        }
+    }
+
+    /// The best candidate as a scoring model, and `spec` with the learnt standardisation written in
+    /// (numeric features' `mean` and `std`; missing values imputed at the mean).
+    pub fn export(&self, spec: &FeatureSpec) -> (Model, FeatureSpec) {
+        let best = &self.pool.candidates[self.pool.best()];
+        let mut spec = spec.clone();
+        for (i, n) in spec.numeric.iter_mut().enumerate().take(self.setup.numeric) {
+            let (mean, sd) = self.scaler.stats(i);
+            n.mean = mean;
+            n.std = sd;
+            n.impute = None;
+        }
+        (best.model.export(), spec)
+    }
+
+    /// The scaler (for reference statistics).
+    pub fn scaler(&self) -> &Scaler {
+        &self.scaler
+    }
+
+    /// The rehearsal buffer.
+    pub fn reservoir(&self) -> &Reservoir {
+        &self.reservoir
+    }
+}
+
+/// River's `StandardScaler | LogisticRegression()` with its defaults: SGD with learning rate 0.01,
+/// intercept learning rate 0.01, no L2, no class weights.
+pub fn river_logistic(seed: u64) -> Hyper {
+    Hyper {
+        family: Family::Logistic,
+        optimizer: Optimizer::Sgd { lr: 0.01 },
+        intercept_lr: Some(0.01),
+        l2: 0.0,
+        positive_weight: Some(1.0),
+        anchor: 0.0,
+        seed,
+    }
+}
+
+/// The default candidates for tabular models: logistic regressions and small MLPs over a range of
+/// learning rates and penalties.
+pub fn tabular_candidates(seed: u64, class_weights: bool) -> Vec<Hyper> {
+    let pw = if class_weights { None } else { Some(1.0) };
+    let mut v = Vec::new();
+    for (k, lr) in [0.01, 0.05, 0.2].iter().enumerate() {
+        v.push(Hyper {
+            family: Family::Logistic,
+            optimizer: Optimizer::Sgd { lr: *lr },
+            intercept_lr: None,
+            l2: 0.0,
+            positive_weight: pw,
+            anchor: 0.0,
+            seed: seed + k as u64,
+        });
+    }
+    for (k, (h, lr, l2)) in [(16, 0.005, 0.0), (32, 0.002, 0.0), (32, 0.01, 1e-5), (64, 0.005, 1e-5)].iter().enumerate()
+    {
+        v.push(Hyper {
+            family: Family::Mlp(*h),
+            optimizer: Optimizer::Adam { lr: *lr },
+            intercept_lr: None,
+            l2: *l2,
+            positive_weight: pw,
+            anchor: 0.0,
+            seed: seed + 10 + k as u64,
+        });
+    }
+    v
+}
+
+/// The default candidates for hashed-text models.
+pub fn text_candidates(seed: u64, buckets: usize) -> Vec<Hyper> {
+    [0.05, 0.2, 0.5]
+        .iter()
+        .enumerate()
+        .map(|(k, lr)| Hyper {
+            family: Family::Text(buckets),
+            optimizer: Optimizer::Sgd { lr: *lr },
+            intercept_lr: Some(0.01),
+            l2: 0.0,
+            positive_weight: Some(1.0),
+            anchor: 0.0,
+            seed: seed + k as u64,
+        })
+        .collect()
+}

@@ -1,0 +1,170 @@
+//! Online model selection: candidate configurations trained side by side on the same stream, each
+//! evaluated prequentially; successive halving drops the worse half of the candidates old enough to
+//! judge every `round` examples, down to `min_keep`. New candidates can join at any time (fresh
+//! challengers after a drift alert, or exploration around the best).
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Prequential;
+use crate::models::{Hyper, Online, Row};
+
+/// The metric candidates are ranked by, over the sliding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Metric {
+    /// Accuracy at the threshold.
+    Accuracy,
+    /// ROC AUC.
+    Auc,
+    /// Log loss (lower is better).
+    LogLoss,
+}
+
+/// Selection rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Ranking metric.
+    pub metric: Metric,
+    /// Examples between halvings.
+    pub round: u64,
+    /// Candidates never dropped below this many.
+    pub min_keep: usize,
+    /// Examples a candidate must have seen before it can be dropped or chosen.
+    pub min_age: u64,
+    /// Sliding window of the metrics.
+    pub window: usize,
+    /// Decision threshold.
+    pub threshold: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { metric: Metric::Accuracy, round: 2000, min_keep: 2, min_age: 1000, window: 1000, threshold: 0.5 }
+    }
+}
+
+/// One candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Its model.
+    pub model: Online,
+    /// Its prequential metrics.
+    pub metrics: Prequential,
+    /// Step at which it joined.
+    pub born: u64,
+}
+
+/// The candidates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    /// Current candidates.
+    pub candidates: Vec<Candidate>,
+    /// Rules.
+    pub policy: Policy,
+    step: u64,
+    inputs: usize,
+    /// (description, windowed score) of candidates dropped so far.
+    pub dropped: Vec<(String, f64)>,
+}
+
+impl Pool {
+    /// A pool of fresh candidates for `inputs` dense inputs.
+    pub fn new(hypers: &[Hyper], inputs: usize, policy: Policy) -> Pool {
+        let candidates = hypers
+            .iter()
+            .map(|h| Candidate {
+                model: Online::new(h.clone(), inputs),
+                metrics: Prequential::new(policy.window, policy.threshold),
+                born: 0,
+            })
+            .collect();
+        Pool { candidates, policy, step: 0, inputs, dropped: Vec::new() }
+    }
+
+    /// A candidate's windowed score (higher is better).
+    pub fn score(&self, c: &Candidate) -> f64 {
+        match self.policy.metric {
+            Metric::Accuracy => c.metrics.window_accuracy(),
+            Metric::Auc => c.metrics.window_auc().unwrap_or(0.5),
+            Metric::LogLoss => -c.metrics.window_log_loss(),
+        }
+    }
+
+    /// Index of the best candidate (among those old enough; the oldest when none is).
+    pub fn best(&self) -> usize {
+        let judged: Vec<usize> =
+            (0..self.candidates.len()).filter(|i| self.candidates[*i].metrics.count() >= self.policy.min_age).collect();
+        if judged.is_empty() {
+            return (0..self.candidates.len()).min_by_key(|i| self.candidates[*i].born).unwrap_or(0);
+        }
+        let mut best = judged[0];
+        for i in judged {
+            if self.score(&self.candidates[i]) > self.score(&self.candidates[best]) {
+                best = i;
+            }
+        }
+        best
+    }
+
+    /// Every candidate predicts `row` (before learning); metrics record it. Returns the predictions.
+    pub fn predict_all(&mut self, row: Row<'_>, y: bool) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.candidates.len());
+        for c in &mut self.candidates {
+            let p = c.model.predict(row);
+            c.metrics.update(p, y);
+            out.push(p);
+        }
+        out
+    }
+
+    /// Every candidate learns from an example (`weight` 1 for new ones, also for replays).
+    pub fn learn_all(&mut self, row: Row<'_>, y: f64, weight: f64) {
+        for c in &mut self.candidates {
+            c.model.learn(row, y, weight);
+        }
+    }
+
+    /// Counts a new example and halves the pool when a round ends.
+    pub fn tick(&mut self) {
+        self.step += 1;
+        if self.policy.round > 0 && self.step.is_multiple_of(self.policy.round) {
+            self.halve();
+        }
+    }
+
+    fn halve(&mut self) {
+        let mut judged: Vec<(usize, f64)> = (0..self.candidates.len())
+            .filter(|i| self.candidates[*i].metrics.count() >= self.policy.min_age)
+            .map(|i| (i, self.score(&self.candidates[i])))
+            .collect();
+        if self.candidates.len() <= self.policy.min_keep || judged.len() < 2 {
+            return;
+        }
+        judged.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let drop = (judged.len() / 2).min(self.candidates.len() - self.policy.min_keep);
+        let mut gone: Vec<usize> = judged[..drop].iter().map(|x| x.0).collect();
+        gone.sort_unstable_by(|a, b| b.cmp(a));
+        for i in gone {
+            let c = self.candidates.remove(i);
+            let s = match self.policy.metric {
+                Metric::Accuracy => c.metrics.window_accuracy(),
+                Metric::Auc => c.metrics.window_auc().unwrap_or(0.5),
+                Metric::LogLoss => c.metrics.window_log_loss(),
+            };
+            self.dropped.push((c.model.hyper.describe(), s));
+        }
+    }
+
+    /// Adds a fresh candidate (e.g. a challenger trained only on post-drift data).
+    pub fn add(&mut self, hyper: Hyper) {
+        self.candidates.push(Candidate {
+            model: Online::new(hyper, self.inputs),
+            metrics: Prequential::new(self.policy.window, self.policy.threshold),
+            born: self.step,
+        });
+    }
+
+    /// Examples seen.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+}
