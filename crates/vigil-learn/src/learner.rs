@@ -28,6 +28,8 @@ pub struct Setup {
     pub rehearsal: usize,
     /// Replayed examples per new example (fractions drawn at random).
     pub replay_ratio: f64,
+    /// Serve the mean of the `serve_top` best candidates (1: the best alone).
+    pub serve_top: usize,
     /// Seed.
     pub seed: u64,
 }
@@ -58,7 +60,10 @@ pub enum Example<'a> {
 impl Learner {
     /// A fresh learner.
     pub fn new(setup: Setup) -> Learner {
-        let pool = Pool::new(&setup.candidates, setup.width, setup.policy.clone());
+        // Never prune below what is served.
+        let mut policy = setup.policy.clone();
+        policy.min_keep = policy.min_keep.max(setup.serve_top);
+        let pool = Pool::new(&setup.candidates, setup.width, policy);
         Learner {
             scaler: Scaler::new(setup.numeric),
             reservoir: Reservoir::new(setup.rehearsal),
@@ -90,7 +95,8 @@ impl Learner {
     /// before it learnt from it.
     pub fn learn(&mut self, example: Example<'_>, y: f64) -> f64 {
         let label = y >= 0.5;
-        let best = self.pool.best();
+        let top = self.pool.top(self.setup.serve_top.max(1));
+        let served = |p: &[f64]| top.iter().map(|i| p[*i]).sum::<f64>() / top.len() as f64;
         match example {
             Example::Dense(raw) => {
                 // As River's pipelines do: predict with the statistics so far, then learn the
@@ -101,13 +107,13 @@ impl Learner {
                 let x = self.scaled(raw);
                 self.pool.learn_all(Row::Dense(&x), y, 1.0);
                 self.finish(Stored::Dense(x), y);
-                predictions[best]
+                served(&predictions)
             }
             Example::Text(idx, val) => {
                 let predictions = self.pool.predict_all(Row::Text(idx, val), label);
                 self.pool.learn_all(Row::Text(idx, val), y, 1.0);
                 self.finish(Stored::Text(idx.to_vec(), val.to_vec()), y);
-                predictions[best]
+                served(&predictions)
             }
         }
     }
@@ -132,13 +138,19 @@ impl Learner {
         self.reservoir.offer(stored, y, &mut self.rng);
     }
 
-    /// The best candidate's probability for an example, without learning.
+    /// The served probability for an example (the mean of the top candidates), without learning.
     pub fn predict(&self, example: Example<'_>) -> f64 {
-        let c = &self.pool.candidates[self.pool.best()];
-        match example {
-            Example::Dense(raw) => c.model.predict(Row::Dense(&self.scaled(raw))),
-            Example::Text(i, v) => c.model.predict(Row::Text(i, v)),
-        }
+        let top = self.pool.top(self.setup.serve_top.max(1));
+        let scaled = match example {
+            Example::Dense(raw) => Some(self.scaled(raw)),
+            Example::Text(..) => None,
+        };
+        let row = match (&scaled, example) {
+            (Some(x), _) => Row::Dense(x),
+            (None, Example::Text(i, v)) => Row::Text(i, v),
+            (None, Example::Dense(x)) => Row::Dense(x),
+        };
+        top.iter().map(|i| self.pool.candidates[*i].model.predict(row)).sum::<f64>() / top.len() as f64
     }
 
     /// Adds fresh challengers (e.g. after a concept-drift alert): one per current candidate's
@@ -149,6 +161,15 @@ impl Learner {
             h.seed = h.seed.wrapping_add(self.examples).wrapping_add(k as u64 * 7919);
             self.pool.add(h);
         }
+    }
+
+    /// Descriptions of the served candidates, best first.
+    pub fn served(&self) -> Vec<String> {
+        self.pool
+            .top(self.setup.serve_top.max(1))
+            .iter()
+            .map(|i| self.pool.candidates[*i].model.hyper.describe())
+            .collect()
     }
 
     /// Anchors every candidate with anchoring enabled to the best candidate's weights now (call when
@@ -163,7 +184,12 @@ impl Learner {
     /// The best candidate as a scoring model, and `spec` with the learnt standardisation written in
     /// (numeric features' `mean` and `std`; missing values imputed at the mean).
     pub fn export(&self, spec: &FeatureSpec) -> (Model, FeatureSpec) {
-        let best = &self.pool.candidates[self.pool.best()];
+        let top = self.pool.top(self.setup.serve_top.max(1));
+        let model = if top.len() == 1 {
+            self.pool.candidates[top[0]].model.export()
+        } else {
+            Model::Mean(top.iter().map(|i| self.pool.candidates[*i].model.export()).collect())
+        };
         let mut spec = spec.clone();
         for (i, n) in spec.numeric.iter_mut().enumerate().take(self.setup.numeric) {
             let (mean, sd) = self.scaler.stats(i);
@@ -171,7 +197,7 @@ impl Learner {
             n.std = sd;
             n.impute = None;
         }
-        (best.model.export(), spec)
+        (model, spec)
     }
 
     /// The scaler (for reference statistics).
@@ -215,7 +241,7 @@ pub fn tabular_candidates(seed: u64, class_weights: bool) -> Vec<Hyper> {
             seed: seed + k as u64,
         });
     }
-    for (k, (h, lr, l2)) in [(16, 0.005, 0.0), (32, 0.002, 0.0), (32, 0.01, 1e-5), (64, 0.005, 1e-5)].iter().enumerate()
+    for (k, (h, lr, l2)) in [(16, 0.005, 0.0), (32, 0.002, 0.0), (64, 0.001, 0.0), (64, 0.002, 0.0)].iter().enumerate()
     {
         v.push(Hyper {
             family: Family::Mlp(*h),

@@ -93,6 +93,7 @@ pub struct Hyper {
     pub positive_weight: Option<f64>,
     /// Pull towards the anchor weights (0: none).
     pub anchor: f64,
+
     /// Seed of the initial weights.
     pub seed: u64,
 }

@@ -64,6 +64,9 @@ pub struct Pool {
     inputs: usize,
     /// (description, windowed score) of candidates dropped so far.
     pub dropped: Vec<(String, f64)>,
+    /// Candidates from best to worst, re-ranked every `window / 10` examples (ranking sorts windows).
+    #[serde(default)]
+    ranking: Vec<usize>,
 }
 
 impl Pool {
@@ -77,7 +80,7 @@ impl Pool {
                 born: 0,
             })
             .collect();
-        Pool { candidates, policy, step: 0, inputs, dropped: Vec::new() }
+        Pool { candidates, policy, step: 0, inputs, dropped: Vec::new(), ranking: Vec::new() }
     }
 
     /// A candidate's windowed score (higher is better).
@@ -89,20 +92,26 @@ impl Pool {
         }
     }
 
-    /// Index of the best candidate (among those old enough; the oldest when none is).
+    /// Index of the best candidate, as last ranked.
     pub fn best(&self) -> usize {
-        let judged: Vec<usize> =
-            (0..self.candidates.len()).filter(|i| self.candidates[*i].metrics.count() >= self.policy.min_age).collect();
-        if judged.is_empty() {
-            return (0..self.candidates.len()).min_by_key(|i| self.candidates[*i].born).unwrap_or(0);
-        }
-        let mut best = judged[0];
-        for i in judged {
-            if self.score(&self.candidates[i]) > self.score(&self.candidates[best]) {
-                best = i;
-            }
-        }
-        best
+        self.top(1).first().copied().unwrap_or(0)
+    }
+
+    /// The `k` best candidates, as last ranked.
+    pub fn top(&self, k: usize) -> Vec<usize> {
+        let valid: Vec<usize> = self.ranking.iter().copied().filter(|i| *i < self.candidates.len()).take(k).collect();
+        if valid.is_empty() { (0..self.candidates.len().min(k.max(1))).collect() } else { valid }
+    }
+
+    /// Ranks the candidates: those old enough by score, then the rest oldest first.
+    fn rank(&self) -> Vec<usize> {
+        let old_enough = |i: &usize| self.candidates[*i].metrics.count() >= self.policy.min_age;
+        let mut judged: Vec<usize> = (0..self.candidates.len()).filter(old_enough).collect();
+        judged.sort_by(|a, b| self.score(&self.candidates[*b]).total_cmp(&self.score(&self.candidates[*a])));
+        let mut young: Vec<usize> = (0..self.candidates.len()).filter(|i| !old_enough(i)).collect();
+        young.sort_by_key(|i| self.candidates[*i].born);
+        judged.extend(young);
+        judged
     }
 
     /// Every candidate predicts `row` (before learning); metrics record it. Returns the predictions.
@@ -129,6 +138,10 @@ impl Pool {
         if self.policy.round > 0 && self.step.is_multiple_of(self.policy.round) {
             self.halve();
         }
+        let every = (self.policy.window as u64 / 10).max(1);
+        if self.step.is_multiple_of(every) || self.ranking.is_empty() {
+            self.ranking = self.rank();
+        }
     }
 
     fn halve(&mut self) {
@@ -152,6 +165,7 @@ impl Pool {
             };
             self.dropped.push((c.model.hyper.describe(), s));
         }
+        self.ranking = self.rank();
     }
 
     /// Adds a fresh candidate (e.g. a challenger trained only on post-drift data).

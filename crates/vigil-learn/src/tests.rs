@@ -28,6 +28,7 @@ fn setup(candidates: Vec<Hyper>, rehearsal: usize) -> Setup {
         policy: Policy { metric: Metric::Accuracy, round: 500, min_keep: 2, min_age: 200, window: 500, threshold: 0.5 },
         rehearsal,
         replay_ratio: 1.0,
+        serve_top: 1,
         seed: 5,
     }
 }
@@ -62,6 +63,35 @@ fn exported_models_score_what_the_learner_predicts() {
             let want = l.predict(Example::Dense(x));
             assert!((f64::from(got[r]) - want).abs() < 1e-5, "{desc} row {r}: onnx {} vs rust {want}", got[r]);
         }
+    }
+}
+
+#[test]
+fn an_exported_ensemble_scores_what_the_learner_serves() {
+    let rt = Runtime::global(None).unwrap_or_else(|e| panic!("{}", vigil_runtime::error_chain(&e)));
+    let data = stream(4, 4000, 1.0, -1.0);
+    let mut s = setup(tabular_candidates(3, false), 0);
+    s.serve_top = 3;
+    s.clip = vec![Some(2.0), Some(2.0)];
+    let mut l = Learner::new(s);
+    for (x, y) in &data {
+        l.learn(Example::Dense(x), *y);
+    }
+    let spec = vigil_features::FeatureSpec::parse(
+        "model = \"t\"\nschema = \"s\"\n[[numeric]]\nfield = \"a\"\nclip = 2.0\n[[numeric]]\nfield = \"b\"\nclip = 2.0\n",
+    )
+    .unwrap();
+    let (model, exported) = l.export(&spec);
+    assert_eq!(model.family(), "mean");
+    assert_eq!(l.served().len(), 3);
+    let mut session = rt.session(&model.to_onnx("t", 1).to_bytes(), Provider::Cpu, 1).unwrap();
+    for (x, _) in &data[..40] {
+        // Standardise as the scorer would with the exported spec.
+        let z: Vec<f32> =
+            x.iter().zip(&exported.numeric).map(|(v, n)| (((v - n.mean) / n.std).clamp(-2.0, 2.0)) as f32).collect();
+        let (_, got) = session.run_f32(&z, 1, 2).unwrap();
+        let want = l.predict(Example::Dense(x));
+        assert!((f64::from(got[0]) - want).abs() < 1e-5, "onnx {} vs learner {want}", got[0]);
     }
 }
 

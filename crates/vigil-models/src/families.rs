@@ -77,6 +77,8 @@ pub enum Model {
         /// Bias.
         b: f32,
     },
+    /// The mean probability of several tabular models (an ensemble of the best candidates).
+    Mean(Vec<Model>),
 }
 
 /// The logistic function.
@@ -91,12 +93,17 @@ impl Model {
             Model::Logistic { .. } => "logistic-regression",
             Model::Mlp { .. } => "mlp",
             Model::HashedText { .. } => "hashed-text",
+            Model::Mean(_) => "mean",
         }
     }
 
     /// Whether the model takes text inputs.
     pub fn is_text(&self) -> bool {
-        matches!(self, Model::HashedText { .. })
+        match self {
+            Model::HashedText { .. } => true,
+            Model::Mean(m) => m.first().is_some_and(Model::is_text),
+            _ => false,
+        }
     }
 
     /// Width of the tabular input (0 for text models).
@@ -105,6 +112,15 @@ impl Model {
             Model::Logistic { w, .. } => w.len(),
             Model::Mlp { layers } => layers.first().map(|l| l.inputs).unwrap_or(0),
             Model::HashedText { .. } => 0,
+            Model::Mean(m) => m.first().map(Model::width).unwrap_or(0),
+        }
+    }
+
+    /// The probability of one dense row.
+    pub fn predict_dense(&self, x: &[f32]) -> f32 {
+        match self {
+            Model::Mean(m) if !m.is_empty() => m.iter().map(|m| m.predict_dense(x)).sum::<f32>() / m.len() as f32,
+            other => sigmoid(other.logit_dense(x)),
         }
     }
 
@@ -125,6 +141,10 @@ impl Model {
                 cur.first().copied().unwrap_or(0.0)
             }
             Model::HashedText { b, .. } => *b,
+            Model::Mean(_) => {
+                let p = self.predict_dense(x).clamp(1e-7, 1.0 - 1e-7);
+                (p / (1.0 - p)).ln()
+            }
         }
     }
 
@@ -145,44 +165,68 @@ impl Model {
         g.metadata("vigil.family", self.family()).metadata("vigil.model", name);
         let batch = Dim::Symbol("batch");
         g.output(SCORE, data_type::FLOAT, &[batch.clone(), Dim::Fixed(1)]);
+        if self.is_text() {
+            let len = Dim::Symbol("tokens");
+            g.input(INDICES, data_type::INT64, &[batch.clone(), len.clone()]);
+            g.input(VALUES, data_type::FLOAT, &[batch, len]);
+        } else {
+            g.input(FEATURES, data_type::FLOAT, &[batch, Dim::Fixed(self.width() as i64)]);
+        }
+        match self {
+            Model::Mean(models) => {
+                let outs: Vec<String> =
+                    models.iter().enumerate().map(|(k, m)| m.emit(&mut g, &format!("m{k}_"))).collect();
+                let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
+                g.node_into("Mean", &refs, SCORE, &[]);
+            }
+            single => {
+                let p = single.emit(&mut g, "");
+                g.node_into("Identity", &[&p], SCORE, &[]);
+            }
+        }
+        g.build(version, &format!("vigil {} model {name} v{version}", self.family()))
+    }
+
+    /// Adds this model's nodes (weights named with `prefix`) reading the graph inputs; returns the
+    /// name of its probability output.
+    fn emit(&self, g: &mut GraphBuilder, prefix: &str) -> String {
         match self {
             Model::Logistic { w, b } => {
                 let d = w.len() as i64;
-                g.input(FEATURES, data_type::FLOAT, &[batch, Dim::Fixed(d)]);
-                let w = g.weights("w", &[d, 1], w.clone());
-                let b = g.weights("b", &[1], vec![*b]);
+                let w = g.weights(&format!("{prefix}w"), &[d, 1], w.clone());
+                let b = g.weights(&format!("{prefix}b"), &[1], vec![*b]);
                 let z = g.node("MatMul", &[FEATURES, &w], &[]);
                 let z = g.node("Add", &[&z, &b], &[]);
-                g.node_into("Sigmoid", &[&z], SCORE, &[]);
+                g.node("Sigmoid", &[&z], &[])
             }
             Model::Mlp { layers } => {
-                let d = layers.first().map(|l| l.inputs).unwrap_or(0) as i64;
-                g.input(FEATURES, data_type::FLOAT, &[batch, Dim::Fixed(d)]);
                 let mut cur = FEATURES.to_string();
                 for (k, l) in layers.iter().enumerate() {
-                    let w = g.weights(&format!("w{k}"), &[l.inputs as i64, l.outputs as i64], l.w.clone());
-                    let b = g.weights(&format!("b{k}"), &[l.outputs as i64], l.b.clone());
+                    let w = g.weights(&format!("{prefix}w{k}"), &[l.inputs as i64, l.outputs as i64], l.w.clone());
+                    let b = g.weights(&format!("{prefix}b{k}"), &[l.outputs as i64], l.b.clone());
                     let z = g.node("MatMul", &[&cur, &w], &[]);
                     let z = g.node("Add", &[&z, &b], &[]);
                     cur = if k + 1 < layers.len() { g.node("Relu", &[&z], &[]) } else { z };
                 }
-                g.node_into("Sigmoid", &[&cur], SCORE, &[]);
+                g.node("Sigmoid", &[&cur], &[])
             }
             Model::HashedText { table, b } => {
-                let len = Dim::Symbol("tokens");
-                g.input(INDICES, data_type::INT64, &[batch.clone(), len.clone()]);
-                g.input(VALUES, data_type::FLOAT, &[batch, len]);
-                let t = g.weights("table", &[table.len() as i64], table.clone());
-                let b = g.weights("b", &[1], vec![*b]);
-                let axes = g.ints("axes", &[1], vec![1]);
+                let t = g.weights(&format!("{prefix}table"), &[table.len() as i64], table.clone());
+                let b = g.weights(&format!("{prefix}b"), &[1], vec![*b]);
+                let axes = g.ints(&format!("{prefix}axes"), &[1], vec![1]);
                 let gathered = g.node("Gather", &[&t, INDICES], &[("axis", Attr::Int(0))]);
                 let weighted = g.node("Mul", &[&gathered, VALUES], &[]);
                 let z = g.node("ReduceSum", &[&weighted, &axes], &[("keepdims", Attr::Int(1))]);
                 let z = g.node("Add", &[&z, &b], &[]);
-                g.node_into("Sigmoid", &[&z], SCORE, &[]);
+                g.node("Sigmoid", &[&z], &[])
+            }
+            Model::Mean(models) => {
+                let outs: Vec<String> =
+                    models.iter().enumerate().map(|(k, m)| m.emit(g, &format!("{prefix}m{k}_"))).collect();
+                let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
+                g.node("Mean", &refs, &[])
             }
         }
-        g.build(version, &format!("vigil {} model {name} v{version}", self.family()))
     }
 }
 
