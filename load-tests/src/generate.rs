@@ -251,7 +251,9 @@ pub async fn run(
         }
         let Some(item) = source.next_item() else { break };
         let scheduled_us = offset_us.map(|o| start_us + o).unwrap_or_else(now_us);
-        send_due_labels(&sink, cfg, codec, &mut pending, now_us(), &progress).await?;
+        // Labels due by this record's schedule time go first: at a fixed rate the interleaving of
+        // records and labels, and the order of the labels, follow the schedule, not the wall clock.
+        send_due_labels(&sink, cfg, codec, &mut pending, scheduled_us, &progress).await?;
         let output = Output {
             topic: cfg.topic.clone(),
             key: item.key,

@@ -7,6 +7,7 @@ mod compose;
 mod config;
 mod dead_letters;
 mod graphs;
+mod learner;
 mod load;
 mod scorer;
 mod topics;

@@ -279,6 +279,11 @@ impl Stack {
     /// Creates the topics (with `partitions` each) and the configuration file; `extra` holds more
     /// keys of the `[scorer]` section.
     pub async fn new(name: &str, partitions: i32, extra: &str) -> Stack {
+        Stack::with_learner(name, partitions, extra, "").await
+    }
+
+    /// Like [`Stack::new`], with more keys of the `[learner]` section.
+    pub async fn with_learner(name: &str, partitions: i32, extra: &str, learner: &str) -> Stack {
         let prefix = unique(name);
         let t = |s: &str| format!("{prefix}-{s}");
         let stack = Stack {
@@ -328,6 +333,7 @@ group-id = "{prefix}-scorer"
 [learner]
 http-listen = "127.0.0.1:0"
 group-id = "{prefix}-learner"
+{learner}
 
 [drift]
 http-listen = "127.0.0.1:0"

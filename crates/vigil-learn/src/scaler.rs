@@ -32,23 +32,23 @@ impl Scaler {
 
     /// Updates the statistics with a raw row (its first `len()` values); NaN marks a missing value.
     pub fn learn(&mut self, x: &[f64]) {
-        for i in 0..self.mean.len() {
-            if x[i].is_nan() {
+        for (i, xi) in x.iter().enumerate().take(self.mean.len()) {
+            if xi.is_nan() {
                 continue;
             }
             self.count[i] += 1;
             let n = self.count[i] as f64;
             let old = self.mean[i];
-            self.mean[i] += (x[i] - old) / n;
-            self.var[i] += ((x[i] - old) * (x[i] - self.mean[i]) - self.var[i]) / n;
+            self.mean[i] += (xi - old) / n;
+            self.var[i] += ((xi - old) * (xi - self.mean[i]) - self.var[i]) / n;
         }
     }
 
     /// Standardises the first `len()` values of `x` in place; a missing (NaN) value becomes 0, the
     /// mean, which is what the scorer's imputation gives once the statistics are in the spec.
     pub fn transform(&self, x: &mut [f64]) {
-        for i in 0..self.mean.len() {
-            x[i] = if x[i].is_nan() || self.var[i] <= 0.0 { 0.0 } else { (x[i] - self.mean[i]) / self.var[i].sqrt() };
+        for (i, xi) in x.iter_mut().enumerate().take(self.mean.len()) {
+            *xi = if xi.is_nan() || self.var[i] <= 0.0 { 0.0 } else { (*xi - self.mean[i]) / self.var[i].sqrt() };
         }
     }
 

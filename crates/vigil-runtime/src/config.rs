@@ -83,8 +83,36 @@ pub struct ScorerConfig {
 pub struct LearnerConfig {
     /// Metrics and health endpoint.
     pub http_listen: String,
-    /// Consumer group.
+    /// Name of this learner in client ids (it assigns partitions itself: one learner per model).
     pub group_id: String,
+    /// Models to train (by name); empty: every input model that has a label topic.
+    pub models: Vec<String>,
+    /// Events kept waiting for their labels (the join window, in events per model).
+    pub join_window: usize,
+    /// Checkpoint after this many new labelled examples...
+    pub checkpoint_every: u64,
+    /// ...or this many ms since the last checkpoint (with at least one new example).
+    pub checkpoint_interval_ms: u64,
+    /// Labelled examples before the first checkpoint.
+    pub min_examples: u64,
+    /// Promote a candidate when its windowed metric beats the champion's by this margin.
+    pub promote_margin: f64,
+    /// The metric candidates are ranked and promoted by: auc, accuracy or log-loss.
+    pub metric: String,
+    /// Sliding window of the prequential metrics.
+    pub window: usize,
+    /// Rehearsal buffer size (0: none).
+    pub rehearsal: usize,
+    /// Replayed examples per new example.
+    pub replay_ratio: f64,
+    /// Serve the mean of this many best candidates.
+    pub serve_top: usize,
+    /// Pull towards the promoted weights (0: none).
+    pub anchor: f64,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Sign checkpoints with this ed25519 secret key file (hex); empty: unsigned.
+    pub sign_key: String,
 }
 
 /// The drift service.
@@ -123,7 +151,24 @@ impl Default for ScorerConfig {
 
 impl Default for LearnerConfig {
     fn default() -> Self {
-        LearnerConfig { http_listen: "127.0.0.1:9472".into(), group_id: "vigil-learner".into() }
+        LearnerConfig {
+            http_listen: "127.0.0.1:9472".into(),
+            group_id: "vigil-learner".into(),
+            models: Vec::new(),
+            join_window: 200_000,
+            checkpoint_every: 5_000,
+            checkpoint_interval_ms: 30_000,
+            min_examples: 1_000,
+            promote_margin: 0.005,
+            metric: "auc".into(),
+            window: 2_000,
+            rehearsal: 2_000,
+            replay_ratio: 0.5,
+            serve_top: 2,
+            anchor: 0.0,
+            seed: 42,
+            sign_key: String::new(),
+        }
     }
 }
 
@@ -484,6 +529,21 @@ impl Layered for Config {
         }
         if sc.commit_interval_ms == 0 {
             p.push("scorer.commit-interval-ms: must be at least 1".into());
+        }
+        let lc = &self.learner;
+        if !["auc", "accuracy", "log-loss"].contains(&lc.metric.as_str()) {
+            p.push(format!("learner.metric: `{}` is not one of auc, accuracy, log-loss", lc.metric));
+        }
+        if lc.join_window == 0 || lc.checkpoint_every == 0 || lc.window == 0 || lc.serve_top == 0 {
+            p.push("learner.join-window, checkpoint-every, window and serve-top must be at least 1".into());
+        }
+        if !(lc.promote_margin >= 0.0 && lc.replay_ratio >= 0.0 && lc.anchor >= 0.0) {
+            p.push("learner.promote-margin, replay-ratio and anchor must not be negative".into());
+        }
+        for m in &lc.models {
+            if !self.inputs.iter().any(|i| &i.model == m && !i.labels.is_empty()) {
+                p.push(format!("learner.models: no input with labels is scored by `{m}`"));
+            }
         }
         for m in &sc.models {
             if !self.inputs.iter().any(|i| &i.model == m) {

@@ -1,0 +1,358 @@
+//! One model's training: featurise joined events with the raw form of the model's spec, learn
+//! prequentially, keep the reference window, evaluate the champion on the same labels, and build
+//! checkpoints (exact ONNX graph, spec with the learnt standardisation, metrics, reference statistics,
+//! offsets, learner state) and the promotion decision.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+use vigil_events::{FeatureKind, FeatureReference, ModelCheckpoint, PrequentialMetrics};
+use vigil_features::spec::{Encoding, FeatureSpec};
+use vigil_features::{FeatureError, Featurizer, Field};
+use vigil_learn::metrics::Prequential;
+use vigil_learn::select::{Metric, Policy};
+use vigil_learn::{Example, Learner, Setup};
+use vigil_runtime::config::LearnerConfig;
+
+/// A featurised event waiting for its label.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    /// Raw dense values (transformed, not standardised; NaN: missing).
+    Dense(Vec<f64>),
+    /// Hashed text.
+    Text(Vec<i64>, Vec<f32>),
+}
+
+/// Counters of the join and of training.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Labels settled: applied, late, unknown or malformed (labels read but still waiting for their
+    /// event are not counted yet, so that the count matches the offsets a checkpoint records).
+    pub labels: u64,
+    /// Labels applied (joined and learnt from).
+    pub trained: u64,
+    /// Labels whose event was evicted from the join window first.
+    pub late: u64,
+    /// Labels for events never seen.
+    pub unknown: u64,
+    /// Labels that did not decode or had no usable value.
+    pub malformed: u64,
+    /// Events that could not be featurised.
+    pub bad_events: u64,
+}
+
+/// What survives a restart (the learner state in a checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The spec as the model's inputs were first defined (before learnt standardisation).
+    pub spec: String,
+    /// The learner.
+    pub learner: Learner,
+    /// Prequential metrics of the served predictions.
+    pub served: Prequential,
+    /// The champion's version and its metrics on the same labels.
+    pub champion: Option<(i64, Prequential)>,
+    /// Counters.
+    pub counts: Counts,
+    /// The last examples' raw rows and served scores (reference window).
+    pub recent: VecDeque<(Vec<f64>, f64)>,
+    /// Examples since the last checkpoint.
+    pub since_checkpoint: u64,
+}
+
+/// Training of one model.
+pub struct Trainer {
+    /// Model name.
+    pub model: String,
+    /// Everything checkpointed.
+    pub state: State,
+    spec: FeatureSpec,
+    raw: Featurizer,
+    /// Reference window length.
+    window: usize,
+}
+
+/// The spec with standardisation and clipping removed: what the learner's raw rows are made with
+/// (it standardises online itself). A missing value without an explicit `impute` comes out as +inf,
+/// which [`Trainer::featurise`] turns into NaN, the learner's mark for "missing".
+fn raw_spec(spec: &FeatureSpec) -> FeatureSpec {
+    let mut raw = spec.clone();
+    for n in &mut raw.numeric {
+        n.mean = 0.0;
+        n.std = 1.0;
+        n.clip = None;
+        if n.impute.is_none() {
+            n.impute = Some(f64::MAX);
+        }
+    }
+    raw
+}
+
+fn metric(name: &str) -> Metric {
+    match name {
+        "accuracy" => Metric::Accuracy,
+        "log-loss" => Metric::LogLoss,
+        _ => Metric::Auc,
+    }
+}
+
+/// A metric's windowed value (higher is better).
+pub fn score(p: &Prequential, name: &str) -> f64 {
+    match metric(name) {
+        Metric::Accuracy => p.window_accuracy(),
+        Metric::Auc => p.window_auc().unwrap_or(0.5),
+        Metric::LogLoss => -p.window_log_loss(),
+    }
+}
+
+impl Trainer {
+    /// A fresh trainer for `spec`.
+    pub fn new(
+        model: &str,
+        spec: FeatureSpec,
+        schema: &apache_avro::Schema,
+        cfg: &LearnerConfig,
+    ) -> Result<Trainer, String> {
+        let raw = Featurizer::new(&raw_spec(&spec), schema).map_err(|p| p.join("; "))?;
+        let policy = Policy {
+            metric: metric(&cfg.metric),
+            round: (cfg.window as u64 * 2).max(500),
+            min_keep: 2,
+            min_age: (cfg.window as u64 / 2).max(200),
+            window: cfg.window,
+            threshold: 0.5,
+        };
+        let (width, numeric, candidates) = match &spec.text {
+            Some(t) => (0, 0, vigil_learn::learner::text_candidates(cfg.seed, t.buckets as usize)),
+            None => (
+                spec.width(),
+                spec.numeric.len(),
+                vigil_learn::learner::tabular_candidates(cfg.seed, metric(&cfg.metric) == Metric::Auc),
+            ),
+        };
+        let candidates = candidates.into_iter().map(|mut h| {
+            h.anchor = cfg.anchor;
+            h
+        });
+        let setup = Setup {
+            width,
+            numeric,
+            clip: spec.numeric.iter().map(|n| n.clip).collect(),
+            candidates: candidates.collect(),
+            policy,
+            rehearsal: if spec.is_text() { cfg.rehearsal.min(1000) } else { cfg.rehearsal },
+            replay_ratio: cfg.replay_ratio,
+            serve_top: cfg.serve_top,
+            seed: cfg.seed,
+        };
+        let state = State {
+            spec: spec.to_toml(),
+            learner: Learner::new(setup),
+            served: Prequential::new(cfg.window, 0.5),
+            champion: None,
+            counts: Counts::default(),
+            recent: VecDeque::new(),
+            since_checkpoint: 0,
+        };
+        Ok(Trainer { model: model.to_string(), state, spec, raw, window: cfg.window })
+    }
+
+    /// A trainer resumed from a checkpoint's learner state.
+    pub fn resume(
+        model: &str,
+        state: State,
+        schema: &apache_avro::Schema,
+        cfg: &LearnerConfig,
+    ) -> Result<Trainer, String> {
+        let spec = FeatureSpec::parse(&state.spec).map_err(|e| e.to_string())?;
+        let raw = Featurizer::new(&raw_spec(&spec), schema).map_err(|p| p.join("; "))?;
+        Ok(Trainer { model: model.to_string(), state, spec, raw, window: cfg.window })
+    }
+
+    /// The record fields the spec reads.
+    pub fn fields(&self) -> &[String] {
+        self.raw.fields()
+    }
+
+    /// Featurises an event's fields (in [`Trainer::fields`] order).
+    pub fn featurise(&self, fields: &[Field<'_>]) -> Result<Row, FeatureError> {
+        if self.spec.is_text() {
+            let n = self.raw.text_len();
+            let (mut i, mut v) = (vec![0i64; n], vec![0f32; n]);
+            self.raw.text_from(fields, &mut i, &mut v)?;
+            Ok(Row::Text(i, v))
+        } else {
+            let mut x = vec![0f32; self.raw.width()];
+            self.raw.dense_from(fields, &mut x)?;
+            Ok(Row::Dense(x.iter().map(|v| if v.is_infinite() { f64::NAN } else { f64::from(*v) }).collect()))
+        }
+    }
+
+    /// Learns from a joined example; `champion_p` is the champion's score for it, if one serves.
+    pub fn learn(&mut self, row: &Row, y: f64, champion_p: Option<f64>) -> f64 {
+        let p = match row {
+            Row::Dense(x) => self.state.learner.learn(Example::Dense(x), y),
+            Row::Text(i, v) => self.state.learner.learn(Example::Text(i, v), y),
+        };
+        let label = y >= 0.5;
+        self.state.served.update(p, label);
+        if let (Some(cp), Some((_, m))) = (champion_p, self.state.champion.as_mut()) {
+            m.update(cp, label);
+        }
+        self.state.counts.trained += 1;
+        self.state.since_checkpoint += 1;
+        if let Row::Dense(x) = row {
+            if self.state.recent.len() == self.window {
+                self.state.recent.pop_front();
+            }
+            self.state.recent.push_back((x.clone(), p));
+        }
+        p
+    }
+
+    /// The champion now serving (resets its metrics when it changed).
+    pub fn set_champion(&mut self, version: Option<i64>) {
+        match (version, &self.state.champion) {
+            (Some(v), Some((cur, _))) if *cur == v => {}
+            (Some(v), _) => self.state.champion = Some((v, Prequential::new(self.window, 0.5))),
+            (None, _) => self.state.champion = None,
+        }
+    }
+
+    /// The checkpoint of the current best model, as a candidate (not yet published).
+    pub fn checkpoint(
+        &self,
+        version: i64,
+        parent: Option<i64>,
+        now_ms: i64,
+        offsets: Vec<vigil_events::TopicOffset>,
+    ) -> Result<ModelCheckpoint, String> {
+        let (model, spec) = self.state.learner.export(&self.spec);
+        let onnx = model.to_onnx(&self.model, version).to_bytes();
+        let served = &self.state.served;
+        let (precision, recall) = served.window_precision_recall();
+        let mut cp = vigil_models::checkpoint::build(
+            vigil_models::checkpoint::NewCheckpoint {
+                model: &self.model,
+                version,
+                parent,
+                onnx,
+                spec: &spec.to_toml(),
+                status: vigil_events::CheckpointStatus::Candidate,
+                reason: format!(
+                    "learner: {} after {} labelled examples",
+                    self.state.learner.served().join(" + "),
+                    self.state.counts.trained
+                ),
+                now_ms,
+            },
+            None,
+        );
+        cp.metrics = Some(PrequentialMetrics {
+            examples_seen: self.state.counts.trained as i64,
+            log_loss: served.window_log_loss(),
+            accuracy: served.window_accuracy(),
+            auc: served.window_auc(),
+            window: served.window_len() as i64,
+            overall_accuracy: Some(served.accuracy()),
+            precision,
+            recall,
+            threshold: served.threshold(),
+        });
+        cp.offsets = offsets;
+        cp.reference = self.reference(&spec);
+        cp.learner_state = Some(serde_json::to_vec(&self.state).map_err(|e| e.to_string())?);
+        Ok(cp)
+    }
+
+    /// Reference statistics of the recent window: per numeric feature a sample, deciles and counts;
+    /// per one-hot categorical feature the category counts; and the served scores.
+    fn reference(&self, spec: &FeatureSpec) -> Vec<FeatureReference> {
+        let recent = &self.state.recent;
+        let mut out = Vec::new();
+        if recent.is_empty() {
+            return out;
+        }
+        for (k, n) in spec.numeric.iter().enumerate() {
+            let sample: Vec<f64> = recent.iter().map(|(x, _)| x[k]).filter(|v| v.is_finite()).collect();
+            out.push(numeric_reference(n.feature_name(), FeatureKind::Numeric, sample));
+        }
+        let mut offset = spec.numeric.len();
+        for c in &spec.categorical {
+            let slots = match c.encoding {
+                Encoding::OneHot => c.values.len() + 1,
+                Encoding::Hash => c.buckets as usize,
+            };
+            let mut counts = vec![0i64; slots];
+            for (x, _) in recent {
+                if let Some(i) = (0..slots).find(|i| x[offset + i] > 0.5) {
+                    counts[i] += 1;
+                }
+            }
+            let categories = match c.encoding {
+                Encoding::OneHot => c.values.iter().cloned().chain(std::iter::once("<other>".to_string())).collect(),
+                Encoding::Hash => (0..slots).map(|b| format!("#{b}")).collect(),
+            };
+            out.push(FeatureReference {
+                feature: c.field.clone(),
+                kind: FeatureKind::Categorical,
+                count: recent.len() as i64,
+                edges: Vec::new(),
+                categories,
+                counts,
+                sample: Vec::new(),
+            });
+            offset += slots;
+        }
+        out.push(numeric_reference("__score__", FeatureKind::Score, recent.iter().map(|(_, p)| *p).collect()));
+        out
+    }
+
+    /// Whether the last checkpoint should replace the champion: it beats the champion's windowed
+    /// metric by the margin (or there is no champion yet).
+    pub fn should_promote(&self, cfg: &LearnerConfig) -> (bool, String) {
+        let mine = score(&self.state.served, &cfg.metric);
+        match &self.state.champion {
+            None => (true, format!("no champion yet; windowed {} {mine:.4}", cfg.metric)),
+            Some((v, m)) if m.window_len() < self.window.min(200) => {
+                (false, format!("champion v{v} not evaluated on enough labels yet ({})", m.window_len()))
+            }
+            Some((v, m)) => {
+                let theirs = score(m, &cfg.metric);
+                let ok = mine > theirs + cfg.promote_margin;
+                (
+                    ok,
+                    format!(
+                        "windowed {} {mine:.4} vs champion v{v} {theirs:.4} (margin {})",
+                        cfg.metric, cfg.promote_margin
+                    ),
+                )
+            }
+        }
+    }
+}
+
+fn numeric_reference(name: &str, kind: FeatureKind, mut sample: Vec<f64>) -> FeatureReference {
+    sample.sort_by(f64::total_cmp);
+    let n = sample.len();
+    let mut edges: Vec<f64> =
+        (0..=10).map(|q| if n == 0 { 0.0 } else { sample[((q * (n - 1)) / 10).min(n - 1)] }).collect();
+    edges.dedup();
+    let mut counts = vec![0i64; edges.len().saturating_sub(1).max(1)];
+    for v in &sample {
+        let i = edges.partition_point(|e| e <= v).saturating_sub(1).min(counts.len() - 1);
+        counts[i] += 1;
+    }
+    // Keep at most 1,000 values (evenly spaced in rank) for two-sample tests.
+    let step = (n / 1000).max(1);
+    let kept: Vec<f64> = sample.iter().step_by(step).copied().collect();
+    FeatureReference {
+        feature: name.to_string(),
+        kind,
+        count: n as i64,
+        edges,
+        categories: Vec::new(),
+        counts,
+        sample: kept,
+    }
+}
