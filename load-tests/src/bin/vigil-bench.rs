@@ -39,6 +39,7 @@ enum Which {
     All,
     Forwarder,
     Scorer,
+    Learner,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +86,9 @@ fn main() -> ExitCode {
         }
         if matches!(cli.which, Which::All | Which::Scorer) {
             bench::scorer(&env).await?;
+        }
+        if matches!(cli.which, Which::All | Which::Learner) {
+            bench::learner(&env).await?;
         }
         eprintln!("\nbenchmarks took {:.0} s", started.elapsed().as_secs_f64());
         Ok::<(), bench::BenchError>(())
