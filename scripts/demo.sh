@@ -22,7 +22,7 @@ scripts/kafka.sh start
 "$bin/vigil" models bootstrap
 
 # Services that run today; the others are still being built (their binaries say so and exit).
-SERVICES=(vigil-scorer)
+SERVICES=(vigil-scorer vigil-learner)
 logs="$VIGIL_CACHE/demo-logs"
 mkdir -p "$logs"
 pids=()
