@@ -759,7 +759,10 @@ pub async fn scorer(env: &Env) -> Result<Json, BenchError> {
 
 /// One prequential pass of a learner over rows; returns (metrics of the served predictions,
 /// examples per second, served candidates).
-fn prequential(rows: &[(Vec<f64>, f64)], setup: vigil_learn::Setup) -> (vigil_learn::metrics::Prequential, f64, Vec<String>) {
+fn prequential(
+    rows: &[(Vec<f64>, f64)],
+    setup: vigil_learn::Setup,
+) -> (vigil_learn::metrics::Prequential, f64, Vec<String>) {
     let mut learner = vigil_learn::Learner::new(setup);
     let mut m = vigil_learn::metrics::Prequential::new(1000, 0.5);
     let started = Instant::now();
@@ -771,7 +774,12 @@ fn prequential(rows: &[(Vec<f64>, f64)], setup: vigil_learn::Setup) -> (vigil_le
     (m, rate, learner.served())
 }
 
-fn csv_rows(path: &Path, label: &str, positive: Option<&str>, drop: &[&str]) -> Result<Vec<(Vec<f64>, f64)>, BenchError> {
+fn csv_rows(
+    path: &Path,
+    label: &str,
+    positive: Option<&str>,
+    drop: &[&str],
+) -> Result<Vec<(Vec<f64>, f64)>, BenchError> {
     use crate::sim::replay::{Mapping, load};
     let m = Mapping {
         label_column: label.into(),
@@ -784,7 +792,11 @@ fn csv_rows(path: &Path, label: &str, positive: Option<&str>, drop: &[&str]) -> 
     Ok(rows
         .into_iter()
         .map(|r| {
-            let x = r.record.as_object().map(|o| o.iter().filter(|(k, _)| *k != "event_id").filter_map(|(_, v)| v.as_f64()).collect()).unwrap_or_default();
+            let x = r
+                .record
+                .as_object()
+                .map(|o| o.iter().filter(|(k, _)| *k != "event_id").filter_map(|(_, v)| v.as_f64()).collect())
+                .unwrap_or_default();
             (x, r.label)
         })
         .collect())
@@ -842,8 +854,10 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
         lr = (m.accuracy(), c.river_auc());
         eprintln!("round {}: logistic regression {r:.0} updates/s (elec2), {rc:.0}/s (credit)", round + 1);
     }
-    let (best_elec, _, elec_served) = prequential(&elec, setup(elec[0].0.len(), tabular_candidates(1, false), Metric::Accuracy, 2, Some(3.0)));
-    let (best_credit, _, credit_served) = prequential(&credit, setup(credit[0].0.len(), tabular_candidates(1, false), Metric::Auc, 2, Some(3.0)));
+    let (best_elec, _, elec_served) =
+        prequential(&elec, setup(elec[0].0.len(), tabular_candidates(1, false), Metric::Accuracy, 2, Some(3.0)));
+    let (best_credit, _, credit_served) =
+        prequential(&credit, setup(credit[0].0.len(), tabular_candidates(1, false), Metric::Auc, 2, Some(3.0)));
     let updates = median(&rates_elec);
     let river_updates = river_lr("elec2", "events_per_s");
     let report = json!({
@@ -874,7 +888,19 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
     });
     let path = write_report(env, "learner", &report)?;
     eprintln!("\nlearner benchmark -> {}", path.display());
-    for k in ["lr_elec2_accuracy", "river_lr_elec2_accuracy", "lr_credit_default_auc", "river_lr_credit_default_auc", "best_elec2_accuracy", "river_best_elec2_accuracy", "best_credit_default_auc", "river_best_credit_default_auc", "updates_per_s", "river_updates_per_s", "update_ratio"] {
+    for k in [
+        "lr_elec2_accuracy",
+        "river_lr_elec2_accuracy",
+        "lr_credit_default_auc",
+        "river_lr_credit_default_auc",
+        "best_elec2_accuracy",
+        "river_best_elec2_accuracy",
+        "best_credit_default_auc",
+        "river_best_credit_default_auc",
+        "updates_per_s",
+        "river_updates_per_s",
+        "update_ratio",
+    ] {
         eprintln!("  {k:<32} {:>14.4}", report[k].as_f64().unwrap_or(f64::NAN));
     }
     Ok(report)
