@@ -6,6 +6,7 @@
 mod compose;
 mod config;
 mod dead_letters;
+mod drift;
 mod graphs;
 mod learner;
 mod load;

@@ -1,0 +1,18 @@
+//! Statistics for drift detection, without I/O: the two-sample Kolmogorov–Smirnov test with exact
+//! p-values ([`ks`]), chi-squared homogeneity ([`chi2`]), PSI, Jensen–Shannon and Wasserstein
+//! ([`divergence`]), multiple-testing corrections ([`correction`]), mergeable histograms
+//! ([`histogram`]) and streaming detectors with River's semantics ([`detectors`]: ADWIN,
+//! Page-Hinkley, DDM, KSWIN, the last with Python's generator from [`pyrandom`]).
+
+pub mod chi2;
+pub mod correction;
+pub mod detectors;
+pub mod divergence;
+pub mod histogram;
+pub mod ks;
+pub mod pyrandom;
+
+pub use detectors::{Adwin, Ddm, Detector, Kswin, PageHinkley};
+
+#[cfg(test)]
+mod tests;
