@@ -305,6 +305,23 @@ impl FeatureSpec {
     pub fn is_text(&self) -> bool {
         self.text.is_some()
     }
+
+    /// The spec with standardisation and clipping removed: transformed but unscaled values, what the
+    /// learner learns from (it standardises online itself) and what drift detection compares. A
+    /// missing value without an explicit `impute` comes out as +inf (`f32::MAX` rounds up), which
+    /// callers read as "missing".
+    pub fn raw(&self) -> FeatureSpec {
+        let mut raw = self.clone();
+        for n in &mut raw.numeric {
+            n.mean = 0.0;
+            n.std = 1.0;
+            n.clip = None;
+            if n.impute.is_none() {
+                n.impute = Some(f64::MAX);
+            }
+        }
+        raw
+    }
 }
 
 impl Numeric {

@@ -33,7 +33,8 @@ pub enum ModelRecord {
     },
 }
 
-fn parse(codec: &Codec, key: Option<&[u8]>, payload: Option<&[u8]>, offset: i64) -> ModelRecord {
+/// Decodes one record of the models topic.
+pub fn parse(codec: &Codec, key: Option<&[u8]>, payload: Option<&[u8]>, offset: i64) -> ModelRecord {
     match payload {
         Some(p) => match codec.decode_event::<ModelCheckpoint>(p) {
             Ok(cp) => ModelRecord::Checkpoint(Box::new(cp)),

@@ -121,8 +121,46 @@ pub struct LearnerConfig {
 pub struct DriftConfig {
     /// Metrics and health endpoint.
     pub http_listen: String,
-    /// Consumer group.
+    /// Name of this service in client ids (it assigns partitions itself: one drift service watches
+    /// every partition of a model).
     pub group_id: String,
+    /// Models to watch (by name); empty: the model of every configured input.
+    pub models: Vec<String>,
+    /// Live window, in events per model (features and scores) and in labelled events (errors).
+    pub window: usize,
+    /// Events that form the reference when the champion's checkpoint carries none (warm-up).
+    pub warmup: usize,
+    /// Compare the windows with the reference every this many events.
+    pub evaluate_every: usize,
+    /// Significance of the per-feature tests, after multiple-testing correction.
+    pub significance: f64,
+    /// Multiple-testing correction across one evaluation's tests: benjamini-hochberg, bonferroni or none.
+    pub correction: String,
+    /// Smallest KS distance (or, for categorical features, total-variation distance) that counts as
+    /// drift, however small the p-value: large windows make negligible shifts significant.
+    pub min_effect: f64,
+    /// Features not tested (e.g. time-of-day features on a stream whose reference spans part of a day).
+    pub exclude_features: Vec<String>,
+    /// Detector of concept drift on the stream of errors: adwin, ddm or page-hinkley.
+    pub concept_detector: String,
+    /// ADWIN's confidence (smaller: fewer false alarms, later detections).
+    pub adwin_delta: f64,
+    /// Labelled events in the window before accuracy and AUC are held to their thresholds.
+    pub min_labelled: usize,
+    /// Alert (PERFORMANCE) when windowed accuracy falls below this; 0 turns it off.
+    pub min_accuracy: f64,
+    /// Alert (PERFORMANCE) when windowed ROC AUC falls below this; 0 turns it off.
+    pub min_auc: f64,
+    /// Alert (LATENCY) when the window's p99 produce-to-score latency exceeds this, ms; 0 turns it off.
+    pub max_p99_latency_ms: f64,
+    /// An open condition is not alerted again within this many ms (deduplication).
+    pub cooldown_ms: u64,
+    /// Consecutive clean evaluations before an open condition is resolved (hysteresis).
+    pub resolve_after: u32,
+    /// A DriftReport per model on the drift topic every this many ms.
+    pub report_interval_ms: u64,
+    /// Scores kept waiting for their labels, per model.
+    pub join_window: usize,
 }
 
 impl Default for ScorerConfig {
@@ -174,7 +212,28 @@ impl Default for LearnerConfig {
 
 impl Default for DriftConfig {
     fn default() -> Self {
-        DriftConfig { http_listen: "127.0.0.1:9473".into(), group_id: "vigil-drift".into() }
+        DriftConfig {
+            http_listen: "127.0.0.1:9473".into(),
+            group_id: "vigil-drift".into(),
+            models: Vec::new(),
+            window: 1000,
+            warmup: 1000,
+            evaluate_every: 250,
+            significance: 0.01,
+            correction: "benjamini-hochberg".into(),
+            min_effect: 0.1,
+            exclude_features: Vec::new(),
+            concept_detector: "adwin".into(),
+            adwin_delta: 0.002,
+            min_labelled: 200,
+            min_accuracy: 0.0,
+            min_auc: 0.0,
+            max_p99_latency_ms: 0.0,
+            cooldown_ms: 300_000,
+            resolve_after: 3,
+            report_interval_ms: 10_000,
+            join_window: 100_000,
+        }
     }
 }
 
@@ -548,6 +607,39 @@ impl Layered for Config {
         for m in &sc.models {
             if !self.inputs.iter().any(|i| &i.model == m) {
                 p.push(format!("scorer.models: no input is scored by `{m}`"));
+            }
+        }
+        let dc = &self.drift;
+        if dc.window < 30 || dc.warmup < 30 {
+            p.push("drift.window and drift.warmup must be at least 30 events".into());
+        }
+        if dc.evaluate_every == 0 || dc.join_window == 0 || dc.resolve_after == 0 || dc.report_interval_ms == 0 {
+            p.push("drift.evaluate-every, join-window, resolve-after and report-interval-ms must be at least 1".into());
+        }
+        if !(dc.significance > 0.0 && dc.significance < 1.0) {
+            p.push(format!("drift.significance: {} is not in (0, 1)", dc.significance));
+        }
+        if !["benjamini-hochberg", "bonferroni", "none"].contains(&dc.correction.as_str()) {
+            p.push(format!("drift.correction: `{}` is not one of benjamini-hochberg, bonferroni, none", dc.correction));
+        }
+        if !(0.0..1.0).contains(&dc.min_effect) {
+            p.push(format!("drift.min-effect: {} is not in [0, 1)", dc.min_effect));
+        }
+        if !["adwin", "ddm", "page-hinkley"].contains(&dc.concept_detector.as_str()) {
+            p.push(format!("drift.concept-detector: `{}` is not one of adwin, ddm, page-hinkley", dc.concept_detector));
+        }
+        if !(dc.adwin_delta > 0.0 && dc.adwin_delta < 1.0) {
+            p.push(format!("drift.adwin-delta: {} is not in (0, 1)", dc.adwin_delta));
+        }
+        if !((0.0..=1.0).contains(&dc.min_accuracy) && (0.0..=1.0).contains(&dc.min_auc)) {
+            p.push("drift.min-accuracy and drift.min-auc must be in [0, 1]".into());
+        }
+        if dc.max_p99_latency_ms.is_nan() || dc.max_p99_latency_ms < 0.0 {
+            p.push("drift.max-p99-latency-ms must not be negative".into());
+        }
+        for m in &dc.models {
+            if !self.inputs.iter().any(|i| &i.model == m) {
+                p.push(format!("drift.models: no input is scored by `{m}`"));
             }
         }
         for (key, group) in [

@@ -241,7 +241,7 @@ pub fn run(ctx: Context, shutdown: CancellationToken, handle: tokio::runtime::Ha
     while !shutdown.is_cancelled() {
         // Models topic: keep the registry (and champions) current.
         while let Some(Ok(m)) = follower.poll(Duration::ZERO) {
-            let rec = parse_model(&codec, &m.detach());
+            let rec = models::parse(&codec, m.key(), m.payload(), m.offset());
             apply(&mut registry, rec);
             for s in &mut served {
                 s.next_version = s.next_version.max(registry.next_version(&s.model));
@@ -444,22 +444,6 @@ pub fn run(ctx: Context, shutdown: CancellationToken, handle: tokio::runtime::Ha
         }
     }
     Ok(())
-}
-
-fn parse_model(codec: &Codec, m: &rdkafka::message::OwnedMessage) -> ModelRecord {
-    match m.payload() {
-        Some(p) => match codec.decode_event::<ModelCheckpoint>(p) {
-            Ok(cp) => ModelRecord::Checkpoint(Box::new(cp)),
-            Err(e) => ModelRecord::Undecodable { offset: m.offset(), error: e.to_string() },
-        },
-        None => {
-            let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
-            match key.rsplit_once('/').and_then(|(mm, v)| Some((mm.to_string(), v.parse().ok()?))) {
-                Some((model, version)) => ModelRecord::Tombstone { model, version },
-                None => ModelRecord::Undecodable { offset: m.offset(), error: "bad tombstone key".into() },
-            }
-        }
-    }
 }
 
 fn apply(registry: &mut RegistryState, r: ModelRecord) {

@@ -72,22 +72,6 @@ pub struct Trainer {
     window: usize,
 }
 
-/// The spec with standardisation and clipping removed: what the learner's raw rows are made with
-/// (it standardises online itself). A missing value without an explicit `impute` comes out as +inf,
-/// which [`Trainer::featurise`] turns into NaN, the learner's mark for "missing".
-fn raw_spec(spec: &FeatureSpec) -> FeatureSpec {
-    let mut raw = spec.clone();
-    for n in &mut raw.numeric {
-        n.mean = 0.0;
-        n.std = 1.0;
-        n.clip = None;
-        if n.impute.is_none() {
-            n.impute = Some(f64::MAX);
-        }
-    }
-    raw
-}
-
 fn metric(name: &str) -> Metric {
     match name {
         "accuracy" => Metric::Accuracy,
@@ -113,7 +97,7 @@ impl Trainer {
         schema: &apache_avro::Schema,
         cfg: &LearnerConfig,
     ) -> Result<Trainer, String> {
-        let raw = Featurizer::new(&raw_spec(&spec), schema).map_err(|p| p.join("; "))?;
+        let raw = Featurizer::new(&spec.raw(), schema).map_err(|p| p.join("; "))?;
         let policy = Policy {
             metric: metric(&cfg.metric),
             round: (cfg.window as u64 * 2).max(500),
@@ -165,7 +149,7 @@ impl Trainer {
         cfg: &LearnerConfig,
     ) -> Result<Trainer, String> {
         let spec = FeatureSpec::parse(&state.spec).map_err(|e| e.to_string())?;
-        let raw = Featurizer::new(&raw_spec(&spec), schema).map_err(|p| p.join("; "))?;
+        let raw = Featurizer::new(&spec.raw(), schema).map_err(|p| p.join("; "))?;
         Ok(Trainer { model: model.to_string(), state, spec, raw, window: cfg.window })
     }
 
