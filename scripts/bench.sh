@@ -6,6 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"
 scripts/setup.sh
+source "$VIGIL_ROOT/scripts/env.sh"  # again: setup may have just installed ONNX Runtime
 cargo build --release --locked --bins
 export VIGIL_KAFKA_PORT=${VIGIL_BENCH_KAFKA_PORT:-29092}
 export VIGIL_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$VIGIL_KAFKA_PORT"

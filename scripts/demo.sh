@@ -11,6 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"
 scripts/setup.sh
+source "$VIGIL_ROOT/scripts/env.sh"  # again: setup may have just installed ONNX Runtime
 echo "== building Vigil (release)" >&2
 cargo build --release --locked --bins
 bin="$VIGIL_ROOT/target/release"

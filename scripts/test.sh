@@ -5,6 +5,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"
 "$VIGIL_ROOT/scripts/setup.sh"
+source "$VIGIL_ROOT/scripts/env.sh"  # again: setup may have just installed ONNX Runtime
+[ -n "${ORT_DYLIB_PATH:-}" ] || { echo "test.sh: ONNX Runtime library not found in $VIGIL_VENV" >&2; exit 1; }
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
