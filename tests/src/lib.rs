@@ -284,6 +284,11 @@ impl Stack {
 
     /// Like [`Stack::new`], with more keys of the `[learner]` section.
     pub async fn with_learner(name: &str, partitions: i32, extra: &str, learner: &str) -> Stack {
+        Stack::with_sections(name, partitions, extra, learner, "").await
+    }
+
+    /// Like [`Stack::with_learner`], with more keys of the `[drift]` section.
+    pub async fn with_sections(name: &str, partitions: i32, extra: &str, learner: &str, drift_keys: &str) -> Stack {
         let prefix = unique(name);
         let t = |s: &str| format!("{prefix}-{s}");
         let stack = Stack {
@@ -338,6 +343,7 @@ group-id = "{prefix}-learner"
 [drift]
 http-listen = "127.0.0.1:0"
 group-id = "{prefix}-drift"
+{drift_keys}
 "#,
             bootstrap = bootstrap(),
             scores = stack.scores,
@@ -467,4 +473,13 @@ pub async fn read_all(topic: &str, isolation: &str, quiet: Duration) -> Vec<Inpu
         wait = quiet;
     }
     out
+}
+
+/// A child process that is killed when dropped (so that a failing test leaves no service behind).
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
 }

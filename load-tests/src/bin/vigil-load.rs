@@ -129,6 +129,10 @@ struct FraudArgs {
     /// `pattern-stops:P,at=N`.
     #[arg(long)]
     drift: Vec<String>,
+    /// Mean business time between transactions at the daily peak, ms (the simulated clock behind
+    /// event_time and the hour features; small values keep the hour, and so the stream, stationary).
+    #[arg(long, default_value_t = 3000.0)]
+    business_gap_ms: f64,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -258,6 +262,9 @@ async fn run(config: &vigil_runtime::Config, command: Command) -> Result<serde_j
             if !(0.0..=1.0).contains(&a.fraud_rate) {
                 return Err("--fraud-rate must lie in [0, 1]".into());
             }
+            if !(a.business_gap_ms > 0.0 && a.business_gap_ms.is_finite()) {
+                return Err("--business-gap-ms must be positive".into());
+            }
             let sim = FraudSim::new(FraudConfig {
                 seed: a.run.seed,
                 accounts: a.accounts,
@@ -265,6 +272,7 @@ async fn run(config: &vigil_runtime::Config, command: Command) -> Result<serde_j
                 id_prefix: a.run.id_prefix.clone(),
                 patterns,
                 drifts,
+                peak_gap_ms: a.business_gap_ms,
                 ..FraudConfig::default()
             });
             (Box::new(FraudSource { sim, codec: codec.clone() }), a.run.run_config(&a.topic, &a.labels_topic)?)

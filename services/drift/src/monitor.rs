@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use vigil_events::{AlertKind, FeatureDrift, FeatureKind, FeatureReference, Severity};
-use vigil_features::spec::{Encoding, FeatureSpec};
+use vigil_features::spec::{Encoding, FeatureSpec, Transform};
 use vigil_learn::metrics::Prequential;
 use vigil_runtime::config::DriftConfig;
 use vigil_stats::detectors::{Adwin, Ddm, Detector, PageHinkley};
@@ -70,6 +70,10 @@ pub struct Layout {
     pub numeric: Vec<String>,
     /// Categorical features: name, first slot, category names (one per slot).
     pub categorical: Vec<(String, usize, Vec<String>)>,
+    /// Features of the clock (time-of-day transforms of a timestamp): never tested, because two
+    /// windows of a clock never overlap (a two-sample test tells them apart however close in time
+    /// they are) and a daily cycle is seasonality, not drift.
+    pub clock: Vec<String>,
 }
 
 impl Layout {
@@ -77,8 +81,14 @@ impl Layout {
     /// compared for them).
     pub fn of(spec: &FeatureSpec) -> Layout {
         if spec.is_text() {
-            return Layout { numeric: Vec::new(), categorical: Vec::new() };
+            return Layout { numeric: Vec::new(), categorical: Vec::new(), clock: Vec::new() };
         }
+        let clock = spec
+            .numeric
+            .iter()
+            .filter(|n| matches!(n.transform, Transform::HourSin | Transform::HourCos))
+            .map(|n| n.feature_name().to_string())
+            .collect();
         let numeric: Vec<String> = spec.numeric.iter().map(|n| n.feature_name().to_string()).collect();
         let mut offset = numeric.len();
         let mut categorical = Vec::new();
@@ -91,7 +101,7 @@ impl Layout {
             categorical.push((c.field.clone(), offset, names));
             offset += slots;
         }
-        Layout { numeric, categorical }
+        Layout { numeric, categorical, clock }
     }
 }
 
@@ -524,7 +534,7 @@ impl Monitor {
         let reference = &self.reference;
         let w = self.cfg.window;
         let mut tests: Vec<Test> = Vec::new();
-        let excluded = |name: &str| self.cfg.exclude_features.iter().any(|e| e == name);
+        let excluded = |name: &str| self.cfg.exclude_features.iter().chain(&self.layout.clock).any(|e| e == name);
         let numeric_test = |name: &str, live: &Ring<f64>, tests: &mut Vec<_>| {
             let Some(Reference::Numeric { sample, edges, counts }) = reference.by_feature.get(name) else { return };
             if live.len() < w || excluded(name) {

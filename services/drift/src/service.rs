@@ -267,9 +267,6 @@ pub fn run(ctx: Context, shutdown: CancellationToken, handle: tokio::runtime::Ha
         }
         for (i, e) in evaluations {
             let w = &watched[i];
-            if !e.features.is_empty() {
-                ctx.metrics.evaluated(&w.monitor.model, &e, w.monitor.reference().version);
-            }
             ctx.metrics.quality(&w.monitor.model, &w.monitor.quality());
             for f in &e.findings {
                 let (outcome, alert) = book.observe(&w.monitor.model, w.monitor.champion, f, now_ms(), e.window);
@@ -279,6 +276,11 @@ pub fn run(ctx: Context, shutdown: CancellationToken, handle: tokio::runtime::Ha
                 if let Some(a) = alert {
                     send_alert(&handle, &producer, &codec, &cfg.topics.alerts, &a);
                 }
+            }
+            // Counted once its alerts are acknowledged, so that a count seen outside means they are on
+            // the topic.
+            if !e.features.is_empty() {
+                ctx.metrics.evaluated(&w.monitor.model, &e, w.monitor.reference().version);
             }
         }
         for w in &mut watched {

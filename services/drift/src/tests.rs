@@ -18,6 +18,10 @@ schema = "dev.vigil.demo.Transaction"
 field = "amount"
 [[numeric]]
 field = "account_age_days"
+[[numeric]]
+field = "event_time"
+name = "hour_sin"
+transform = "hour-sin"
 [[categorical]]
 field = "channel"
 encoding = "one-hot"
@@ -31,11 +35,13 @@ fn cfg() -> DriftConfig {
     DriftConfig { window: 500, warmup: 500, evaluate_every: 100, ..DriftConfig::default() }
 }
 
-/// A raw row: amount, age, channel one-hot (3 values + other).
+/// A raw row: amount, age, the clock (always rising), channel one-hot (3 values + other).
 fn row(rng: &mut Rng, amount_shift: f64, channel_bias: bool) -> Vec<f64> {
-    let mut r = vec![rng.normal() + amount_shift, 3.0 + rng.normal(), 0.0, 0.0, 0.0, 0.0];
+    static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let t = CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as f64 * 1e-6;
+    let mut r = vec![rng.normal() + amount_shift, 3.0 + rng.normal(), t, 0.0, 0.0, 0.0, 0.0];
     let c = if channel_bias && rng.uniform() < 0.5 { 2 } else { rng.below(3) as usize };
-    r[2 + c] = 1.0;
+    r[3 + c] = 1.0;
     r
 }
 
@@ -46,10 +52,11 @@ fn active(findings: &[Finding]) -> Vec<String> {
 #[test]
 fn layout_follows_the_spec() {
     let l = Layout::of(&spec());
-    assert_eq!(l.numeric, vec!["amount", "account_age_days"]);
+    assert_eq!(l.numeric, vec!["amount", "account_age_days", "hour_sin"]);
+    assert_eq!(l.clock, vec!["hour_sin"], "the clock is never tested");
     assert_eq!(l.categorical.len(), 1);
     assert_eq!(l.categorical[0].0, "channel");
-    assert_eq!(l.categorical[0].1, 2);
+    assert_eq!(l.categorical[0].1, 3);
     assert_eq!(l.categorical[0].2, vec!["pos", "ecommerce", "atm", "<other>"]);
 }
 
