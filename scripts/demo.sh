@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: Vigil's main job end to end on a local broker started here.
 #   1. set up (scripts/setup.sh) and build Vigil (release);
-#   2. start Apache Kafka on 127.0.0.1:9092 and create Vigil's topics;
-#   3. register starting models and start the Vigil services that are built (see SERVICES below);
+#   2. start Apache Kafka on 127.0.0.1:9092 with empty storage (VIGIL_DEMO_KEEP=1 keeps the last
+#      run's) and create Vigil's topics;
+#   3. register starting models and start Vigil's services (scorer, learner, drift);
 #   4. drive them with vigil-load: card transactions with labels, and texts with labels, with drift
 #      injected halfway, printing a one-line summary every few seconds and a final summary;
 #   5. stop the services (the broker keeps running: `make broker-stop`).
@@ -17,13 +18,15 @@ cargo build --release --locked --bins
 bin="$VIGIL_ROOT/target/release"
 export VIGIL_KAFKA_PORT=${VIGIL_KAFKA_PORT:-9092}
 export VIGIL_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$VIGIL_KAFKA_PORT"
+# Each demo tells its story from the start: a clean broker (VIGIL_DEMO_KEEP=1 keeps the last run's).
+[ "${VIGIL_DEMO_KEEP:-0}" = 1 ] || scripts/kafka.sh reset
 scripts/kafka.sh start
 "$bin/vigil" topics create
 # Starting models, so that there is something to score with (the learner publishes better ones).
 "$bin/vigil" models bootstrap
 
-# Services that run today; the others are still being built (their binaries say so and exit).
-SERVICES=(vigil-scorer vigil-learner)
+# The scorer scores, the learner learns from labels and promotes, the drift service raises alerts.
+SERVICES=(vigil-scorer vigil-learner vigil-drift)
 logs="$VIGIL_CACHE/demo-logs"
 mkdir -p "$logs"
 pids=()

@@ -5,6 +5,7 @@
 #   scripts/kafka.sh start    fetch if needed, format storage if new, start, wait until it answers
 #   scripts/kafka.sh stop     stop the broker this script started (SIGTERM, then SIGKILL after 30 s)
 #   scripts/kafka.sh status   print whether it runs; exit 0 if it answers
+#   scripts/kafka.sh reset    stop the broker this script started and delete its data (a clean slate)
 #
 # Settings (environment): VIGIL_KAFKA_HOST (127.0.0.1), VIGIL_KAFKA_PORT (9092),
 # VIGIL_KAFKA_CONTROLLER_PORT (port + 1), VIGIL_CACHE (<repo>/.cache), KAFKA_HEAP_OPTS.
@@ -32,7 +33,8 @@ running_pid() {
   [ -f "$pidfile" ] || return 1
   local pid
   pid=$(cat "$pidfile")
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  # The group, or the leader itself in the moment before setsid made the group.
+  { kill -0 -- "-$pid" || kill -0 "$pid"; } 2>/dev/null && echo "$pid"
 }
 
 fetch() {
@@ -72,7 +74,7 @@ start() {
   log "starting Apache Kafka $version on $host:$port (logs: $logs/server.log)"
   setsid bash -c "$(declare -f java_cmd); $(declare -p here logs libs); java_cmd kafka.Kafka '$state/server.properties'" \
     >>"$logs/stdout.log" 2>&1 < /dev/null &
-  echo $! > "$pidfile"
+  echo $! > "$pidfile"  # setsid made it the leader of a process group: bash and the JVM under it
   local deadline=$((SECONDS + ${VIGIL_KAFKA_START_TIMEOUT:-90}))
   until answers && grep -q "Kafka Server started" "$logs/server.log" 2>/dev/null; do
     if ! running_pid >/dev/null; then
@@ -96,19 +98,29 @@ stop() {
     rm -f "$pidfile"
     return 0
   fi
-  log "stopping the broker (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
+  log "stopping the broker (process group $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || true
   local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null; do
+  while kill -0 -- "-$pid" 2>/dev/null; do
     if [ "$SECONDS" -ge "$deadline" ]; then
       log "the broker did not stop within 30 s; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
+      kill -KILL -- "-$pid" 2>/dev/null || true
       break
     fi
     sleep 0.2
   done
   rm -f "$pidfile"
   log "stopped"
+}
+
+reset() {
+  stop
+  if answers; then
+    log "a broker this script did not start answers on $host:$port; its data is not ours to delete"
+    return 0
+  fi
+  rm -rf "$data"
+  log "deleted $data"
 }
 
 status() {
@@ -125,5 +137,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+  reset) reset ;;
+  *) echo "usage: $0 fetch|start|stop|status|reset" >&2; exit 2 ;;
 esac

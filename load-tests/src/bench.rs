@@ -82,7 +82,8 @@ impl System {
         }
     }
 
-    fn spawn(&self, env: &Env, input: &str, output: &str, group: &str) -> Result<Child, BenchError> {
+    /// Starts the system on `input` → `output` with consumer group `group`.
+    pub fn spawn(&self, env: &Env, input: &str, output: &str, group: &str) -> Result<Child, BenchError> {
         let sub = |a: &str| a.replace("{input}", input).replace("{output}", output).replace("{group}", group);
         let mut args: Vec<String> = self.args.iter().map(|a| sub(a)).collect();
         if let Some(template) = &self.config {

@@ -1,6 +1,6 @@
 //! The demo's event sources and live summary: card transactions with labels, and texts with labels,
-//! at modest rates for a bounded time, with drift injected halfway (transaction amounts grow and a new
-//! fraud pattern starts; texts move to another source). A monitor reads what Vigil publishes (scores,
+//! at modest rates for a bounded time, with drift injected halfway (transaction amounts grow, and a
+//! fraud wave brings a new pattern; texts move to another source). A monitor reads what Vigil publishes (scores,
 //! models, alerts, dead letters) and prints one line every few seconds, then a final summary.
 
 use std::collections::BTreeMap;
@@ -90,6 +90,7 @@ pub async fn run(config: &Config, args: DemoArgs) -> Result<serde_json::Value, B
             vec![
                 Drift { kind: DriftKind::Amounts { factor: 2.5 }, at: half_tx, over: 0 },
                 Drift { kind: DriftKind::PatternStarts(Pattern::BustOut), at: half_tx, over: 0 },
+                Drift { kind: DriftKind::FraudRate { factor: 4.0 }, at: half_tx, over: 0 },
             ]
         };
         let sim = FraudSim::new(FraudConfig {
@@ -97,6 +98,11 @@ pub async fn run(config: &Config, args: DemoArgs) -> Result<serde_json::Value, B
             fraud_rate: args.fraud_rate,
             id_prefix: format!("{prefix}-tx"),
             drifts,
+            // Business time from 14:00 on a Monday, 0.1 s apart at the peak: the demo's few minutes
+            // of traffic span half an hour of afternoon, so the only change in them is the injected
+            // one (a run across the night would show the day's own rhythm as drift).
+            start_time_ms: 1_767_621_600_000,
+            peak_gap_ms: 100.0,
             ..FraudConfig::default()
         });
         let cfg = RunConfig {
@@ -151,7 +157,7 @@ pub async fn run(config: &Config, args: DemoArgs) -> Result<serde_json::Value, B
         ticker.tick().await;
         if !drift_announced && started.elapsed().as_secs_f64() >= args.duration / 2.0 {
             eprintln!(
-                "[{:>4.0}s] drift injected: amounts x2.5 and a new fraud pattern (bust-out); texts change source",
+                "[{:>4.0}s] drift injected: amounts x2.5, a fraud wave (x4) with a new pattern (bust-out); texts change source",
                 started.elapsed().as_secs_f64()
             );
             drift_announced = true;

@@ -116,6 +116,38 @@ pub fn log_line(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
+/// A partition's (low, high) watermarks, retried for up to `patience` while the broker is still
+/// electing the partition's leader or spreading a new topic's metadata (what a topic created a
+/// moment ago answers), so that start-up right after `vigil topics create` does not fail.
+pub fn watermarks<C: ConsumerContext, T: rdkafka::consumer::Consumer<C>>(
+    consumer: &T,
+    topic: &str,
+    partition: i32,
+    patience: std::time::Duration,
+) -> Result<(i64, i64), KafkaError> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, std::time::Duration::from_secs(10)) {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        Code::NotLeaderForPartition
+                            | Code::LeaderNotAvailable
+                            | Code::UnknownTopicOrPartition
+                            | Code::UnknownPartition
+                    )
+                ) && std::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(topic, partition, error = %e, "watermarks not available yet; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,8 +79,7 @@ pub fn read_all(kafka: &KafkaConfig, topic: &str, codec: &Codec) -> Result<Vec<M
         client::large_message_consumer_config(kafka, "models-reader", &format!("vigil-models-{}", now_ms()))
             .create_with_context(client::LogContext)
             .map_err(|source| KafkaPlumbingError::Client { what: "creating the models reader", source })?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+    let (low, high) = client::watermarks(&consumer, topic, 0, Duration::from_secs(30))
         .map_err(|source| KafkaPlumbingError::Client { what: "reading the models topic's watermarks", source })?;
     let mut out = Vec::new();
     if high <= low {
@@ -147,8 +146,7 @@ pub async fn next_with_offset(
 
 /// The high watermark of the models topic (to know when a follower has caught up).
 pub fn end_offset(consumer: &StreamConsumer<client::LogContext>, topic: &str) -> Result<i64, KafkaPlumbingError> {
-    consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+    client::watermarks(consumer, topic, 0, Duration::from_secs(30))
         .map(|(_, high)| high)
         .map_err(|source| KafkaPlumbingError::Client { what: "reading the models topic's watermarks", source })
 }

@@ -161,6 +161,9 @@ pub struct DriftConfig {
     pub report_interval_ms: u64,
     /// Scores kept waiting for their labels, per model.
     pub join_window: usize,
+    /// Where reading starts: `window` (the last `window` records of every partition, so a restart
+    /// refills its windows at once) or `earliest` (everything the topics retain: a backfill).
+    pub start_from: String,
 }
 
 impl Default for ScorerConfig {
@@ -233,6 +236,7 @@ impl Default for DriftConfig {
             resolve_after: 3,
             report_interval_ms: 10_000,
             join_window: 100_000,
+            start_from: "window".into(),
         }
     }
 }
@@ -625,6 +629,9 @@ impl Layered for Config {
         if !(0.0..1.0).contains(&dc.min_effect) {
             p.push(format!("drift.min-effect: {} is not in [0, 1)", dc.min_effect));
         }
+        if !["window", "earliest"].contains(&dc.start_from.as_str()) {
+            p.push(format!("drift.start-from: `{}` is not one of window, earliest", dc.start_from));
+        }
         if !["adwin", "ddm", "page-hinkley"].contains(&dc.concept_detector.as_str()) {
             p.push(format!("drift.concept-detector: `{}` is not one of adwin, ddm, page-hinkley", dc.concept_detector));
         }
@@ -782,15 +789,23 @@ mod tests {
             ("VIGIL_TOPICS__SCORES".to_string(), "bad topic!".to_string()),
             ("VIGIL_HTTP__LISTEN".to_string(), "everywhere".to_string()),
             ("VIGIL_TOPICS__PARTITIONS".to_string(), "0".to_string()),
+            ("VIGIL_DRIFT__START_FROM".to_string(), "yesterday".to_string()),
+            ("VIGIL_DRIFT__CONCEPT_DETECTOR".to_string(), "hunch".to_string()),
         ];
         let err = layered::load::<Config>(None, env).unwrap_err();
         let text = err.to_string();
-        for needle in
-            ["kafka.bootstrap-servers", "kafka.sasl-mechanism", "topics.scores", "http.listen", "topics.partitions"]
-        {
+        for needle in [
+            "kafka.bootstrap-servers",
+            "kafka.sasl-mechanism",
+            "topics.scores",
+            "http.listen",
+            "topics.partitions",
+            "drift.start-from",
+            "drift.concept-detector",
+        ] {
             assert!(text.contains(needle), "missing {needle}:\n{text}");
         }
-        assert_eq!(err.problems.len(), 5, "{text}");
+        assert_eq!(err.problems.len(), 7, "{text}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ enum Which {
     Forwarder,
     Scorer,
     Learner,
+    Drift,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +90,9 @@ fn main() -> ExitCode {
         }
         if matches!(cli.which, Which::All | Which::Learner) {
             bench::learner(&env).await?;
+        }
+        if matches!(cli.which, Which::All | Which::Drift) {
+            vigil_load::drift_bench::drift(&env).await?;
         }
         eprintln!("\nbenchmarks took {:.0} s", started.elapsed().as_secs_f64());
         Ok::<(), bench::BenchError>(())

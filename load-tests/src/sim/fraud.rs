@@ -67,6 +67,11 @@ pub enum DriftKind {
     PatternStarts(Pattern),
     /// Concept change: a fraud pattern stops.
     PatternStops(Pattern),
+    /// Prior change: a fraud wave, the share of fraud multiplied by `factor` (reached linearly).
+    FraudRate {
+        /// The multiplier once the drift is complete.
+        factor: f64,
+    },
 }
 
 /// One injected drift.
@@ -109,9 +114,15 @@ impl Drift {
             "merchants" => DriftKind::Merchants,
             "pattern-starts" => DriftKind::PatternStarts(pattern(arg)?),
             "pattern-stops" => DriftKind::PatternStops(pattern(arg)?),
+            "fraud-rate" => DriftKind::FraudRate {
+                factor: arg
+                    .and_then(|a| a.parse().ok())
+                    .filter(|f: &f64| *f >= 0.0 && f.is_finite())
+                    .ok_or_else(|| format!("drift `{s}`: fraud-rate:F needs a factor F >= 0"))?,
+            },
             other => {
                 return Err(format!(
-                    "drift `{s}`: unknown kind `{other}` (amounts:F, merchants, pattern-starts:P, pattern-stops:P)"
+                    "drift `{s}`: unknown kind `{other}` (amounts:F, merchants, pattern-starts:P, pattern-stops:P, fraud-rate:F)"
                 ));
             }
         };
@@ -289,6 +300,17 @@ impl FraudSim {
         (base.max(starts) * (1.0 - stops)).clamp(0.0, 1.0)
     }
 
+    fn fraud_factor(&self) -> f64 {
+        self.cfg
+            .drifts
+            .iter()
+            .map(|d| match d.kind {
+                DriftKind::FraudRate { factor } => 1.0 + (factor - 1.0) * d.progress(self.i),
+                _ => 1.0,
+            })
+            .product()
+    }
+
     fn amount_factor(&self) -> f64 {
         self.cfg
             .drifts
@@ -309,7 +331,7 @@ impl FraudSim {
         let hour = ((self.clock_ms / 3_600_000.0) % 24.0) as u32;
         let night = hour < 6;
         // Fraud is relatively more common at night; the factors keep the daily average at the rate.
-        let fraud_p = self.cfg.fraud_rate * if night { 2.2 } else { 0.9 };
+        let fraud_p = (self.cfg.fraud_rate * self.fraud_factor() * if night { 2.2 } else { 0.9 }).min(1.0);
         let weights: Vec<f64> = Pattern::ALL.iter().map(|p| self.pattern_weight(*p)).collect();
         let any_pattern = weights.iter().any(|w| *w > 0.0);
         let a = self.d.weighted(&self.account_weights);
@@ -568,6 +590,19 @@ mod tests {
         assert!(after > 0.35, "after {after}");
         let fraud_share = |lo: usize, hi: usize| share(&xs[lo..hi], |s| s.fraud);
         assert!((fraud_share(0, 20_000) - fraud_share(30_000, 50_000)).abs() < 0.004);
+    }
+
+    #[test]
+    fn a_fraud_wave_multiplies_the_share_of_fraud_from_its_index() {
+        let cfg = FraudConfig {
+            fraud_rate: 0.02,
+            drifts: vec![Drift::parse("fraud-rate:4,at=20000").unwrap()],
+            ..FraudConfig::default()
+        };
+        let xs = run(cfg, 40_000);
+        let (before, after) = (share(&xs[..20_000], |s| s.fraud), share(&xs[20_000..], |s| s.fraud));
+        assert!((after / before - 4.0).abs() < 0.8, "fraud share {before} then {after}");
+        assert!(Drift::parse("fraud-rate,at=1").is_err() && Drift::parse("fraud-rate:-1,at=1").is_err());
     }
 
     #[test]

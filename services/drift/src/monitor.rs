@@ -276,7 +276,11 @@ struct Scored {
     decision: bool,
 }
 
-/// One model's monitor.
+/// Labelled events, newest first, whose error rate is compared with the rest of the window when
+/// the concept detector fires.
+const RECENT_ERRORS: usize = 100;
+
+/// One model's drift monitor.
 pub struct Monitor {
     /// Model name.
     pub model: String,
@@ -364,11 +368,35 @@ impl Monitor {
         self.last.as_ref()
     }
 
-    /// Uses `r` as the reference from now on (a new champion's); the live windows stay.
+    /// Uses `r` (a new champion's) as the reference from now on, feature by feature: a feature `r`
+    /// has no reference for keeps the one it had. The live windows stay.
     pub fn set_reference(&mut self, r: References) {
         self.warm_rows.clear();
         self.warm_scores.clear();
-        self.reference = r;
+        self.reference.version = r.version;
+        self.reference.by_feature.extend(r.by_feature);
+    }
+
+    /// A new champion serves: its scores, errors and quality are judged on their own from now on.
+    /// The scores' window and error stream start again; the features' windows stay (the inputs do
+    /// not depend on the model). `r` (the checkpoint's references) replaces the reference; without
+    /// one, or without a score reference in it, the scores warm up again.
+    pub fn new_champion(&mut self, version: i64, r: Option<References>) {
+        self.champion = Some(version);
+        self.scores.clear();
+        self.latency.clear();
+        self.warm_scores.clear();
+        self.scored_by_id.clear();
+        self.scored_order.clear();
+        self.errors.clear();
+        self.quality = Prequential::new(self.cfg.window, 0.5);
+        self.detector = concept_detector(&self.cfg);
+        match r {
+            Some(r) => self.set_reference(r),
+            None => {
+                self.reference.by_feature.remove(SCORE);
+            }
+        }
     }
 
     /// Adds one input event's raw row (NaN: missing) and event time; returns an evaluation when one
@@ -403,7 +431,7 @@ impl Monitor {
         self.scored += 1;
         self.scores.push(score);
         self.latency.push(latency_ms);
-        if self.reference.version.is_none() && !self.reference.by_feature.contains_key(SCORE) {
+        if !self.reference.by_feature.contains_key(SCORE) {
             self.warm_scores.push(score);
             if self.warm_scores.len() >= self.cfg.warmup {
                 if let Some(r) = numeric_reference(self.warm_scores.drain(..)) {
@@ -456,6 +484,13 @@ impl Monitor {
             return None;
         }
         let det = self.detector.name().to_string();
+        // Detectors such as ADWIN see a change either way; an error rate that fell is a better
+        // model or an easier stream, not concept drift.
+        let (before, after) = self.error_rates_around_change();
+        if after <= before {
+            tracing::info!(model = %self.model, detector = det, before, after, "the error rate fell: not concept drift");
+            return None;
+        }
         let finding = Finding {
             kind: AlertKind::ConceptDrift,
             severity: Severity::Critical,
@@ -467,8 +502,13 @@ impl Monitor {
             p_value: None,
             active: true,
             message: format!(
-                "{}: {det} detected a change in the error stream after {} labelled events (windowed error rate {:.3})",
-                self.model, self.labelled, error_rate
+                "{}: {det} detected a change in the error stream after {} labelled events: error rate {:.3} before, {:.3} in the last {} (window {:.3})",
+                self.model,
+                self.labelled,
+                before,
+                after,
+                RECENT_ERRORS.min(self.errors.len() / 2),
+                error_rate
             ),
         };
         let (start, end) = self.span();
@@ -478,6 +518,19 @@ impl Monitor {
             window: (start, end),
             events: self.times.len(),
         })
+    }
+
+    /// Error rates of the window's older part and of its newest `RECENT_ERRORS` (at most half).
+    fn error_rates_around_change(&self) -> (f64, f64) {
+        let k = RECENT_ERRORS.min(self.errors.len() / 2).max(1);
+        let split = self.errors.len().saturating_sub(k);
+        let (mut old, mut new) = ((0.0, 0.0), (0.0, 0.0));
+        for (i, e) in self.errors.iter().enumerate() {
+            let part = if i < split { &mut old } else { &mut new };
+            part.0 += f64::from(e);
+            part.1 += 1.0;
+        }
+        (old.0 / f64::max(old.1, 1.0), new.0 / f64::max(new.1, 1.0))
     }
 
     fn error_rate(&self) -> Option<f64> {

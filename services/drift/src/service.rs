@@ -1,6 +1,7 @@
 //! The drift service's Kafka side, on one blocking thread. It assigns itself every partition of the
 //! watched models' input topics, of their label topics and of the scores topic, starting `window`
-//! records back from the end of each (so that a restarted service has full windows again at once),
+//! records back from the end of each (so that a restarted service has full windows again at once;
+//! `start-from = "earliest"` backfills from the start instead),
 //! follows the models topic for champions and their reference statistics, feeds each model's
 //! [`Monitor`], sends the alerts the [`AlertBook`] lets through to the alerts topic and a
 //! `DriftReport` per model to the drift topic at an interval.
@@ -121,11 +122,16 @@ impl Watched {
             }
             self.spec_text = cp.feature_spec.clone();
         }
-        self.monitor.champion = Some(cp.version);
-        if let Some(r) = References::from_checkpoint(cp.version, &cp.reference, self.monitor.layout()) {
-            tracing::info!(model = %self.monitor.model, version = cp.version, features = r.by_feature.len(), "reference from the champion's checkpoint");
-            self.monitor.set_reference(r);
+        let r = References::from_checkpoint(cp.version, &cp.reference, self.monitor.layout());
+        match &r {
+            Some(r) => {
+                tracing::info!(model = %self.monitor.model, version = cp.version, features = r.by_feature.len(), "reference from the champion's checkpoint")
+            }
+            None => {
+                tracing::info!(model = %self.monitor.model, version = cp.version, "the champion's checkpoint has no reference: its scores warm up")
+            }
         }
+        self.monitor.new_champion(cp.version, r);
     }
 }
 
@@ -168,8 +174,8 @@ pub fn run(ctx: Context, shutdown: CancellationToken, handle: tokio::runtime::Ha
             }
             for p in t.partitions() {
                 let (low, high) =
-                    consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?;
-                let start = (high - dc.window as i64).max(low);
+                    client::watermarks(&consumer, topic, p.id(), Duration::from_secs(30)).map_err(|e| e.to_string())?;
+                let start = if dc.start_from == "earliest" { low } else { (high - dc.window as i64).max(low) };
                 tpl.add_partition_offset(topic, p.id(), Offset::Offset(start)).map_err(|e| e.to_string())?;
             }
         }

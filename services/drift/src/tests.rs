@@ -222,6 +222,68 @@ fn errors_that_rise_raise_concept_drift_and_thresholds_apply() {
     assert!(perf.active && perf.statistic == "accuracy" && perf.threshold == 0.8, "{perf:?}");
 }
 
+#[test]
+fn errors_that_fall_are_not_concept_drift() {
+    let mut rng = Rng::new(13);
+    let mut m = Monitor::new("m", Layout::of(&spec()), &cfg());
+    let mut detections = Vec::new();
+    for i in 0..6000 {
+        let id = format!("e{i}");
+        let wrong = rng.uniform() < if i < 3000 { 0.35 } else { 0.02 };
+        m.score(&id, if wrong { 0.9 } else { 0.1 }, wrong, 5.0);
+        if let Some(e) = m.label(&id, 0.0) {
+            detections.push((i, e.findings[0].message.clone()));
+        }
+    }
+    assert_eq!(m.labelled, 6000);
+    assert!(detections.is_empty(), "a better error rate raised {detections:?}");
+}
+
+#[test]
+fn a_new_champion_is_judged_on_its_own_scores() {
+    let mut rng = Rng::new(17);
+    let mut m = Monitor::new("m", Layout::of(&spec()), &cfg());
+    // v1's scores form the warm-up reference; v2 scores higher by design, which is not drift.
+    let mut drifted = Vec::new();
+    for i in 0..3000 {
+        if i == 1500 {
+            m.new_champion(2, None);
+            assert!(!m.reference().by_feature.contains_key(SCORE), "v2's scores warm up again");
+        }
+        let centre = if i < 1500 { 0.2 } else { 0.6 };
+        m.score(&format!("e{i}"), rng.normal() * 0.05 + centre, false, 5.0);
+        if let Some(e) = m.event(&row(&mut rng, 0.0, false), i) {
+            drifted.extend(active(&e.findings));
+        }
+    }
+    assert_eq!(m.champion, Some(2));
+    assert!(m.reference().by_feature.contains_key(SCORE), "v2's warm-up froze");
+    assert!(drifted.is_empty(), "{drifted:?}");
+    // A checkpoint's score reference is used at once, against the new champion's scores only.
+    let refs = vec![FeatureReference {
+        feature: SCORE.into(),
+        kind: FeatureKind::Score,
+        count: 500,
+        edges: vec![],
+        categories: vec![],
+        counts: vec![],
+        sample: (0..500).map(|_| rng.normal() * 0.05 + 0.6).collect(),
+    }];
+    m.new_champion(3, References::from_checkpoint(3, &refs, m.layout()));
+    let mut seen = Vec::new();
+    for i in 0..1000 {
+        m.score(&format!("f{i}"), rng.normal() * 0.05 + 0.6, false, 5.0);
+        if let Some(e) = m.event(&row(&mut rng, 0.0, false), 3000 + i) {
+            seen.extend(e.features.iter().filter(|f| f.feature == SCORE).map(|f| f.drifted));
+        }
+    }
+    assert!(!seen.is_empty() && seen.iter().all(|d| !d), "{seen:?}");
+    assert!(
+        m.reference().by_feature.contains_key("amount"),
+        "features the checkpoint has no reference for keep theirs"
+    );
+}
+
 fn finding(active: bool) -> Finding {
     Finding {
         kind: AlertKind::DataDrift,
