@@ -8,6 +8,8 @@
 //! - **Latency** at half the measured maximum: the system runs on fresh topics, the generator produces
 //!   open loop at that rate, and the probe matches outputs to inputs by event id.
 //! - **Memory**: the system's peak resident set (`VmHWM`), read from `/proc`.
+//! - **Where the time goes**: the system's CPU time (user + system, `/proc/<pid>/stat`) per event over
+//!   a throughput run, and for the scorer the ONNX Runtime share from its own metrics.
 //! - **Raw rate** (B1): a fixed, real record produced as fast as possible, and consumed as fast as
 //!   possible, by librdkafka through the same client settings.
 
@@ -84,7 +86,17 @@ impl System {
 
     /// Starts the system on `input` → `output` with consumer group `group`.
     pub fn spawn(&self, env: &Env, input: &str, output: &str, group: &str) -> Result<Child, BenchError> {
-        let sub = |a: &str| a.replace("{input}", input).replace("{output}", output).replace("{group}", group);
+        self.spawn_on(env, input, output, group, 0)
+    }
+
+    /// Like [`System::spawn`], with `{port}` standing for `port` (its metrics endpoint).
+    pub fn spawn_on(&self, env: &Env, input: &str, output: &str, group: &str, port: u16) -> Result<Child, BenchError> {
+        let sub = |a: &str| {
+            a.replace("{input}", input)
+                .replace("{output}", output)
+                .replace("{group}", group)
+                .replace("{port}", &port.to_string())
+        };
         let mut args: Vec<String> = self.args.iter().map(|a| sub(a)).collect();
         if let Some(template) = &self.config {
             let path = std::env::temp_dir().join(format!("{group}.toml"));
@@ -133,12 +145,16 @@ fn source(workload: Workload, seed: u64, prefix: &str) -> Box<dyn generate::Sour
 }
 
 /// One throughput measurement.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
     /// Outputs per second.
     pub events_per_s: f64,
     /// Peak resident set of the system, MiB.
     pub rss_mb: f64,
+    /// CPU time (user + system) the system used for the whole run, seconds.
+    pub cpu_s: f64,
+    /// The system's Prometheus metrics at the end of the run (when its template has `{port}`).
+    pub metrics: Option<String>,
 }
 
 /// One latency measurement.
@@ -311,11 +327,42 @@ pub fn stop(child: &mut Child) -> f64 {
     peak
 }
 
+/// CPU time (user + system) a process has used so far, seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ, 100 on Linux
+}
+
+/// GETs a local service's Prometheus metrics.
+pub fn scrape_metrics(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(body))
+}
+
+/// The value of `series` (name and labels exactly as exported) in Prometheus text, or 0.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// A free local port.
+pub fn free_port() -> Result<u16, BenchError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// Maximum sustainable rate of `system` over a preloaded `input` of `n` records.
 pub async fn throughput(env: &Env, system: &System, input: &str, n: u64) -> Result<Throughput, BenchError> {
     let output = unique(&format!("{}-out", system.name));
     topics(env, &[&output]).await?;
-    let mut child = system.spawn(env, input, &output, &unique(&system.name))?;
+    let port = free_port()?;
+    let mut child = system.spawn_on(env, input, &output, &unique(&system.name), port)?;
     let deadline = Instant::now() + Duration::from_secs(600);
     let result = loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -333,9 +380,13 @@ pub async fn throughput(env: &Env, system: &System, input: &str, n: u64) -> Resu
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    let cpu_s = cpu_seconds(child.id()).unwrap_or(f64::NAN);
+    let uses_port = system.config.as_deref().unwrap_or_default().contains("{port}")
+        || system.args.iter().chain(system.env.iter().map(|(_, v)| v)).any(|a| a.contains("{port}"));
+    let metrics = if uses_port { scrape_metrics(port) } else { None };
     let rss_mb = stop(&mut child);
     drop_topics(env, &[&output]).await;
-    result.map(|events_per_s| Throughput { events_per_s, rss_mb })
+    result.map(|events_per_s| Throughput { events_per_s, rss_mb, cpu_s, metrics })
 }
 
 /// End-to-end latency of `system` with `n` records offered at `rate` records per second, open loop
@@ -613,7 +664,7 @@ labels = ""
 
 [scorer]
 group-id = "{{group}}"
-http-listen = "127.0.0.1:0"
+http-listen = "127.0.0.1:{{port}}"
 challenger-share = 0.0
 "#
     );
@@ -631,6 +682,12 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
     let scorer = scorer_system(workload, models_topic);
     let forwarder = System::forwarder();
     let (mut s_rate, mut f_rate, mut s_rss) = (Vec::new(), Vec::new(), Vec::new());
+    // Where the time goes: CPU µs per event of each system, and the scorer's ONNX Runtime share.
+    let (mut s_cpu, mut f_cpu, mut s_infer, mut s_batch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let model = match workload {
+        Workload::Fraud => "fraud",
+        Workload::Text => "sentiment",
+    };
     for round in 0..env.rounds {
         let input = unique(&format!("{}-in", scorer.name));
         topics(env, &[&input]).await?;
@@ -639,11 +696,20 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         let order: [&System; 2] = if round % 2 == 0 { [&scorer, &forwarder] } else { [&forwarder, &scorer] };
         for system in order {
             let t = throughput(env, system, &input, events).await?;
+            let per_event = |secs: f64| secs * 1e6 / events as f64;
             if system.name == scorer.name {
                 s_rate.push(t.events_per_s);
                 s_rss.push(t.rss_mb);
+                s_cpu.push(per_event(t.cpu_s));
+                if let Some(m) = &t.metrics {
+                    let series = format!("vigil_scorer_inference_seconds_sum{{model=\"{model}\"}}");
+                    s_infer.push(per_event(metric_value(m, &series)));
+                    let batches = metric_value(m, "vigil_scorer_batch_size_records_count");
+                    s_batch.push(metric_value(m, "vigil_scorer_batch_size_records_sum") / batches.max(1.0));
+                }
             } else {
                 f_rate.push(t.events_per_s);
+                f_cpu.push(per_event(t.cpu_s));
             }
         }
         eprintln!(
@@ -686,6 +752,9 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         ("scorer events/s", &s_rate),
         ("forwarder events/s", &f_rate),
         ("throughput ratio", &ratios),
+        ("scorer CPU us/event", &s_cpu),
+        ("forwarder CPU us/event", &f_cpu),
+        ("scorer inference us/event", &s_infer),
         ("scorer p99 ms", &s_p99),
         ("forwarder p99 ms", &f_p99),
     ]);
@@ -706,6 +775,10 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         "scorer_p99_ms_runs": s_p99,
         "forwarder_p99_ms_runs": f_p99,
         "scorer_rss_mb": s_rss.iter().cloned().fold(0.0, f64::max),
+        "scorer_cpu_us_per_event": median(&s_cpu),
+        "forwarder_cpu_us_per_event": median(&f_cpu),
+        "scorer_inference_us_per_event": median(&s_infer),
+        "scorer_mean_batch": median(&s_batch),
         "events": events,
     }))
 }

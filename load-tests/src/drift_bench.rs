@@ -14,7 +14,6 @@
 //!   transactions; its rate is the records it counted (its metrics) over the time from its first
 //!   counted record to the last. The forwarder drains the same topic (alternating order).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -180,17 +179,6 @@ fn detectors(env: &Env, doc: &Json, streams: &[Stream]) -> Result<Json, BenchErr
     Ok(Json::Object(out))
 }
 
-/// Reads one series from a service's Prometheus endpoint (0 when absent).
-fn scrape(port: u16, series: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0))
-}
-
 fn drift_system(models_topic: &str, port: u16) -> System {
     let config = format!(
         r#"
@@ -224,7 +212,7 @@ start-from = "earliest"
 
 /// The drift service's rate over a preloaded topic of `n` transactions: records per second.
 async fn service_rate(env: &Env, models_topic: &str, input: &str, n: u64) -> Result<(f64, f64), BenchError> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = bench::free_port()?;
     let system = drift_system(models_topic, port);
     let output = format!("bench-drift-out-{}-{}", std::process::id(), now_ms());
     bench::topics(env, &[&output]).await?;
@@ -236,7 +224,7 @@ async fn service_rate(env: &Env, models_topic: &str, input: &str, n: u64) -> Res
         if let Ok(Some(status)) = child.try_wait() {
             break Err(format!("the drift service exited early ({status})").into());
         }
-        let seen = scrape(port, series).unwrap_or(0.0);
+        let seen = bench::scrape_metrics(port).map(|m| bench::metric_value(&m, series)).unwrap_or(0.0);
         if seen > 0.0 && first.is_none() {
             first = Some((Instant::now(), seen));
         }
