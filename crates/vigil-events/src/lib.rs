@@ -11,7 +11,7 @@ pub mod json;
 pub mod schemas;
 
 pub use apache_avro::types::Value as AvroValue;
-pub use codec::{Codec, Event, Frame, WriterId, frame};
+pub use codec::{Codec, Event, Frame, ScoreRef, WriterId, frame};
 pub use error::{CodecError, Disposition};
 pub use events::*;
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use apache_avro::Schema;
 use vigil_events::json::from_json;
-use vigil_events::{AvroValue, Codec, CodecError, Score, Variant};
+use vigil_events::{AvroValue, Codec, CodecError, ScoreRef, Variant};
 use vigil_features::Field;
 use vigil_features::batch::BatchBuilder;
 use vigil_features::text::hash_str;
@@ -318,28 +318,32 @@ impl Handler for Scorer {
                 let input = &batch[i];
                 let p = f64::from(p);
                 let event_time = input.timestamp.unwrap_or(now);
-                let score = Score {
-                    event_id: ids[i].clone(),
-                    model: served.key.0.clone(),
+                let score = ScoreRef {
+                    event_id: &ids[i],
+                    model: &served.key.0,
                     model_version: served.key.1,
                     variant,
                     score: p,
-                    scores: Vec::new(),
+                    scores: &[],
                     predicted_label: if p >= served.threshold { 1.0 } else { 0.0 },
                     event_time,
                     scored_at: now,
-                    source_topic: input.topic.clone(),
+                    source_topic: &input.topic,
                     source_partition: input.partition,
                     source_offset: input.offset,
                 };
                 if variant == Variant::Champion {
                     self.metrics.latency((now - event_time).max(0) as f64 / 1000.0);
                 }
-                let payload =
-                    self.codec.encode_event(&score).map_err(|e| HandlerError(format!("encoding a score: {e}")))?;
+                // Written field by field, from borrowed parts (the generic serializer was an eighth of
+                // the scorer's CPU).
+                let mut payload = Vec::with_capacity(48 + ids[i].len() + served.key.0.len() + input.topic.len());
+                self.codec
+                    .encode_score_into(&score, &mut payload)
+                    .map_err(|e| HandlerError(format!("encoding a score: {e}")))?;
                 let output = Output {
                     topic: self.scores_topic.clone(),
-                    key: Some(score.event_id.into_bytes()),
+                    key: Some(ids[i].as_bytes().to_vec()),
                     payload,
                     headers: Vec::new(),
                     timestamp: None,
