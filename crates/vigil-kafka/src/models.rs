@@ -132,6 +132,27 @@ pub fn follower(
     Ok(consumer)
 }
 
+/// A blocking follower of the models topic from `offset` (for services whose loop runs on a blocking
+/// thread and who know how far they have already read).
+pub fn follower_from(
+    kafka: &KafkaConfig,
+    topic: &str,
+    role: &str,
+    offset: i64,
+) -> Result<BaseConsumer<client::LogContext>, KafkaPlumbingError> {
+    let consumer: BaseConsumer<client::LogContext> =
+        client::large_message_consumer_config(kafka, role, &format!("vigil-{role}-{}", now_ms()))
+            .create_with_context(client::LogContext)
+            .map_err(|source| KafkaPlumbingError::Client { what: "creating the models follower", source })?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
+        .map_err(|source| KafkaPlumbingError::Client { what: "assigning the models topic", source })?;
+    consumer
+        .assign(&tpl)
+        .map_err(|source| KafkaPlumbingError::Client { what: "assigning the models topic", source })?;
+    Ok(consumer)
+}
+
 /// The next record of a follower, with its offset.
 pub async fn next_with_offset(
     consumer: &StreamConsumer<client::LogContext>,

@@ -663,6 +663,18 @@ impl Layered for Config {
 }
 
 impl Config {
+    /// The models the inputs are scored by, each once, in configuration order (`labelled`: only
+    /// those of inputs with a label topic).
+    pub fn input_models(&self, labelled: bool) -> Vec<String> {
+        let mut models: Vec<String> = Vec::new();
+        for i in self.inputs.iter().filter(|i| !labelled || !i.labels.is_empty()) {
+            if !models.contains(&i.model) {
+                models.push(i.model.clone());
+            }
+        }
+        models
+    }
+
     /// Loads the configuration from defaults, the optional file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         layered::load(file, layered::process_env())
@@ -806,6 +818,21 @@ mod tests {
             assert!(text.contains(needle), "missing {needle}:\n{text}");
         }
         assert_eq!(err.problems.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn input_models_are_listed_once_each() {
+        let mut c = Config::default();
+        let template = c.inputs[0].clone();
+        let input = |topic: &str, model: &str, labels: &str| InputConfig {
+            topic: topic.into(),
+            model: model.into(),
+            labels: labels.into(),
+            ..template.clone()
+        };
+        c.inputs = vec![input("a", "fraud", "a.labels"), input("b", "sentiment", ""), input("c", "fraud", "")];
+        assert_eq!(c.input_models(false), vec!["fraud", "sentiment"]);
+        assert_eq!(c.input_models(true), vec!["fraud"]);
     }
 
     #[test]

@@ -23,3 +23,40 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// The whole `main` of a Vigil service: loads the configuration from `config_file` (exit status 2,
+/// with every problem listed, when it is invalid), starts logging, runs `run` on a two-thread async
+/// runtime with a shutdown token cancelled by SIGTERM / SIGINT, and turns its result into the exit
+/// status (failures logged and printed, prefixed by `name`).
+pub fn service_main<F, Fut>(name: &str, config_file: Option<&std::path::Path>, run: F) -> std::process::ExitCode
+where
+    F: FnOnce(Config, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    use std::process::ExitCode;
+    let config = match Config::load(config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match run(config, shutdown::on_signals()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "{name} failed");
+                eprintln!("{name}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

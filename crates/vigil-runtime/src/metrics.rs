@@ -135,6 +135,30 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
     }
 }
 
+/// Runs a service whose loop is blocking (it polls Kafka on its own thread): serves `registry` and
+/// `health` on `listen`, runs `work` on a blocking thread with the shutdown token and a handle to
+/// this runtime, and cancels `shutdown` when it returns (so the endpoint stops too).
+pub async fn run_blocking<F>(
+    name: &str,
+    listen: &str,
+    registry: Registry,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+    work: F,
+) -> Result<(), String>
+where
+    F: FnOnce(CancellationToken, tokio::runtime::Handle) -> Result<(), String> + Send + 'static,
+{
+    let http =
+        serve(listen, Arc::new(registry), health, shutdown.child_token()).await.map_err(|e| crate::error_chain(&e))?;
+    tracing::info!(addr = %http.addr, "{name} serving metrics and health");
+    let handle = tokio::runtime::Handle::current();
+    let stop = shutdown.clone();
+    let result = tokio::task::spawn_blocking(move || work(stop, handle)).await.map_err(|e| e.to_string())?;
+    shutdown.cancel();
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

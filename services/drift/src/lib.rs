@@ -21,17 +21,7 @@ use vigil_runtime::{Config, Health};
 
 /// Runs the drift service until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), String> {
-    let models: Vec<String> = if config.drift.models.is_empty() {
-        let mut m: Vec<String> = Vec::new();
-        for i in &config.inputs {
-            if !m.contains(&i.model) {
-                m.push(i.model.clone());
-            }
-        }
-        m
-    } else {
-        config.drift.models.clone()
-    };
+    let models = if config.drift.models.is_empty() { config.input_models(false) } else { config.drift.models.clone() };
     if models.is_empty() {
         return Err("no input is configured: nothing to watch".into());
     }
@@ -39,20 +29,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     let metrics = Arc::new(events::Metrics::new(&mut registry));
     let health = Health::new();
     health.set_not_ready("assigning partitions");
-    let http = vigil_runtime::metrics::serve(
-        &config.drift.http_listen,
-        Arc::new(registry),
-        health.clone(),
-        shutdown.child_token(),
-    )
+    tracing::info!(?models, "drift service starting");
+    let listen = config.drift.http_listen.clone();
+    let ctx = service::Context { config, models, metrics, health: health.clone() };
+    vigil_runtime::metrics::run_blocking("drift service", &listen, registry, health, shutdown, move |stop, handle| {
+        service::run(ctx, stop, handle)
+    })
     .await
-    .map_err(|e| vigil_runtime::error_chain(&e))?;
-    tracing::info!(addr = %http.addr, ?models, "drift service starting");
-    let ctx = service::Context { config, models, metrics, health };
-    let handle = tokio::runtime::Handle::current();
-    let stop = shutdown.clone();
-    let result =
-        tokio::task::spawn_blocking(move || service::run(ctx, stop, handle)).await.map_err(|e| e.to_string())?;
-    shutdown.cancel();
-    result
 }

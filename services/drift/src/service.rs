@@ -181,16 +181,8 @@ pub fn run(ctx: Context, shutdown: CancellationToken, handle: tokio::runtime::Ha
         }
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    let follower: BaseConsumer<client::LogContext> = client::large_message_consumer_config(
-        &cfg.kafka,
-        "drift-models",
-        &format!("{}-models-{}", dc.group_id, now_ms()),
-    )
-    .create_with_context(client::LogContext)
-    .map_err(|e| e.to_string())?;
-    let mut mtpl = TopicPartitionList::new();
-    mtpl.add_partition_offset(&cfg.topics.models, 0, Offset::Offset(models_seen)).map_err(|e| e.to_string())?;
-    follower.assign(&mtpl).map_err(|e| e.to_string())?;
+    let follower = models::follower_from(&cfg.kafka, &cfg.topics.models, "drift-models", models_seen)
+        .map_err(|e| e.to_string())?;
     let mut book = AlertBook::new(dc.cooldown_ms, dc.resolve_after);
     ctx.health.set_ready();
     tracing::info!(models = ?ctx.models, topics = ?topics, "drift service started");

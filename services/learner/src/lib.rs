@@ -17,14 +17,8 @@ use vigil_runtime::{Config, Health};
 
 /// Runs the learner until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), String> {
-    let models: Vec<String> = if config.learner.models.is_empty() {
-        let mut m: Vec<String> =
-            config.inputs.iter().filter(|i| !i.labels.is_empty()).map(|i| i.model.clone()).collect();
-        m.dedup();
-        m
-    } else {
-        config.learner.models.clone()
-    };
+    let models =
+        if config.learner.models.is_empty() { config.input_models(true) } else { config.learner.models.clone() };
     if models.is_empty() {
         return Err("no input has a label topic: nothing to learn from".into());
     }
@@ -32,20 +26,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     let metrics = Arc::new(events::Metrics::new(&mut registry));
     let health = Health::new();
     health.set_not_ready("resuming");
-    let http = vigil_runtime::metrics::serve(
-        &config.learner.http_listen,
-        Arc::new(registry),
-        health.clone(),
-        shutdown.child_token(),
-    )
+    tracing::info!(?models, "learner starting");
+    let listen = config.learner.http_listen.clone();
+    let ctx = service::Context { config, models, metrics, health: health.clone() };
+    vigil_runtime::metrics::run_blocking("learner", &listen, registry, health, shutdown, move |stop, handle| {
+        service::run(ctx, stop, handle)
+    })
     .await
-    .map_err(|e| vigil_runtime::error_chain(&e))?;
-    tracing::info!(addr = %http.addr, ?models, "learner starting");
-    let ctx = service::Context { config, models, metrics, health };
-    let handle = tokio::runtime::Handle::current();
-    let stop = shutdown.clone();
-    let result =
-        tokio::task::spawn_blocking(move || service::run(ctx, stop, handle)).await.map_err(|e| e.to_string())?;
-    shutdown.cancel();
-    result
 }

@@ -210,16 +210,8 @@ pub fn run(ctx: Context, shutdown: CancellationToken, handle: tokio::runtime::Ha
         }
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    let follower: BaseConsumer<client::LogContext> = client::large_message_consumer_config(
-        &cfg.kafka,
-        "learner-models",
-        &format!("{}-models-{}", lc.group_id, now_ms()),
-    )
-    .create_with_context(client::LogContext)
-    .map_err(|e| e.to_string())?;
-    let mut mtpl = TopicPartitionList::new();
-    mtpl.add_partition_offset(&cfg.topics.models, 0, Offset::Offset(models_seen)).map_err(|e| e.to_string())?;
-    follower.assign(&mtpl).map_err(|e| e.to_string())?;
+    let follower = models::follower_from(&cfg.kafka, &cfg.topics.models, "learner-models", models_seen)
+        .map_err(|e| e.to_string())?;
     let alerts: BaseConsumer<client::LogContext> =
         client::consumer_config(&cfg.kafka, "learner-alerts", &format!("{}-alerts-{}", lc.group_id, now_ms()))
             .create_with_context(client::LogContext)

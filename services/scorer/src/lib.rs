@@ -55,13 +55,7 @@ pub async fn run(
 ) -> Result<(), ScorerError> {
     let start = |e: String| ScorerError::Start(e);
     let sc = config.scorer.clone();
-    let served: Vec<String> = if sc.models.is_empty() {
-        let mut m: Vec<String> = config.inputs.iter().map(|i| i.model.clone()).collect();
-        m.dedup();
-        m
-    } else {
-        sc.models.clone()
-    };
+    let served = if sc.models.is_empty() { config.input_models(false) } else { sc.models.clone() };
     let codec = Arc::new(Codec::new());
     let mut routes = HashMap::new();
     let mut schemas = HashMap::new();

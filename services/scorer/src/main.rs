@@ -16,30 +16,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match vigil_runtime::Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("vigil-scorer: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    vigil_runtime::telemetry::init_logging(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("vigil-scorer: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let shutdown = vigil_runtime::shutdown::on_signals();
-        match vigil_scorer::run(config, shutdown, None).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %vigil_runtime::error_chain(&e), "scorer failed");
-                eprintln!("vigil-scorer: {}", vigil_runtime::error_chain(&e));
-                ExitCode::FAILURE
-            }
-        }
+    vigil_runtime::service_main("vigil-scorer", args.config.as_deref(), |config, shutdown| async move {
+        vigil_scorer::run(config, shutdown, None).await.map_err(|e| vigil_runtime::error_chain(&e))
     })
 }
