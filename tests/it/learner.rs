@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use vigil_e2e::*;
-use vigil_events::{CheckpointStatus, Codec, ModelCheckpoint, Score, Transaction, Variant};
-use vigil_features::{FeatureSpec, Featurizer};
+use vigil_events::{CheckpointStatus, Codec, Encoding, ModelCheckpoint, RecordReader, Score, Variant, Wanted};
+use vigil_features::{FeatureSpec, Featurizer, Row};
 use vigil_kafka::dlq;
 use vigil_models::{Provider, Runtime};
 
@@ -112,13 +112,15 @@ async fn labels_make_a_promoted_model_that_the_scorer_serves() {
     let spec = FeatureSpec::parse(&promoted.feature_spec).unwrap();
     let f = Featurizer::new(&spec, codec.schema(vigil_events::schemas::names::TRANSACTION).unwrap()).unwrap();
     let txs = consume(&stack.tx, 64, T, "read_committed").await;
+    let reader =
+        RecordReader::new(&codec, vigil_events::schemas::names::TRANSACTION, Encoding::Avro, Wanted::new(f.fields()))
+            .unwrap();
     let mut x = Vec::new();
     for m in &txs {
-        let t: Transaction = codec.decode_event(m.payload.as_deref().unwrap()).unwrap();
-        let v = codec.decode(&codec.encode_event(&t).unwrap(), vigil_events::schemas::names::TRANSACTION).unwrap();
-        let mut row = vec![0f32; f.width()];
-        f.dense(&v, &mut row).unwrap();
-        x.extend(row);
+        match reader.read(&codec, m.payload.as_deref().unwrap(), |fields| f.row(fields)).unwrap().unwrap() {
+            Row::Dense(row) => x.extend(row),
+            Row::Text(..) => panic!("a text row for a transaction"),
+        }
     }
     let onnx = promoted.onnx.clone().unwrap();
     let rt = Runtime::global(None).unwrap();

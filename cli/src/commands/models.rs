@@ -8,11 +8,12 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use vigil_events::{Alert, AlertKind, AlertState, CheckpointStatus, Codec, ModelCheckpoint, Severity};
 use vigil_features::FeatureSpec;
+use vigil_kafka::ModelRegistry;
+use vigil_kafka::model_registry::transition;
 use vigil_kafka::models::{self, ModelRecord};
 use vigil_kafka::now_ms;
+use vigil_models::Runtime;
 use vigil_models::checkpoint::{self, NewCheckpoint, Policy};
-use vigil_models::registry::transition;
-use vigil_models::{RegistryState, Runtime};
 use vigil_runtime::Config;
 
 /// The `models` subcommands.
@@ -85,8 +86,8 @@ pub enum ModelsCommand {
 pub async fn run(config: &Config, cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
     let codec = Codec::new();
     let topic = config.topics.models.clone();
-    let registry = || -> anyhow::Result<RegistryState> {
-        let mut r = RegistryState::new();
+    let registry = || -> anyhow::Result<ModelRegistry> {
+        let mut r = ModelRegistry::new();
         for rec in models::read_all(&config.kafka, &topic, &codec)? {
             match rec {
                 ModelRecord::Checkpoint(cp) => r.apply(*cp),

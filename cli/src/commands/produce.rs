@@ -14,7 +14,7 @@ use vigil_events::Codec;
 use vigil_events::json::from_json;
 use vigil_events::schemas::names;
 use vigil_kafka::client;
-use vigil_kafka::registry::Registry;
+use vigil_kafka::schema_registry::Registry;
 use vigil_runtime::Config;
 
 use super::{key_field, schema_for_topic};

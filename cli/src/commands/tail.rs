@@ -11,7 +11,7 @@ use rdkafka::message::Headers;
 use serde_json::{Value as Json, json};
 use vigil_events::json::{BytesOut, to_json};
 use vigil_events::{Codec, CodecError, Disposition};
-use vigil_kafka::registry::Registry;
+use vigil_kafka::schema_registry::Registry;
 use vigil_kafka::{client, now_ms};
 use vigil_runtime::Config;
 

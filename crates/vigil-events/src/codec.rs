@@ -93,8 +93,58 @@ pub fn frame(bytes: &[u8]) -> Result<Frame<'_>, CodecError> {
     }
 }
 
-/// Writer, reader fingerprint, wanted-fields key.
-type PlanKey = (WriterId, Fingerprint, u64);
+/// The fields a consumer reads, in the order it wants them: what a compiled [`Plan`] is cached
+/// under, together with the writer and reader schemas. Build it once per consumer (it hashes the
+/// names) and keep it; two consumers asking for the same names share plans, and different names
+/// never collide.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    names: Arc<[String]>,
+    hash: u64,
+}
+
+impl Wanted {
+    /// The fields called `names`, in this order.
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Wanted {
+        use std::hash::{Hash, Hasher};
+        let names: Arc<[String]> = names.iter().map(|n| n.as_ref().to_string()).collect();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        names.hash(&mut h);
+        Wanted { names, hash: h.finish() }
+    }
+
+    /// The field names, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// How many fields.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no field is wanted.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+impl PartialEq for Wanted {
+    fn eq(&self, other: &Wanted) -> bool {
+        Arc::ptr_eq(&self.names, &other.names) || (self.hash == other.hash && self.names == other.names)
+    }
+}
+
+impl Eq for Wanted {}
+
+impl std::hash::Hash for Wanted {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Writer, reader fingerprint, wanted fields: everything a plan depends on.
+type PlanKey = (WriterId, Fingerprint, Wanted);
 
 /// A fast-path plan and the record body to run it on.
 pub type PlanAndBody<'b> = (Arc<Plan>, &'b [u8]);
@@ -225,20 +275,19 @@ impl Codec {
         read_body(&datum_reader, frame.body, reader.name)
     }
 
-    /// The fast path: a compiled plan that reads only `wanted` fields of this record (resolved to the
-    /// current schema `reader`), and the record's body to run it on. `Ok(None)` when the schemas are
-    /// outside what the fast path handles (decode with [`Codec::decode`] then). `wanted_key` identifies
-    /// the list of wanted fields (the caller hashes it once).
+    /// The fast path: a compiled plan that reads only the `wanted` fields of this record (resolved to
+    /// the current schema `reader`), and the record's body to run it on. `Ok(None)` when the schemas
+    /// are outside what the fast path handles (decode with [`Codec::decode`] then). Plans are cached
+    /// under the writer schema, the reader schema and the wanted names.
     pub fn plan<'b>(
         &self,
         bytes: &'b [u8],
         reader: &str,
-        wanted: &[&str],
-        wanted_key: u64,
+        wanted: &Wanted,
     ) -> Result<Option<PlanAndBody<'b>>, CodecError> {
         let frame = frame(bytes)?;
         let reader = self.current_known(reader)?;
-        let key = (frame.writer, reader.fingerprint, wanted_key);
+        let key = (frame.writer, reader.fingerprint, wanted.clone());
         if let Some(p) = read(&self.plans).get(&key) {
             return Ok(p.clone().map(|p| (p, frame.body)));
         }
@@ -250,7 +299,7 @@ impl Codec {
                 source: None,
             });
         }
-        let plan = Plan::new(writer.schema, reader.schema, wanted).map(Arc::new);
+        let plan = Plan::new(writer.schema, reader.schema, wanted.names()).map(Arc::new);
         write(&self.plans).insert(key, plan.clone());
         Ok(plan.map(|p| (p, frame.body)))
     }

@@ -105,16 +105,16 @@ fn owned_default(v: &serde_json::Value) -> Option<Owned> {
 
 impl Plan {
     /// Compiles a plan; `None` when the schemas use what the fast path does not handle.
-    pub fn new(writer: &Schema, reader: &Schema, wanted: &[&str]) -> Option<Plan> {
+    pub fn new<S: AsRef<str>>(writer: &Schema, reader: &Schema, wanted: &[S]) -> Option<Plan> {
         let (Schema::Record(w), Schema::Record(r)) = (writer, reader) else { return None };
-        let slot = |name: &str| wanted.iter().position(|x| *x == name);
+        let slot = |name: &str| wanted.iter().position(|x| x.as_ref() == name);
         let mut steps = Vec::with_capacity(w.fields.len());
         for f in &w.fields {
             steps.push((kind(&f.schema)?, slot(&f.name)));
         }
         let mut defaults = Vec::new();
-        for (i, name) in wanted.iter().enumerate() {
-            if w.fields.iter().any(|f| f.name == *name) {
+        for (i, name) in wanted.iter().map(AsRef::as_ref).enumerate() {
+            if w.fields.iter().any(|f| f.name == name) {
                 continue;
             }
             let rf = field(r, name)?;

@@ -4,9 +4,10 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use proptest::prelude::*;
 
-use crate::codec::{Codec, SINGLE_OBJECT_HEADER, WriterId, frame};
+use crate::codec::{Codec, SINGLE_OBJECT_HEADER, Wanted, WriterId, frame};
 use crate::error::{CodecError, Disposition};
 use crate::events::*;
+use crate::fast::Field;
 use crate::json::{BytesOut, from_json, to_json};
 use crate::schemas::{self, names};
 
@@ -269,23 +270,8 @@ fn the_leading_event_id_is_read_without_decoding() {
     assert_eq!(codec.leading_string(b"junk", "event_id"), None);
 }
 
-/// Every wanted field read by the fast path equals what the value-tree decoder gives, for current
-/// and historical writers.
-#[test]
-fn the_fast_path_reads_what_the_value_decoder_reads() {
-    use crate::fast::Field;
-    let codec = Codec::new();
-    let wanted = [
-        "amount",
-        "event_id",
-        "device_id",
-        "card_present",
-        "account_age_days",
-        "event_time",
-        "channel",
-        "distance_from_home_km",
-    ];
-    let tx = Transaction {
+fn sample_transaction() -> Transaction {
+    Transaction {
         event_id: "t-1".into(),
         account_id: "a".into(),
         card_id: "c".into(),
@@ -300,9 +286,27 @@ fn the_fast_path_reads_what_the_value_decoder_reads() {
         account_age_days: 77,
         device_id: Some("d9".into()),
         distance_from_home_km: None,
-    };
+    }
+}
+
+/// Every wanted field read by the fast path equals what the value-tree decoder gives, for current
+/// and historical writers.
+#[test]
+fn the_fast_path_reads_what_the_value_decoder_reads() {
+    let codec = Codec::new();
+    let wanted = Wanted::new(&[
+        "amount",
+        "event_id",
+        "device_id",
+        "card_present",
+        "account_age_days",
+        "event_time",
+        "channel",
+        "distance_from_home_km",
+    ]);
+    let tx = sample_transaction();
     let bytes = codec.encode_event(&tx).unwrap();
-    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &wanted, 1).unwrap().unwrap();
+    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &wanted).unwrap().unwrap();
     let mut out = Vec::new();
     plan.read(body, &mut out).unwrap();
     assert_eq!(
@@ -329,15 +333,51 @@ fn the_fast_path_reads_what_the_value_decoder_reads() {
             .write_value_to_vec(sample_value(&v1.schema))
             .unwrap(),
     );
-    let (plan, body) = codec.plan(&old, names::TRANSACTION, &wanted, 1).unwrap().unwrap();
+    let (plan, body) = codec.plan(&old, names::TRANSACTION, &wanted).unwrap().unwrap();
     plan.read(body, &mut out).unwrap();
     assert_eq!(out[2], Field::Null, "device_id defaults to null");
     assert_eq!(out[0], Field::Float(1.5));
     // Truncated bodies and other schemas are errors, not panics.
-    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &wanted, 1).unwrap().unwrap();
+    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &wanted).unwrap().unwrap();
     assert!(matches!(plan.read(&body[..body.len() - 3], &mut out), Err(CodecError::Truncated { .. })));
     let label = codec.encode_event(&Label { event_id: "e".into(), label: 1.0, label_time: 0, source: None }).unwrap();
-    assert!(matches!(codec.plan(&label, names::TRANSACTION, &wanted, 1), Err(CodecError::SchemaMismatch { .. })));
+    assert!(matches!(codec.plan(&label, names::TRANSACTION, &wanted), Err(CodecError::SchemaMismatch { .. })));
+}
+
+/// Plans are cached under the fields they read: two consumers of one schema asking for different
+/// fields (two models over one input topic) each get their own, and a consumer whose fields change
+/// (a new champion with another feature layout) gets a new plan, never the stale one.
+#[test]
+fn plans_are_keyed_by_the_fields_they_read() {
+    let codec = Codec::new();
+    let tx = sample_transaction();
+    let bytes = codec.encode_event(&tx).unwrap();
+    let read = |wanted: &Wanted| {
+        let (plan, body) = codec.plan(&bytes, names::TRANSACTION, wanted).unwrap().unwrap();
+        let mut out = Vec::new();
+        plan.read(body, &mut out).unwrap();
+        out.iter()
+            .map(|f| match f {
+                Field::Str(s) => s.to_string(),
+                Field::Float(x) => x.to_string(),
+                Field::Int(i) => i.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    // Two models, one schema, the same number of fields: no collision.
+    let fraud = Wanted::new(&["event_id", "amount"]);
+    let other = Wanted::new(&["event_id", "channel"]);
+    assert_eq!(read(&fraud), vec!["t-1", "12.5"]);
+    assert_eq!(read(&other), vec!["t-1", "pos"]);
+    assert_eq!(read(&fraud), vec!["t-1", "12.5"]);
+    // A champion whose layout changes mid-stream: the new field list reads the new fields, even
+    // when built anew with the same names as before (equal lists share a plan).
+    let wider = Wanted::new(&["event_id", "account_age_days", "amount"]);
+    assert_eq!(read(&wider), vec!["t-1", "77", "12.5"]);
+    assert_eq!(read(&Wanted::new(&["event_id", "amount"])), vec!["t-1", "12.5"]);
+    assert_eq!(Wanted::new(&["a", "b"]), Wanted::new(&["a", "b"]));
+    assert_ne!(Wanted::new(&["a", "b"]), Wanted::new(&["b", "a"]));
 }
 
 proptest! {
@@ -347,7 +387,7 @@ proptest! {
         let mut input = vec![0xC3, 0x01];
         input.extend_from_slice(&schemas::current(names::TRANSACTION).unwrap().fingerprint);
         input.extend_from_slice(&bytes);
-        if let Ok(Some((plan, body))) = codec.plan(&input, names::TRANSACTION, &["amount", "channel"], 2) {
+        if let Ok(Some((plan, body))) = codec.plan(&input, names::TRANSACTION, &Wanted::new(&["amount", "channel"])) {
             let mut out = Vec::new();
             let _ = plan.read(body, &mut out);
         }

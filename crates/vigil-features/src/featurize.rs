@@ -1,10 +1,12 @@
 //! Turning decoded records into model inputs with a [`FeatureSpec`]: a dense `f32` row for tabular
-//! models, padded (index, value) rows for hashed-text models. Field positions are resolved once
-//! against the record schema, so featurising a record does no name lookups.
+//! models, padded (index, value) rows for hashed-text models. Which of the two a model takes is
+//! decided here, once: callers ask for a [`Row`] or push into a [`BatchBuilder`] and never look at
+//! the spec's kind themselves. Field positions are resolved once against the record schema, so
+//! featurising a record does no name lookups.
 
 use apache_avro::Schema;
-use apache_avro::types::Value;
 
+use crate::batch::BatchBuilder;
 use crate::spec::{Encoding, FeatureSpec, Missing, Transform};
 use crate::text::{hash_ngrams, hash_str};
 pub use vigil_events::fast::Field;
@@ -43,9 +45,6 @@ pub enum FeatureError {
         /// The limit.
         max: usize,
     },
-    /// The value is not a record.
-    #[error("the value is not a record")]
-    NotARecord,
 }
 
 impl FeatureError {
@@ -56,7 +55,6 @@ impl FeatureError {
             FeatureError::NonFinite { .. } => "non-finite-feature",
             FeatureError::Type { .. } => "feature-type",
             FeatureError::Oversized { .. } => "oversized-text",
-            FeatureError::NotARecord => "not-a-record",
         }
     }
 }
@@ -67,8 +65,6 @@ pub struct Featurizer {
     spec: FeatureSpec,
     /// Distinct record fields the spec reads, in first-use order.
     fields: Vec<String>,
-    /// Position of each of `fields` in the reader schema (for value-tree input).
-    positions: Vec<usize>,
     numeric_at: Vec<usize>,
     categorical_at: Vec<usize>,
     text_at: Option<usize>,
@@ -82,15 +78,13 @@ impl Featurizer {
         let names: Vec<&str> = r.fields.iter().map(|f| f.name.as_str()).collect();
         let mut problems = Vec::new();
         let mut fields: Vec<String> = Vec::new();
-        let mut positions = Vec::new();
         let mut slot = |f: &str, what: &str| -> usize {
             if let Some(i) = fields.iter().position(|x| x == f) {
                 return i;
             }
             match names.iter().position(|x| *x == f) {
-                Some(p) => {
+                Some(_) => {
                     fields.push(f.to_string());
-                    positions.push(p);
                     fields.len() - 1
                 }
                 None => {
@@ -105,15 +99,7 @@ impl Featurizer {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Featurizer {
-            spec: spec.clone(),
-            fields,
-            positions,
-            numeric_at,
-            categorical_at,
-            text_at,
-            width: spec.width(),
-        })
+        Ok(Featurizer { spec: spec.clone(), fields, numeric_at, categorical_at, text_at, width: spec.width() })
     }
 
     /// The spec.
@@ -137,20 +123,42 @@ impl Featurizer {
         self.spec.text.as_ref().map(|t| t.max_tokens as usize).unwrap_or(0)
     }
 
-    /// The spec's fields of a decoded record, in [`Featurizer::fields`] order.
-    fn fields_of<'v>(&self, record: &'v Value) -> Result<Vec<Field<'v>>, FeatureError> {
-        let Value::Record(f) = record else { return Err(FeatureError::NotARecord) };
-        Ok(self.positions.iter().map(|p| f.get(*p).map(|(_, v)| field_of(v)).unwrap_or(Field::Null)).collect())
+    /// Whether the model takes text (indices and values) rather than a dense row.
+    pub fn is_text(&self) -> bool {
+        self.spec.is_text()
     }
 
-    /// Writes a decoded record's dense row into `out` (length [`Featurizer::width`]).
-    pub fn dense(&self, record: &Value, out: &mut [f32]) -> Result<(), FeatureError> {
-        self.dense_from(&self.fields_of(record)?, out)
+    /// An empty micro-batch of this spec's rows.
+    pub fn batch(&self, capacity: usize) -> BatchBuilder {
+        if self.is_text() {
+            BatchBuilder::text(self.text_len(), capacity)
+        } else {
+            BatchBuilder::dense(self.width(), capacity)
+        }
     }
 
-    /// Writes a decoded record's hashed n-grams (see [`Featurizer::text_from`]).
-    pub fn text(&self, record: &Value, indices: &mut [i64], values: &mut [f32]) -> Result<(), FeatureError> {
-        self.text_from(&self.fields_of(record)?, indices, values)
+    /// Adds the row of a record given as its [`Featurizer::fields`] values to `batch` (made by
+    /// [`Featurizer::batch`]).
+    pub fn push(&self, batch: &mut BatchBuilder, id: &str, fields: &[Field<'_>]) -> Result<(), FeatureError> {
+        if self.is_text() {
+            batch.push_text(id, |i, v| self.text_from(fields, i, v))
+        } else {
+            batch.push_dense(id, |row| self.dense_from(fields, row))
+        }
+    }
+
+    /// The row of a record given as its [`Featurizer::fields`] values.
+    pub fn row(&self, fields: &[Field<'_>]) -> Result<Row, FeatureError> {
+        if self.is_text() {
+            let n = self.text_len();
+            let (mut i, mut v) = (vec![0i64; n], vec![0f32; n]);
+            self.text_from(fields, &mut i, &mut v)?;
+            Ok(Row::Text(i, v))
+        } else {
+            let mut x = vec![0f32; self.width()];
+            self.dense_from(fields, &mut x)?;
+            Ok(Row::Dense(x))
+        }
     }
 
     /// Writes the dense row of a record given as its [`Featurizer::fields`] values.
@@ -214,21 +222,13 @@ impl Featurizer {
     }
 }
 
-/// A value-tree field as a [`Field`].
-fn field_of(v: &Value) -> Field<'_> {
-    match v {
-        Value::Null => Field::Null,
-        Value::Boolean(b) => Field::Bool(*b),
-        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => Field::Int(i64::from(*i)),
-        Value::Long(i) | Value::TimestampMillis(i) | Value::LocalTimestampMillis(i) => Field::Int(*i),
-        Value::TimestampMicros(i) => Field::Int(*i / 1000),
-        Value::Float(f) => Field::Float(f64::from(*f)),
-        Value::Double(f) => Field::Float(*f),
-        Value::String(s) | Value::Enum(_, s) => Field::Str(s),
-        Value::Bytes(b) | Value::Fixed(_, b) => Field::Bytes(b),
-        Value::Union(_, inner) => field_of(inner),
-        _ => Field::Other,
-    }
+/// One record's model input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    /// A dense row (tabular models).
+    Dense(Vec<f32>),
+    /// Hashed n-grams: bucket indices and weights, padded with index 0 and weight 0.
+    Text(Vec<i64>, Vec<f32>),
 }
 
 fn type_error(field: &str, v: Field<'_>, want: &'static str) -> FeatureError {

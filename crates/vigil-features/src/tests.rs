@@ -1,11 +1,10 @@
 //! Tests of the spec and the featurisers against the shipped schemas.
 
-use apache_avro::types::Value;
 use proptest::prelude::*;
 use vigil_events::schemas::{current, names};
-use vigil_events::{Codec, TextEvent, Transaction};
+use vigil_events::{Codec, Encoding, Event, RecordReader, TextEvent, Transaction, Wanted};
 
-use crate::featurize::{FeatureError, Featurizer};
+use crate::featurize::{FeatureError, Featurizer, Row};
 use crate::spec::FeatureSpec;
 use crate::text::{hash_ngrams, tokens};
 use crate::{FRAUD_SPEC, SENTIMENT_SPEC};
@@ -29,9 +28,18 @@ fn tx() -> Transaction {
     }
 }
 
-fn as_value(t: &Transaction) -> Value {
+/// The featurizer's row of an event, read the way the services read it.
+fn row_of<T: Event>(f: &Featurizer, event: &T) -> Result<Row, FeatureError> {
     let codec = Codec::new();
-    codec.decode(&codec.encode_event(t).unwrap(), names::TRANSACTION).unwrap()
+    let reader = RecordReader::new(&codec, T::SCHEMA, Encoding::Avro, Wanted::new(f.fields())).unwrap();
+    reader.read(&codec, &codec.encode_event(event).unwrap(), |fields| f.row(fields)).unwrap()
+}
+
+fn dense(f: &Featurizer, t: &Transaction) -> Result<Vec<f32>, FeatureError> {
+    match row_of(f, t)? {
+        Row::Dense(x) => Ok(x),
+        Row::Text(..) => panic!("a text row from a tabular spec"),
+    }
 }
 
 fn fraud() -> Featurizer {
@@ -54,8 +62,8 @@ fn the_demo_specs_parse_and_fit_their_schemas() {
 #[test]
 fn dense_rows_follow_the_spec() {
     let f = fraud();
-    let mut row = vec![9.0f32; f.width()];
-    f.dense(&as_value(&tx()), &mut row).unwrap();
+    let row = dense(&f, &tx()).unwrap();
+    assert_eq!(row.len(), f.width());
     let spec = f.spec();
     let z = |i: usize, x: f64| ((x - spec.numeric[i].mean) / spec.numeric[i].std) as f32;
     assert!((row[0] - z(0, 101f64.ln())).abs() < 1e-6, "log1p amount");
@@ -72,30 +80,24 @@ fn dense_rows_follow_the_spec() {
     // An unknown channel goes to the extra slot.
     let mut other = tx();
     other.channel = "teleport".into();
-    f.dense(&as_value(&other), &mut row).unwrap();
-    assert_eq!(row[12], 1.0);
+    assert_eq!(dense(&f, &other).unwrap()[12], 1.0);
 }
 
 #[test]
 fn bad_values_are_typed_errors() {
     let f = fraud();
-    let mut row = vec![0.0f32; f.width()];
     let mut nan = tx();
     nan.amount = f64::NAN;
-    assert!(matches!(f.dense(&as_value(&nan), &mut row), Err(FeatureError::NonFinite { .. })));
+    assert!(matches!(dense(&f, &nan), Err(FeatureError::NonFinite { .. })));
     let mut inf = tx();
     inf.distance_from_home_km = Some(f64::INFINITY);
-    assert_eq!(f.dense(&as_value(&inf), &mut row).unwrap_err().kind(), "non-finite-feature");
+    assert_eq!(dense(&f, &inf).unwrap_err().kind(), "non-finite-feature");
     let strict = FeatureSpec::parse(
         &FRAUD_SPEC.replace("impute = 7.0", "").replace("missing = \"impute\"", "missing = \"reject\""),
     )
     .unwrap();
     let strict = Featurizer::new(&strict, &current(names::TRANSACTION).unwrap().schema).unwrap();
-    assert_eq!(
-        strict.dense(&as_value(&tx()), &mut row).unwrap_err(),
-        FeatureError::Missing("distance_from_home_km".into())
-    );
-    assert_eq!(f.dense(&Value::Null, &mut row).unwrap_err(), FeatureError::NotARecord);
+    assert_eq!(dense(&strict, &tx()).unwrap_err(), FeatureError::Missing("distance_from_home_km".into()));
 }
 
 #[test]
@@ -127,20 +129,16 @@ encoding = "one-hot"
 fn texts_hash_into_padded_rows_and_oversized_ones_are_refused() {
     let spec = FeatureSpec::parse(SENTIMENT_SPEC).unwrap();
     let f = Featurizer::new(&spec, &current(names::TEXT_EVENT).unwrap().schema).unwrap();
-    let codec = Codec::new();
-    let event = |text: &str| {
-        let e = TextEvent {
-            event_id: "t".into(),
-            event_time: 0,
-            source: "s".into(),
-            text: text.into(),
-            language: None,
-            author_id: None,
-        };
-        codec.decode(&codec.encode_event(&e).unwrap(), names::TEXT_EVENT).unwrap()
+    let event = |text: &str| TextEvent {
+        event_id: "t".into(),
+        event_time: 0,
+        source: "s".into(),
+        text: text.into(),
+        language: None,
+        author_id: None,
     };
-    let (mut idx, mut val) = (vec![7i64; f.text_len()], vec![7.0f32; f.text_len()]);
-    f.text(&event("Great phone, GREAT price!"), &mut idx, &mut val).unwrap();
+    let Row::Text(idx, val) = row_of(&f, &event("Great phone, GREAT price!")).unwrap() else { panic!("a dense row") };
+    assert_eq!(idx.len(), f.text_len());
     // 4 words: 4 unigrams + 3 bigrams; char 3-grams of <great> (5) x2, <phone> (5), <price> (5).
     let used = val.iter().filter(|v| **v > 0.0).count();
     assert_eq!(used, 4 + 3 + 20);
@@ -150,7 +148,7 @@ fn texts_hash_into_padded_rows_and_oversized_ones_are_refused() {
     assert!((norm - 1.0).abs() < 1e-5);
     assert_eq!(idx[0], idx[2], "lower-cased: great and GREAT hash alike");
     let long = "a".repeat(5001);
-    assert!(matches!(f.text(&event(&long), &mut idx, &mut val), Err(FeatureError::Oversized { .. })));
+    assert!(matches!(row_of(&f, &event(&long)), Err(FeatureError::Oversized { .. })));
     assert_eq!(tokens("Don't stop—it's 2 good!", true), vec!["don't", "stop", "it's", "2", "good"]);
 }
 

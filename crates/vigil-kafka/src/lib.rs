@@ -1,19 +1,23 @@
 //! Kafka plumbing shared by Vigil's services, its CLI and the load tools: client configuration
 //! ([`client`]), topic administration ([`admin`]), the commit-after-acknowledgement consume loop
-//! ([`pipeline`], over [`tracker`] and [`sink`]), dead letters ([`dlq`]) and the schema registry
-//! ([`registry`]).
+//! ([`pipeline`], over [`tracker`] and [`sink`]), the loop of services that own whole models
+//! ([`owned`]), the models topic and the model registry folded from it ([`models`],
+//! [`model_registry`]), dead letters ([`dlq`]) and the schema registry client ([`schema_registry`]).
 
 pub mod admin;
 pub mod client;
 pub mod dlq;
 pub mod input;
+pub mod model_registry;
 pub mod models;
+pub mod owned;
 pub mod pipeline;
-pub mod registry;
+pub mod schema_registry;
 pub mod sink;
 pub mod tracker;
 
 pub use input::Input;
+pub use model_registry::ModelRegistry;
 pub use pipeline::{Handler, HandlerError, Outcome, PipelineConfig};
 pub use sink::Output;
 

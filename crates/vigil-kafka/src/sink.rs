@@ -117,31 +117,68 @@ impl Sink {
     pub async fn send(&self, output: &Output, ticket: Option<Ticket>) -> Result<(), KafkaPlumbingError> {
         let mut opaque = Box::new(ticket);
         loop {
-            let mut record: BaseRecord<'_, [u8], [u8], Box<Option<Ticket>>> =
-                BaseRecord::with_opaque_to(&output.topic, opaque).payload(&output.payload[..]);
-            if let Some(k) = &output.key {
-                record = record.key(&k[..]);
-            }
-            if let Some(ts) = output.timestamp {
-                record = record.timestamp(ts);
-            }
-            if !output.headers.is_empty() {
-                let mut h = OwnedHeaders::new_with_capacity(output.headers.len());
-                for (name, value) in &output.headers {
-                    h = h.insert(Header { key: name, value: Some(&value[..]) });
-                }
-                record = record.headers(h);
-            }
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    opaque = back.delivery_opaque;
+            match self.enqueue(output, opaque)? {
+                None => return Ok(()),
+                Some(back) => {
+                    opaque = back;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((source, _)) => {
-                    return Err(KafkaPlumbingError::Produce { topic: output.topic.clone(), source });
+            }
+        }
+    }
+
+    /// [`Sink::send`] for a blocking thread: waits while the queue is full, unless `shutdown` is
+    /// cancelled (then the record is not enqueued and the call fails, so that stopping never spins
+    /// on a queue a broker outage keeps full).
+    pub fn send_blocking(
+        &self,
+        output: &Output,
+        ticket: Option<Ticket>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), KafkaPlumbingError> {
+        let mut opaque = Box::new(ticket);
+        loop {
+            match self.enqueue(output, opaque)? {
+                None => return Ok(()),
+                Some(_) if shutdown.is_cancelled() => {
+                    return Err(KafkaPlumbingError::Delivery(format!(
+                        "shutting down with the producer's queue full: a record for {} was not sent",
+                        output.topic
+                    )));
+                }
+                Some(back) => {
+                    opaque = back;
+                    std::thread::sleep(Duration::from_millis(1));
                 }
             }
+        }
+    }
+
+    /// Enqueues once; gives the opaque back when the queue is full.
+    fn enqueue(
+        &self,
+        output: &Output,
+        opaque: Box<Option<Ticket>>,
+    ) -> Result<Option<Box<Option<Ticket>>>, KafkaPlumbingError> {
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Option<Ticket>>> =
+            BaseRecord::with_opaque_to(&output.topic, opaque).payload(&output.payload[..]);
+        if let Some(k) = &output.key {
+            record = record.key(&k[..]);
+        }
+        if let Some(ts) = output.timestamp {
+            record = record.timestamp(ts);
+        }
+        if !output.headers.is_empty() {
+            let mut h = OwnedHeaders::new_with_capacity(output.headers.len());
+            for (name, value) in &output.headers {
+                h = h.insert(Header { key: name, value: Some(&value[..]) });
+            }
+            record = record.headers(h);
+        }
+        match self.producer.send(record) {
+            Ok(()) => Ok(None),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => Ok(Some(back.delivery_opaque)),
+            Err((source, _)) => Err(KafkaPlumbingError::Produce { topic: output.topic.clone(), source }),
         }
     }
 

@@ -1,18 +1,16 @@
 //! Models for Vigil: the families it trains and serves ([`families`]: logistic regression, MLP,
 //! hashed text), exported as ONNX graphs ([`graph`] over the protobuf messages in [`onnx`]); ONNX
-//! Runtime sessions ([`runtime`]); checkpoints and their validation ([`checkpoint`]); and the
-//! registry's state ([`registry`]).
+//! Runtime sessions ([`runtime`]); checkpoints and their validation ([`checkpoint`]). The model
+//! registry (which version is champion) is the state of the models topic, in `vigil-kafka`.
 
 pub mod checkpoint;
 pub mod families;
 pub mod graph;
 pub mod onnx;
-pub mod registry;
 pub mod runtime;
 
 pub use checkpoint::{Policy, Rejection, Validated};
 pub use families::Model;
-pub use registry::RegistryState;
 pub use runtime::{Provider, Runtime, RuntimeError, Session};
 
 #[cfg(test)]

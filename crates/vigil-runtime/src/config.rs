@@ -332,7 +332,7 @@ pub struct InputConfig {
     /// The topic upstream systems produce to.
     pub topic: String,
     /// Value encoding: avro (single-object or Confluent framing, told apart by the first byte) or json.
-    pub format: InputFormat,
+    pub format: Encoding,
     /// Full name of the record schema (reader schema), e.g. `dev.vigil.demo.Transaction`.
     pub schema: String,
     /// The model that scores this topic.
@@ -341,15 +341,7 @@ pub struct InputConfig {
     pub labels: String,
 }
 
-/// Encoding of an input topic's values.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum InputFormat {
-    /// Avro with single-object encoding or Confluent framing.
-    Avro,
-    /// One JSON object per record, shaped like the schema.
-    Json,
-}
+pub use vigil_events::Encoding;
 
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -388,14 +380,14 @@ impl Default for Config {
             inputs: vec![
                 InputConfig {
                     topic: "fraud.transactions".into(),
-                    format: InputFormat::Avro,
+                    format: Encoding::Avro,
                     schema: "dev.vigil.demo.Transaction".into(),
                     model: "fraud".into(),
                     labels: "fraud.labels".into(),
                 },
                 InputConfig {
                     topic: "sentiment.texts".into(),
-                    format: InputFormat::Avro,
+                    format: Encoding::Avro,
                     schema: "dev.vigil.demo.TextEvent".into(),
                     model: "sentiment".into(),
                     labels: "sentiment.labels".into(),
@@ -452,7 +444,7 @@ impl Default for InputConfig {
     fn default() -> Self {
         InputConfig {
             topic: String::new(),
-            format: InputFormat::Avro,
+            format: Encoding::Avro,
             schema: String::new(),
             model: String::new(),
             labels: String::new(),

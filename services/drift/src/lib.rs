@@ -3,12 +3,15 @@
 //! with the reference statistics of the champion's checkpoint, or a warm-up window when there are
 //! none ([`monitor`]); watches windowed accuracy, AUC and scoring latency against thresholds; and
 //! turns what it finds into deduplicated alerts with a cool-down, hysteresis and resolution
-//! ([`alerts`]) and into periodic drift reports ([`service`]). The statistics live in `vigil-stats`.
+//! ([`alerts`]) and into periodic drift reports; [`watched`] holds each model's reading and
+//! monitor, [`service`] plugs them into `vigil-kafka`'s owned-models loop. The statistics live in
+//! `vigil-stats`.
 
 pub mod alerts;
 pub mod events;
 pub mod monitor;
 pub mod service;
+pub mod watched;
 
 #[cfg(test)]
 mod tests;
@@ -17,6 +20,8 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+use vigil_events::Codec;
+use vigil_kafka::owned::{self, OwnedConfig};
 use vigil_runtime::{Config, Health};
 
 /// Runs the drift service until `shutdown`.
@@ -31,9 +36,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     health.set_not_ready("assigning partitions");
     tracing::info!(?models, "drift service starting");
     let listen = config.drift.http_listen.clone();
-    let ctx = service::Context { config, models, metrics, health: health.clone() };
-    vigil_runtime::metrics::run_blocking("drift service", &listen, registry, health, shutdown, move |stop, handle| {
-        service::run(ctx, stop, handle)
+    let ready = health.clone();
+    vigil_runtime::metrics::run_blocking("drift service", &listen, registry, health, shutdown, move |stop, _| {
+        let group = format!("{}-{}", config.drift.group_id, vigil_kafka::now_ms());
+        let mut loop_config = OwnedConfig::new("drift", &group, &config.topics.models);
+        loop_config.max_round = 5000;
+        let kafka = config.kafka.clone();
+        let build = |registry: &vigil_kafka::ModelRegistry| service::Drift::build(config, &models, metrics, registry);
+        owned::run(&kafka, &loop_config, &Codec::new(), build, || ready.set_ready(), &stop)
+            .map_err(|e| vigil_runtime::error_chain(&e))
     })
     .await
 }

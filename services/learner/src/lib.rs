@@ -1,11 +1,14 @@
 //! Vigil's learner service: joins labels with the events they belong to ([`join`]), trains every
 //! served model online with model selection and rehearsal ([`trainer`] over `vigil-learn`), and
 //! publishes checkpoints that the scorer picks up, promoting them when they beat the champion
-//! ([`service`]). It resumes from its latest checkpoint and the offsets recorded in it, so every label
-//! updates the model once, across crashes.
+//! ([`model`], evaluating the champion with [`champion`]). It runs as a service of `vigil-kafka`'s
+//! owned-models loop ([`service`]) and resumes from its latest checkpoint and the offsets recorded in
+//! it, so every label updates the model once, across crashes.
 
+pub mod champion;
 pub mod events;
 pub mod join;
+pub mod model;
 pub mod service;
 pub mod trainer;
 
@@ -13,6 +16,8 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+use vigil_events::Codec;
+use vigil_kafka::owned::{self, OwnedConfig};
 use vigil_runtime::{Config, Health};
 
 /// Runs the learner until `shutdown`.
@@ -28,9 +33,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     health.set_not_ready("resuming");
     tracing::info!(?models, "learner starting");
     let listen = config.learner.http_listen.clone();
-    let ctx = service::Context { config, models, metrics, health: health.clone() };
-    vigil_runtime::metrics::run_blocking("learner", &listen, registry, health, shutdown, move |stop, handle| {
-        service::run(ctx, stop, handle)
+    let ready = health.clone();
+    vigil_runtime::metrics::run_blocking("learner", &listen, registry, health, shutdown, move |stop, _| {
+        let group = format!("{}-{}", config.learner.group_id, vigil_kafka::now_ms());
+        let loop_config = OwnedConfig::new("learner", &group, &config.topics.models);
+        let kafka = config.kafka.clone();
+        let build = |registry: &vigil_kafka::ModelRegistry| service::Learner::build(config, &models, metrics, registry);
+        owned::run(&kafka, &loop_config, &Codec::new(), build, || ready.set_ready(), &stop)
+            .map_err(|e| vigil_runtime::error_chain(&e))
     })
     .await
 }

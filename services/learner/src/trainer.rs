@@ -158,18 +158,14 @@ impl Trainer {
         self.raw.fields()
     }
 
-    /// Featurises an event's fields (in [`Trainer::fields`] order).
+    /// Featurises an event's fields (in [`Trainer::fields`] order); a missing numeric value is NaN.
     pub fn featurise(&self, fields: &[Field<'_>]) -> Result<Row, FeatureError> {
-        if self.spec.is_text() {
-            let n = self.raw.text_len();
-            let (mut i, mut v) = (vec![0i64; n], vec![0f32; n]);
-            self.raw.text_from(fields, &mut i, &mut v)?;
-            Ok(Row::Text(i, v))
-        } else {
-            let mut x = vec![0f32; self.raw.width()];
-            self.raw.dense_from(fields, &mut x)?;
-            Ok(Row::Dense(x.iter().map(|v| if v.is_infinite() { f64::NAN } else { f64::from(*v) }).collect()))
-        }
+        Ok(match self.raw.row(fields)? {
+            vigil_features::Row::Text(i, v) => Row::Text(i, v),
+            vigil_features::Row::Dense(x) => {
+                Row::Dense(x.iter().map(|v| if v.is_infinite() { f64::NAN } else { f64::from(*v) }).collect())
+            }
+        })
     }
 
     /// Learns from a joined example; `champion_p` is the champion's score for it, if one serves.

@@ -14,10 +14,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vigil_events::{Alert, AlertKind, AlertState, Codec, ModelCheckpoint, Severity};
 use vigil_features::Featurizer;
-use vigil_kafka::models::{self, ModelRecord};
+use vigil_kafka::ModelRegistry;
+use vigil_kafka::models;
 use vigil_kafka::{client, now_ms};
+use vigil_models::Runtime;
 use vigil_models::checkpoint::{self, Policy};
-use vigil_models::{RegistryState, Runtime};
 use vigil_runtime::Config;
 
 use crate::events::Metrics;
@@ -98,7 +99,7 @@ impl Follower {
         let alerts: FutureProducer<client::LogContext> = client::producer_config(&self.config.kafka, "scorer-alerts")
             .create_with_context(client::LogContext)
             .map_err(|e| e.to_string())?;
-        let mut registry = RegistryState::new();
+        let mut registry = ModelRegistry::new();
         let mut refused: HashSet<(String, i64, String)> = HashSet::new();
         let mut end = models::end_offset(&consumer, &topic).map_err(|e| vigil_runtime::error_chain(&e))?;
         let mut caught_up = end == 0;
@@ -119,13 +120,7 @@ impl Follower {
                     continue;
                 }
             };
-            match record {
-                ModelRecord::Checkpoint(cp) => registry.apply(*cp),
-                ModelRecord::Tombstone { model, version } => registry.remove(&model, version),
-                ModelRecord::Undecodable { offset, error } => {
-                    tracing::warn!(offset, error, "skipping an undecodable record on the models topic");
-                }
-            }
+            registry.apply_record(record);
             if !caught_up && offset + 1 >= end {
                 // Re-check: more may have arrived while reading.
                 end = models::end_offset(&consumer, &topic).unwrap_or(end);
@@ -144,7 +139,7 @@ impl Follower {
     async fn reconcile(
         &self,
         model: &str,
-        registry: &RegistryState,
+        registry: &ModelRegistry,
         refused: &mut HashSet<(String, i64, String)>,
         alerts: &FutureProducer<client::LogContext>,
     ) {

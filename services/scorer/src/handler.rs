@@ -8,15 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use apache_avro::Schema;
-use vigil_events::json::from_json;
-use vigil_events::{AvroValue, Codec, CodecError, ScoreRef, Variant};
-use vigil_features::Field;
+use vigil_events::{Codec, CodecError, Encoding, Field, RecordReader, ScoreRef, Variant, Wanted};
 use vigil_features::batch::BatchBuilder;
 use vigil_features::text::hash_str;
 use vigil_kafka::dlq::Reason;
 use vigil_kafka::{Handler, HandlerError, Input, Outcome, Output, now_ms};
-use vigil_runtime::config::InputFormat;
 
 use crate::book::{Book, Served, Slot};
 use crate::events::Metrics;
@@ -29,10 +25,8 @@ pub struct Route {
     pub model: String,
     /// Reader schema name.
     pub schema_name: String,
-    /// Reader schema.
-    pub schema: &'static Schema,
     /// Encoding.
-    pub format: InputFormat,
+    pub encoding: Encoding,
 }
 
 /// The handler.
@@ -51,7 +45,7 @@ pub struct Scorer {
     pub challenger_share: f64,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Field layouts per model, with the (champion, challenger) versions they were made for.
+    /// Field layouts per input topic, with the (champion, challenger) versions they were made for.
     pub layouts: Layouts,
 }
 
@@ -62,20 +56,19 @@ struct Rows {
     inputs: Vec<usize>,
 }
 
-/// Field layouts per model, with the (champion, challenger) versions they were made for.
+/// Field layouts per input topic, with the (champion, challenger) versions they were made for.
 pub type Layouts = HashMap<String, ((i64, Option<i64>), Arc<Layout>)>;
 
-/// The fields a slot's featurisers read, as one list for the fast decoder.
+/// The fields a slot's featurisers read, as one reader: `event_id` first, then the champion's and
+/// the challenger's fields, each once.
 pub struct Layout {
-    names: Vec<String>,
-    key: u64,
-    event_id: usize,
+    reader: RecordReader,
     champion: Vec<usize>,
     challenger: Vec<usize>,
 }
 
 impl Layout {
-    fn new(slot: &Slot) -> Layout {
+    fn new(codec: &Codec, route: &Route, slot: &Slot) -> Result<Layout, CodecError> {
         let mut names: Vec<String> = vec!["event_id".to_string()];
         let mut map = |fields: &[String]| -> Vec<usize> {
             fields
@@ -91,23 +84,19 @@ impl Layout {
         };
         let champion = map(slot.champion.featurizer.fields());
         let challenger = slot.challenger.as_ref().map(|c| map(c.featurizer.fields())).unwrap_or_default();
-        let key = hash_str(&names.join("\u{1}"), 11);
-        Layout { names, key, event_id: 0, champion, challenger }
+        let reader = RecordReader::new(codec, &route.schema_name, route.encoding, Wanted::new(&names))?;
+        Ok(Layout { reader, champion, challenger })
     }
 }
 
 impl Rows {
     fn new(served: Arc<Served>, capacity: usize) -> Rows {
-        let builder = if served.featurizer.spec().is_text() {
-            BatchBuilder::text(served.featurizer.text_len(), capacity)
-        } else {
-            BatchBuilder::dense(served.featurizer.width(), capacity)
-        };
+        let builder = served.featurizer.batch(capacity);
         Rows { served, builder, inputs: Vec::new() }
     }
 
-    /// Adds a row from fast-decoded fields (`map` picks this featuriser's fields out of them).
-    fn push_fields(
+    /// Adds a row from the layout's fields (`map` picks this featuriser's fields out of them).
+    fn push(
         &mut self,
         input: usize,
         id: &str,
@@ -115,23 +104,7 @@ impl Rows {
         map: &[usize],
     ) -> Result<(), vigil_features::FeatureError> {
         let mine: Vec<Field<'_>> = map.iter().map(|i| fields[*i]).collect();
-        let f = &self.served.featurizer;
-        if f.spec().is_text() {
-            self.builder.push_text(id, |i, v| f.text_from(&mine, i, v))?;
-        } else {
-            self.builder.push_dense(id, |row| f.dense_from(&mine, row))?;
-        }
-        self.inputs.push(input);
-        Ok(())
-    }
-
-    fn push(&mut self, input: usize, id: &str, record: &AvroValue) -> Result<(), vigil_features::FeatureError> {
-        let f = &self.served.featurizer;
-        if f.spec().is_text() {
-            self.builder.push_text(id, |i, v| f.text(record, i, v))?;
-        } else {
-            self.builder.push_dense(id, |row| f.dense(record, row))?;
-        }
+        self.served.featurizer.push(&mut self.builder, id, &mine)?;
         self.inputs.push(input);
         Ok(())
     }
@@ -142,38 +115,17 @@ pub fn in_share(event_id: &str, share: f64) -> bool {
     share > 0.0 && (hash_str(event_id, 7) % 1_000_000) < (share * 1_000_000.0) as u64
 }
 
-fn decode(codec: &Codec, route: &Route, payload: &[u8]) -> Result<AvroValue, Reason> {
-    let dead = |e: CodecError| Reason { stage: "decode", kind: e.kind(), error: e.to_string() };
-    match route.format {
-        InputFormat::Avro => codec.decode(payload, &route.schema_name).map_err(dead),
-        InputFormat::Json => {
-            let json: serde_json::Value = serde_json::from_slice(payload).map_err(|e| Reason {
-                stage: "decode",
-                kind: "json",
-                error: format!("not a JSON object: {e}"),
-            })?;
-            from_json(&json, route.schema).map_err(dead)
-        }
-    }
+/// The rows of one batch, grouped by model version, and the slots they were taken from.
+#[derive(Default)]
+struct Groups {
+    rows: HashMap<(String, i64), Rows>,
+    slots: HashMap<String, Arc<Slot>>,
 }
 
-fn event_id(record: &AvroValue, input: &Input) -> String {
-    if let AvroValue::Record(fields) = record {
-        for (k, v) in fields {
-            if k == "event_id" {
-                match v {
-                    AvroValue::String(s) => return s.clone(),
-                    AvroValue::Union(_, inner) => {
-                        if let AvroValue::String(s) = inner.as_ref() {
-                            return s.clone();
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
+impl Groups {
+    fn rows(&mut self, served: &Arc<Served>, capacity: usize) -> &mut Rows {
+        self.rows.entry(served.key.clone()).or_insert_with(|| Rows::new(served.clone(), capacity))
     }
-    format!("{}/{}/{}", input.topic, input.partition, input.offset)
 }
 
 impl Handler for Scorer {
@@ -181,103 +133,14 @@ impl Handler for Scorer {
         self.metrics.batch(batch.len());
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut ids: Vec<String> = vec![String::new(); batch.len()];
-        let mut groups: HashMap<(String, i64), Rows> = HashMap::new();
-        let mut slots: HashMap<String, Arc<Slot>> = HashMap::new();
+        let mut groups = Groups::default();
         for (i, input) in batch.iter().enumerate() {
-            let Some(route) = self.routes.get(&input.topic) else {
-                outcomes[i] = Some(self.dead(Reason {
-                    stage: "route",
-                    kind: "unrouted-topic",
-                    error: format!("no input configured for {}", input.topic),
-                }));
-                continue;
-            };
-            self.metrics.consumed(&input.topic, 1);
-            let Some(payload) = input.payload.as_deref() else {
-                outcomes[i] = Some(self.dead(Reason {
-                    stage: "decode",
-                    kind: "tombstone",
-                    error: "the record has no value".into(),
-                }));
-                continue;
-            };
-            let slot = match slots.get(&route.model) {
-                Some(s) => s.clone(),
-                None => match self.book.get(&route.model) {
-                    Some(s) => {
-                        slots.insert(route.model.clone(), s.clone());
-                        s
-                    }
-                    None => {
-                        return Err(HandlerError(format!(
-                            "no champion for model {} (it was served before)",
-                            route.model
-                        )));
-                    }
-                },
-            };
-            let shadow = slot.challenger.clone().filter(|_| self.challenger_share > 0.0);
-            // The fast path: read only the wanted fields straight from the Avro body.
-            if route.format == InputFormat::Avro {
-                let layout = layout(&mut self.layouts, &route.model, &slot);
-                let names: Vec<&str> = layout.names.iter().map(String::as_str).collect();
-                match self.codec.plan(payload, &route.schema_name, &names, layout.key) {
-                    Err(e) => {
-                        outcomes[i] = Some(self.dead(Reason { stage: "decode", kind: e.kind(), error: e.to_string() }));
-                        continue;
-                    }
-                    Ok(Some((plan, body))) => {
-                        let mut fields = Vec::with_capacity(names.len());
-                        if let Err(e) = plan.read(body, &mut fields) {
-                            outcomes[i] =
-                                Some(self.dead(Reason { stage: "decode", kind: e.kind(), error: e.to_string() }));
-                            continue;
-                        }
-                        let id = match fields[layout.event_id] {
-                            Field::Str(s) => s.to_string(),
-                            _ => format!("{}/{}/{}", input.topic, input.partition, input.offset),
-                        };
-                        let champion = groups
-                            .entry(slot.champion.key.clone())
-                            .or_insert_with(|| Rows::new(slot.champion.clone(), batch.len()));
-                        if let Err(e) = champion.push_fields(i, &id, &fields, &layout.champion) {
-                            outcomes[i] =
-                                Some(self.dead(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() }));
-                            continue;
-                        }
-                        if let Some(ch) = shadow.as_ref().filter(|_| in_share(&id, self.challenger_share)) {
-                            let rows =
-                                groups.entry(ch.key.clone()).or_insert_with(|| Rows::new(ch.clone(), batch.len()));
-                            // A record the challenger's spec cannot featurise only misses its shadow score.
-                            let _ = rows.push_fields(i, &id, &fields, &layout.challenger);
-                        }
-                        ids[i] = id;
-                        continue;
-                    }
-                    Ok(None) => {}
-                }
+            match self.featurise(i, input, batch.len(), &mut groups)? {
+                Ok(id) => ids[i] = id,
+                Err(reason) => outcomes[i] = Some(self.dead(reason)),
             }
-            let record = match decode(&self.codec, route, payload) {
-                Ok(r) => r,
-                Err(reason) => {
-                    outcomes[i] = Some(self.dead(reason));
-                    continue;
-                }
-            };
-            let id = event_id(&record, input);
-            let champion = groups
-                .entry(slot.champion.key.clone())
-                .or_insert_with(|| Rows::new(slot.champion.clone(), batch.len()));
-            if let Err(e) = champion.push(i, &id, &record) {
-                outcomes[i] = Some(self.dead(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() }));
-                continue;
-            }
-            if let Some(ch) = shadow.as_ref().filter(|_| in_share(&id, self.challenger_share)) {
-                let rows = groups.entry(ch.key.clone()).or_insert_with(|| Rows::new(ch.clone(), batch.len()));
-                let _ = rows.push(i, &id, &record);
-            }
-            ids[i] = id;
         }
+        let Groups { rows: groups, slots } = groups;
 
         // Inference: every model version's batch is queued on the pool first, so they run at once.
         let mut pending = Vec::new();
@@ -360,20 +223,77 @@ impl Handler for Scorer {
     }
 }
 
-/// The field layout of a model's current slot (cached until its versions change).
-fn layout(layouts: &mut Layouts, model: &str, slot: &Slot) -> Arc<Layout> {
-    let versions = (slot.champion.key.1, slot.challenger.as_ref().map(|c| c.key.1));
-    if let Some((v, l)) = layouts.get(model)
-        && *v == versions
-    {
-        return l.clone();
-    }
-    let l = Arc::new(Layout::new(slot));
-    layouts.insert(model.to_string(), (versions, l.clone()));
-    l
-}
-
 impl Scorer {
+    /// Decodes one input and adds its rows to the batch's groups; returns its event id, or why it is
+    /// a dead letter. An `Err` (no champion for a model that had one) stops the loop.
+    fn featurise(
+        &mut self,
+        i: usize,
+        input: &Input,
+        capacity: usize,
+        groups: &mut Groups,
+    ) -> Result<Result<String, Reason>, HandlerError> {
+        let Some(route) = self.routes.get(&input.topic) else {
+            return Ok(Err(Reason {
+                stage: "route",
+                kind: "unrouted-topic",
+                error: format!("no input configured for {}", input.topic),
+            }));
+        };
+        self.metrics.consumed(&input.topic, 1);
+        let Some(payload) = input.payload.as_deref() else {
+            return Ok(Err(Reason { stage: "decode", kind: "tombstone", error: "the record has no value".into() }));
+        };
+        let slot = match groups.slots.get(&route.model) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.book.get(&route.model).ok_or_else(|| {
+                    HandlerError(format!("no champion for model {} (it was served before)", route.model))
+                })?;
+                groups.slots.insert(route.model.clone(), s.clone());
+                s
+            }
+        };
+        let layout = match self.layout(&input.topic, &slot) {
+            Ok(l) => l,
+            Err(e) => return Ok(Err(Reason { stage: "decode", kind: e.kind(), error: e.to_string() })),
+        };
+        let share = self.challenger_share;
+        let read = layout.reader.read(&self.codec, payload, |fields| {
+            let id = match fields[0] {
+                Field::Str(s) => s.to_string(),
+                _ => format!("{}/{}/{}", input.topic, input.partition, input.offset),
+            };
+            let champion = groups.rows(&slot.champion, capacity);
+            if let Err(e) = champion.push(i, &id, fields, &layout.champion) {
+                return Err(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() });
+            }
+            if let Some(ch) = slot.challenger.as_ref().filter(|_| in_share(&id, share)) {
+                // A record the challenger's spec cannot featurise only misses its shadow score.
+                let _ = groups.rows(ch, capacity).push(i, &id, fields, &layout.challenger);
+            }
+            Ok(id)
+        });
+        Ok(match read {
+            Ok(r) => r,
+            Err(e) => Err(Reason { stage: "decode", kind: e.kind(), error: e.to_string() }),
+        })
+    }
+
+    /// The field layout of an input topic's current slot (cached until its versions change).
+    fn layout(&mut self, topic: &str, slot: &Slot) -> Result<Arc<Layout>, CodecError> {
+        let versions = (slot.champion.key.1, slot.challenger.as_ref().map(|c| c.key.1));
+        if let Some((v, l)) = self.layouts.get(topic)
+            && *v == versions
+        {
+            return Ok(l.clone());
+        }
+        let route = self.routes.get(topic).ok_or_else(|| CodecError::UnknownSchema(topic.to_string()))?;
+        let l = Arc::new(Layout::new(&self.codec, route, slot)?);
+        self.layouts.insert(topic.to_string(), (versions, l.clone()));
+        Ok(l)
+    }
+
     fn dead(&self, reason: Reason) -> Outcome {
         self.metrics.dead_letter(reason.stage, reason.kind, &reason.error);
         Outcome::DeadLetter(reason)

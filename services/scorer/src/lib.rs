@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
 use vigil_kafka::pipeline::{self, PipelineConfig};
-use vigil_kafka::registry::Registry as SchemaRegistry;
+use vigil_kafka::schema_registry::Registry as SchemaRegistry;
 use vigil_models::checkpoint::{Policy, verifying_key_from_hex};
 use vigil_models::{Provider, Runtime};
 use vigil_runtime::config::Delivery;
@@ -63,7 +63,7 @@ pub async fn run(
         let schema = codec.schema(&input.schema).map_err(|e| start(format!("input {}: {e}", input.topic)))?;
         routes.insert(
             input.topic.clone(),
-            Route { model: input.model.clone(), schema_name: input.schema.clone(), schema, format: input.format },
+            Route { model: input.model.clone(), schema_name: input.schema.clone(), encoding: input.format },
         );
         schemas.insert(input.model.clone(), schema);
     }

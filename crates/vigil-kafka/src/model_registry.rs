@@ -1,5 +1,5 @@
-//! The model registry's state, folded from the compacted `vigil.models` topic: the latest record
-//! per `<model>/<version>` key wins. A model's **champion** is its PROMOTED version with the latest
+//! The model registry: the state of the compacted `vigil.models` topic, folded record by record
+//! (the latest record per `<model>/<version>` key wins; a tombstone deletes the key). A model's **champion** is its PROMOTED version with the latest
 //! `updated_at` (ties: the higher version); its **challenger** is its newest CANDIDATE above the
 //! champion. Rolling back marks the champion ROLLED_BACK, so the previous promoted version is
 //! champion again. Pure: the Kafka side reads the topic and feeds records here.
@@ -8,19 +8,32 @@ use std::collections::BTreeMap;
 
 use vigil_events::{CheckpointStatus, ModelCheckpoint};
 
+use crate::models::ModelRecord;
+
 /// Every known version of every model.
 #[derive(Debug, Clone, Default)]
-pub struct RegistryState {
+pub struct ModelRegistry {
     versions: BTreeMap<(String, i64), ModelCheckpoint>,
 }
 
-impl RegistryState {
+impl ModelRegistry {
     /// An empty registry.
-    pub fn new() -> RegistryState {
-        RegistryState::default()
+    pub fn new() -> ModelRegistry {
+        ModelRegistry::default()
     }
 
-    /// Applies one record (the newer record for a key replaces the older).
+    /// Applies one record of the models topic (undecodable ones are logged and skipped).
+    pub fn apply_record(&mut self, record: ModelRecord) {
+        match record {
+            ModelRecord::Checkpoint(cp) => self.apply(*cp),
+            ModelRecord::Tombstone { model, version } => self.remove(&model, version),
+            ModelRecord::Undecodable { offset, error } => {
+                tracing::warn!(offset, error, "skipping an undecodable record on the models topic")
+            }
+        }
+    }
+
+    /// Applies one checkpoint or transition (the newer record for a key replaces the older).
     pub fn apply(&mut self, cp: ModelCheckpoint) {
         self.versions.insert((cp.model.clone(), cp.version), cp);
     }
@@ -28,6 +41,16 @@ impl RegistryState {
     /// Applies a tombstone (a deleted key).
     pub fn remove(&mut self, model: &str, version: i64) {
         self.versions.remove(&(model.to_string(), version));
+    }
+
+    /// Versions held, over all models.
+    pub fn len(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// Whether no version is held.
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
     }
 
     /// Model names.
@@ -119,7 +142,7 @@ mod tests {
     #[test]
     fn champion_challenger_promotion_and_rollback() {
         use CheckpointStatus::*;
-        let mut r = RegistryState::new();
+        let mut r = ModelRegistry::new();
         assert!(r.champion("fraud").is_none());
         assert_eq!(r.next_version("fraud"), 1);
         r.apply(cp(1, Promoted, 10));

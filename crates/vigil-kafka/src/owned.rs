@@ -1,0 +1,406 @@
+//! The loop of services that own whole models — the learner and the drift service — next to the
+//! consumer-group loop of [`crate::pipeline`] that the scorer and the forwarder run.
+//!
+//! Such a service needs *every* partition of its models' topics (a label join, a window over the
+//! whole stream), so it assigns them itself, each from where the service says ([`Start`]). The loop
+//! replays the models topic into a [`ModelRegistry`] before the service is built (so it can resume
+//! from its checkpoints), then, on one blocking thread, repeats a round:
+//!
+//! 1. new records of the models topic → [`ModelService::on_models`];
+//! 2. up to `max_round` records of the assigned topics → [`ModelService::on_record`] each;
+//! 3. [`ModelService::on_round`] with the positions read so far ([`Progress`]): timers,
+//!    checkpoints, evaluations.
+//!
+//! What a service writes goes to its [`Outbox`]; at the end of the round the loop enqueues all of
+//! it on an idempotent producer (back-pressure when the queue is full), waits once for the
+//! acknowledgements (bounded by the drain deadline) and then tells the service
+//! ([`ModelService::on_delivered`]), so that a figure the service publishes after that describes
+//! records that are on their topics. A delivery that fails after the producer's retries stops the
+//! loop; shutdown flushes what is in flight within the deadline.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use vigil_events::{Codec, Event};
+use vigil_runtime::config::KafkaConfig;
+
+use crate::model_registry::ModelRegistry;
+use crate::sink::{Output, Sink};
+use crate::tracker::Tracker;
+use crate::{HandlerError, Input, KafkaPlumbingError, client, models};
+
+/// Where reading a topic starts, per partition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// From the oldest record retained.
+    Earliest,
+    /// From the end: only what is written from now on.
+    End,
+    /// The last `n` records of each partition (a restarted service fills its windows at once).
+    Last(i64),
+    /// From these offsets by partition; partitions not listed from the oldest record.
+    Offsets(HashMap<i32, i64>),
+}
+
+/// A topic a service reads in full.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// The topic.
+    pub topic: String,
+    /// Where to start.
+    pub start: Start,
+}
+
+/// One consumed record, borrowed from the consumer.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes (`None` for a tombstone).
+    pub payload: Option<&'a [u8]>,
+    /// Record timestamp (epoch ms), when the broker has one.
+    pub timestamp: Option<i64>,
+    message: Option<&'a BorrowedMessage<'a>>,
+}
+
+impl<'a> Record<'a> {
+    fn of(m: &'a BorrowedMessage<'a>) -> Record<'a> {
+        Record {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload: m.payload(),
+            timestamp: m.timestamp().to_millis(),
+            message: Some(m),
+        }
+    }
+
+    /// A record that did not come from a consumer (tests, replays).
+    pub fn detached(topic: &'a str, partition: i32, offset: i64, payload: Option<&'a [u8]>) -> Record<'a> {
+        Record { topic, partition, offset, key: None, payload, timestamp: None, message: None }
+    }
+
+    /// An owned copy (with headers), e.g. for a dead letter.
+    pub fn to_input(&self) -> Input {
+        match self.message {
+            Some(m) => Input::from_message(m),
+            None => Input {
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                offset: self.offset,
+                key: self.key.map(<[u8]>::to_vec),
+                payload: self.payload.map(<[u8]>::to_vec),
+                headers: Vec::new(),
+                timestamp: self.timestamp,
+            },
+        }
+    }
+}
+
+/// What a service writes during one call; the loop produces it.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    outputs: Vec<Output>,
+}
+
+impl Outbox {
+    /// Queues a record.
+    pub fn send(&mut self, output: Output) {
+        self.outputs.push(output);
+    }
+
+    /// Queues one of Vigil's events, encoded by `codec`, keyed by `key`.
+    pub fn event<T: Event>(&mut self, codec: &Codec, topic: &str, key: &str, event: &T) -> Result<(), HandlerError> {
+        let payload = codec
+            .encode_event(event)
+            .map_err(|e| HandlerError(format!("encoding a {} for {topic}: {e}", T::SCHEMA)))?;
+        self.send(Output {
+            topic: topic.to_string(),
+            key: Some(key.as_bytes().to_vec()),
+            payload,
+            headers: Vec::new(),
+            timestamp: None,
+        });
+        Ok(())
+    }
+
+    /// Records queued and not yet taken by the loop.
+    pub fn len(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty()
+    }
+
+    /// Takes what is queued (the loop, and tests).
+    pub fn take(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+}
+
+/// How far the service has read: the next offset of every assigned partition, and whether a topic
+/// has been read to its end.
+pub struct Progress<'c> {
+    consumer: &'c BaseConsumer<client::LogContext>,
+    partitions: &'c HashMap<String, Vec<i32>>,
+    next: &'c HashMap<(String, i32), i64>,
+    high: &'c mut HashMap<(String, i32), (i64, Instant)>,
+    /// Records read in the round that just ended.
+    pub polled: usize,
+}
+
+impl Progress<'_> {
+    /// The partitions of `topic` the service reads.
+    pub fn partitions(&self, topic: &str) -> &[i32] {
+        self.partitions.get(topic).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The offset after the last record read from a partition, if any was read.
+    pub fn next(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.next.get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// Whether every partition of `topic` has been read to its end (high watermarks cached for
+    /// 250 ms, so asking every round costs little).
+    pub fn caught_up(&mut self, topic: &str) -> bool {
+        let partitions = self.partitions(topic).to_vec();
+        partitions.iter().all(|p| {
+            let key = (topic.to_string(), *p);
+            let high = match self.high.get(&key) {
+                Some((h, at)) if at.elapsed() < Duration::from_millis(250) => *h,
+                _ => match self.consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+                    Ok((_, h)) => {
+                        self.high.insert(key.clone(), (h, Instant::now()));
+                        h
+                    }
+                    Err(_) => return false,
+                },
+            };
+            self.next.get(&key).copied().unwrap_or(0) >= high
+        })
+    }
+}
+
+/// A service that owns whole models.
+pub trait ModelService {
+    /// The topics it reads in full, and where each starts.
+    fn sources(&self) -> Vec<Source>;
+
+    /// The models topic moved on (called after each new record, with the registry folded so far).
+    fn on_models(&mut self, models: &ModelRegistry, out: &mut Outbox) -> Result<(), HandlerError>;
+
+    /// One record of a source.
+    fn on_record(&mut self, record: &Record<'_>, out: &mut Outbox) -> Result<(), HandlerError>;
+
+    /// The end of a round of reading: timers, checkpoints, evaluations.
+    fn on_round(&mut self, progress: &mut Progress<'_>, out: &mut Outbox) -> Result<(), HandlerError>;
+
+    /// Everything written so far is acknowledged.
+    fn on_delivered(&mut self) {}
+}
+
+/// Settings of one loop.
+#[derive(Debug, Clone)]
+pub struct OwnedConfig {
+    /// Service name (client ids).
+    pub service: String,
+    /// Consumer group id of its clients (positions are the service's own: nothing is committed).
+    pub group: String,
+    /// The models topic.
+    pub models_topic: String,
+    /// Most records read in one round.
+    pub max_round: usize,
+    /// How long the first read of a round waits for a record.
+    pub poll_wait: Duration,
+    /// Deadline for delivering what is in flight at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl OwnedConfig {
+    /// Defaults for `service` in `group`, following `models_topic`.
+    pub fn new(service: &str, group: &str, models_topic: &str) -> OwnedConfig {
+        OwnedConfig {
+            service: service.to_string(),
+            group: group.to_string(),
+            models_topic: models_topic.to_string(),
+            max_round: 2000,
+            poll_wait: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the loop stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnedError {
+    /// Kafka failed (a client, or a delivery after retries).
+    #[error(transparent)]
+    Kafka(#[from] KafkaPlumbingError),
+    /// The service could not be built or failed.
+    #[error("{0}")]
+    Service(#[from] HandlerError),
+}
+
+/// Replays the models topic, builds the service with `build`, calls `ready`, then runs rounds until
+/// `shutdown` (call from a blocking thread).
+pub fn run<S: ModelService>(
+    kafka: &KafkaConfig,
+    cfg: &OwnedConfig,
+    codec: &Codec,
+    build: impl FnOnce(&ModelRegistry) -> Result<S, HandlerError>,
+    ready: impl FnOnce(),
+    shutdown: &CancellationToken,
+) -> Result<(), OwnedError> {
+    let mut registry = ModelRegistry::new();
+    let records = models::read_all(kafka, &cfg.models_topic, codec)?;
+    let models_seen = records.len() as i64;
+    records.into_iter().for_each(|r| registry.apply_record(r));
+    let mut service = build(&registry)?;
+    let sink = Sink::new(&client::producer_config(kafka, &cfg.service), Arc::new(Mutex::new(Tracker::new())))?;
+    let consumer: BaseConsumer<client::LogContext> = client::consumer_config(kafka, &cfg.service, &cfg.group)
+        .create_with_context(client::LogContext)
+        .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })?;
+    let partitions = assign(&consumer, &service.sources())?;
+    let follower = models::follower_from(kafka, &cfg.models_topic, &format!("{}-models", cfg.service), models_seen)?;
+    ready();
+    tracing::info!(service = %cfg.service, topics = ?partitions.keys().collect::<Vec<_>>(), "reading");
+
+    let mut rounds = Rounds { next: HashMap::new(), high: HashMap::new(), out: Outbox::default() };
+    let result = loop {
+        if shutdown.is_cancelled() {
+            break Ok(());
+        }
+        let step = rounds.round(&mut service, &mut registry, (&consumer, &follower, codec), &partitions, cfg);
+        match step.and_then(|()| deliver(&sink, &mut rounds.out, cfg.drain_timeout, shutdown)) {
+            Ok(true) => service.on_delivered(),
+            Ok(false) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let flushed = sink.flush(cfg.drain_timeout);
+    tracing::info!(service = %cfg.service, flushed = flushed.is_ok(), "stopped reading");
+    result.and(flushed.map_err(OwnedError::from))
+}
+
+/// The loop's own state between rounds.
+struct Rounds {
+    next: HashMap<(String, i32), i64>,
+    high: HashMap<(String, i32), (i64, Instant)>,
+    out: Outbox,
+}
+
+type Clients<'c> = (&'c BaseConsumer<client::LogContext>, &'c BaseConsumer<client::LogContext>, &'c Codec);
+
+impl Rounds {
+    fn round<S: ModelService>(
+        &mut self,
+        service: &mut S,
+        registry: &mut ModelRegistry,
+        (consumer, follower, codec): Clients<'_>,
+        partitions: &HashMap<String, Vec<i32>>,
+        cfg: &OwnedConfig,
+    ) -> Result<(), OwnedError> {
+        while let Some(Ok(m)) = follower.poll(Duration::ZERO) {
+            registry.apply_record(models::parse(codec, m.key(), m.payload(), m.offset()));
+            service.on_models(registry, &mut self.out)?;
+        }
+        let mut polled = 0;
+        while polled < cfg.max_round {
+            let wait = if polled == 0 { cfg.poll_wait } else { Duration::ZERO };
+            let Some(msg) = consumer.poll(wait) else { break };
+            let m = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(service = %cfg.service, error = %e, "consume error");
+                    break;
+                }
+            };
+            polled += 1;
+            self.next.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+            service.on_record(&Record::of(&m), &mut self.out)?;
+        }
+        let mut progress = Progress { consumer, partitions, next: &self.next, high: &mut self.high, polled };
+        service.on_round(&mut progress, &mut self.out)?;
+        Ok(())
+    }
+}
+
+/// Enqueues what the service wrote and waits (at most `timeout`) for the acknowledgements; returns
+/// whether everything written so far is acknowledged. A failed delivery is an error.
+fn deliver(sink: &Sink, out: &mut Outbox, timeout: Duration, shutdown: &CancellationToken) -> Result<bool, OwnedError> {
+    let outputs = out.take();
+    if outputs.is_empty() {
+        return Ok(false);
+    }
+    for output in &outputs {
+        sink.send_blocking(output, None, shutdown)?;
+    }
+    let flushed = sink.flush(timeout);
+    if sink.failures().count() > 0 {
+        return Err(KafkaPlumbingError::Delivery(sink.failures().last().unwrap_or_default()).into());
+    }
+    if let Err(e) = &flushed {
+        tracing::warn!(error = %e, records = outputs.len(), "not acknowledged yet; the producer keeps retrying");
+    }
+    Ok(flushed.is_ok())
+}
+
+/// Assigns every partition of every source from its start; returns the partitions by topic.
+fn assign(
+    consumer: &BaseConsumer<client::LogContext>,
+    sources: &[Source],
+) -> Result<HashMap<String, Vec<i32>>, KafkaPlumbingError> {
+    let client = |what: &'static str| move |source| KafkaPlumbingError::Client { what, source };
+    let mut tpl = TopicPartitionList::new();
+    let mut partitions: HashMap<String, Vec<i32>> = HashMap::new();
+    for source in sources {
+        let md = consumer
+            .fetch_metadata(Some(&source.topic), Duration::from_secs(10))
+            .map_err(client("reading metadata"))?;
+        for t in md.topics() {
+            if let Some(e) = t.error() {
+                return Err(KafkaPlumbingError::Delivery(format!("topic {} is not available: {e:?}", source.topic)));
+            }
+            for p in t.partitions() {
+                let offset = start_offset(consumer, &source.topic, p.id(), &source.start)?;
+                tpl.add_partition_offset(&source.topic, p.id(), offset).map_err(client("assigning partitions"))?;
+                partitions.entry(source.topic.clone()).or_default().push(p.id());
+            }
+        }
+    }
+    consumer.assign(&tpl).map_err(client("assigning partitions"))?;
+    Ok(partitions)
+}
+
+fn start_offset(
+    consumer: &BaseConsumer<client::LogContext>,
+    topic: &str,
+    partition: i32,
+    start: &Start,
+) -> Result<Offset, KafkaPlumbingError> {
+    Ok(match start {
+        Start::Earliest => Offset::Beginning,
+        Start::End => Offset::End,
+        Start::Offsets(by) => by.get(&partition).map(|o| Offset::Offset(*o)).unwrap_or(Offset::Beginning),
+        Start::Last(n) => {
+            let (low, high) = client::watermarks(consumer, topic, partition, Duration::from_secs(30))
+                .map_err(|source| KafkaPlumbingError::Client { what: "reading watermarks", source })?;
+            Offset::Offset((high - n).max(low))
+        }
+    })
+}

@@ -1,0 +1,331 @@
+//! One model being learnt: its input events join their labels ([`Join`]), joined examples train the
+//! candidates ([`Trainer`]) and are scored by the champion on the side, and checkpoints go to the
+//! models topic — promoted, with an alert, when they beat the champion.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use vigil_events::{
+    Alert, AlertKind, AlertState, CheckpointStatus, Codec, Label, ModelCheckpoint, RecordReader, Severity, TopicOffset,
+    Wanted,
+};
+use vigil_features::{FeatureSpec, Field, Row as FeatureRow};
+use vigil_kafka::dlq::{self, Reason};
+use vigil_kafka::owned::{Outbox, Progress, Record};
+use vigil_kafka::{HandlerError, Input, ModelRegistry, model_registry, now_ms};
+use vigil_models::Runtime;
+use vigil_runtime::Config;
+
+use crate::champion::Champion;
+use crate::events::Metrics;
+use crate::join::{Join, Joined, Origin};
+use crate::trainer::{Row, Trainer};
+
+/// An event in the join buffer: its raw row, and its row for the champion.
+#[derive(Debug, Clone)]
+pub struct Event {
+    raw: Row,
+    champion: Option<FeatureRow>,
+}
+
+/// What every model shares: the codec, ONNX Runtime, the signing key, topics, settings, metrics.
+pub struct Shared {
+    /// Codec.
+    pub codec: Codec,
+    /// ONNX Runtime (the champion's sessions).
+    pub runtime: Runtime,
+    /// Signs checkpoints, when configured.
+    pub key: Option<ed25519_dalek::SigningKey>,
+    /// Configuration.
+    pub config: Config,
+    /// Metrics.
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
+/// One model being learnt.
+pub struct Model {
+    /// Its name.
+    pub name: String,
+    /// Input topic.
+    pub input: String,
+    /// Label topic.
+    pub labels: String,
+    reader: RecordReader,
+    trainer: Trainer,
+    join: Join<Event>,
+    champion: Option<Champion>,
+    last_checkpoint: Instant,
+    last_label: Instant,
+    next_version: i64,
+    /// Per label partition: the offset after the last label settled (where a restart resumes).
+    applied: HashMap<i32, i64>,
+}
+
+/// The label stream is quiet for this long: checkpoint what was learnt.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
+
+impl Model {
+    /// A model learning from `input` (with `trainer`), whose labels resume after `applied`.
+    pub fn new(
+        name: &str,
+        input: &vigil_runtime::config::InputConfig,
+        trainer: Trainer,
+        applied: HashMap<i32, i64>,
+        registry: &ModelRegistry,
+        shared: &Shared,
+    ) -> Result<Model, HandlerError> {
+        let names: Vec<&str> = std::iter::once("event_id").chain(trainer.fields().iter().map(String::as_str)).collect();
+        let reader = RecordReader::new(&shared.codec, &input.schema, input.format, Wanted::new(&names))
+            .map_err(|e| HandlerError(format!("{name}: {e}")))?;
+        let mut model = Model {
+            name: name.to_string(),
+            input: input.topic.clone(),
+            labels: input.labels.clone(),
+            reader,
+            trainer,
+            join: Join::new(shared.config.learner.join_window),
+            champion: None,
+            last_checkpoint: Instant::now(),
+            last_label: Instant::now(),
+            next_version: registry.next_version(name),
+            applied,
+        };
+        model.follow(registry, shared);
+        Ok(model)
+    }
+
+    /// Follows the registry: the next free version, and the champion to evaluate.
+    pub fn follow(&mut self, registry: &ModelRegistry, shared: &Shared) {
+        self.next_version = self.next_version.max(registry.next_version(&self.name));
+        let want = registry.champion(&self.name);
+        if want.map(|c| c.version) == self.champion.as_ref().map(|c| c.version) {
+            return;
+        }
+        self.trainer.set_champion(want.map(|c| c.version));
+        self.champion = want.and_then(|cp| self.load_champion(cp, shared));
+    }
+
+    fn load_champion(&self, cp: &ModelCheckpoint, shared: &Shared) -> Option<Champion> {
+        let (schema, encoding) = (self.reader.schema_name(), self.reader.encoding());
+        match Champion::load(&shared.runtime, &shared.codec, cp, schema, encoding) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(model = %self.name, version = cp.version, error = e, "cannot evaluate the champion");
+                None
+            }
+        }
+    }
+
+    /// An input event: featurised for the candidates and the champion, it waits for its label.
+    pub fn event(&mut self, r: &Record<'_>, shared: &Shared) {
+        let payload = r.payload.unwrap_or(&[]);
+        let read = self.reader.read(&shared.codec, payload, |fields| match fields.first() {
+            Some(Field::Str(id)) => self.trainer.featurise(&fields[1..]).ok().map(|raw| (id.to_string(), raw)),
+            _ => None,
+        });
+        let Ok(Some((id, raw))) = read else {
+            self.trainer.state.counts.bad_events += 1;
+            shared.metrics.bad_event(&self.name);
+            return;
+        };
+        let champion = self.champion.as_ref().and_then(|c| c.row(&shared.codec, payload));
+        self.join.event(id, Event { raw, champion }, Origin { partition: r.partition, offset: r.offset });
+    }
+
+    /// A label: it waits in label order for its event; a malformed one is a dead letter.
+    pub fn label(&mut self, r: &Record<'_>, shared: &Shared, out: &mut Outbox) {
+        self.last_label = Instant::now();
+        match shared.codec.decode_event::<Label>(r.payload.unwrap_or(&[])) {
+            Ok(l) if l.label.is_finite() && (0.0..=1.0).contains(&l.label) => {
+                self.join.label(l.event_id, l.label, Origin { partition: r.partition, offset: r.offset });
+            }
+            Ok(l) => {
+                self.malformed(&r.to_input(), "label-value", format!("label {} is not in [0, 1]", l.label), shared, out)
+            }
+            Err(e) => self.malformed(&r.to_input(), e.kind(), e.to_string(), shared, out),
+        }
+        // A label that never waits is settled as soon as nothing waits before it.
+        if self.join.waiting() == 0 {
+            self.applied.insert(r.partition, r.offset + 1);
+        }
+    }
+
+    fn malformed(&mut self, input: &Input, kind: &'static str, error: String, shared: &Shared, out: &mut Outbox) {
+        self.trainer.state.counts.malformed += 1;
+        self.trainer.state.counts.labels += 1;
+        shared.metrics.label_problem(&self.name, kind);
+        let reason = Reason { stage: "label", kind, error };
+        out.send(dlq::dead_letter(&shared.config.topics.dlq, "learner", input, &reason, now_ms()));
+    }
+
+    /// Applies the labels whose events have arrived (or never will), then checkpoints when due.
+    pub fn settle(
+        &mut self,
+        progress: &mut Progress<'_>,
+        shared: &Shared,
+        out: &mut Outbox,
+    ) -> Result<(), HandlerError> {
+        if self.join.waiting() > 0 {
+            let caught_up = progress.caught_up(&self.input);
+            for (joined, origin) in self.join.drain(caught_up) {
+                self.apply(joined, origin, shared, out);
+                self.applied.insert(origin.partition, origin.offset + 1);
+                // Every N applied labels exactly, so that checkpoints fall at the same examples
+                // whatever the batching of the reads.
+                let lc = &shared.config.learner;
+                let t = &self.trainer.state;
+                if t.since_checkpoint >= lc.checkpoint_every && t.counts.trained >= lc.min_examples {
+                    self.checkpoint(progress, shared, out)?;
+                }
+            }
+        }
+        if self.checkpoint_due(progress.polled, shared) {
+            self.checkpoint(progress, shared, out)?;
+        }
+        let t = &self.trainer.state;
+        shared.metrics.observe(
+            &self.name,
+            self.join.waiting(),
+            self.join.buffered(),
+            self.join.evictions,
+            t.learner.pool.candidates.len(),
+            &t.served,
+        );
+        Ok(())
+    }
+
+    fn apply(&mut self, joined: Joined<Event>, origin: Origin, shared: &Shared, out: &mut Outbox) {
+        self.trainer.state.counts.labels += 1;
+        let (id, kind, error) = match joined {
+            Joined::Ready(e, y) => {
+                let champion = match (&mut self.champion, &e.champion) {
+                    (Some(c), Some(row)) => c.score(row),
+                    _ => None,
+                };
+                self.trainer.learn(&e.raw, y, champion);
+                shared.metrics.trained(&self.name);
+                return;
+            }
+            Joined::Late(id) => {
+                self.trainer.state.counts.late += 1;
+                (id, "late-label", "the event left the join window before its label came")
+            }
+            Joined::Unknown(id) => {
+                self.trainer.state.counts.unknown += 1;
+                (id, "unknown-event", "no event with this id was seen")
+            }
+        };
+        shared.metrics.label_problem(&self.name, kind);
+        let input = Input {
+            topic: self.labels.clone(),
+            partition: origin.partition,
+            offset: origin.offset,
+            key: Some(id.as_bytes().to_vec()),
+            payload: Some(id.into_bytes()),
+            headers: Vec::new(),
+            timestamp: None,
+        };
+        let reason = Reason { stage: "join", kind, error: error.to_string() };
+        out.send(dlq::dead_letter(&shared.config.topics.dlq, "learner", &input, &reason, now_ms()));
+    }
+
+    /// Every `checkpoint-interval-ms`, and when the label stream went quiet, with something new.
+    fn checkpoint_due(&self, polled: usize, shared: &Shared) -> bool {
+        let lc = &shared.config.learner;
+        let t = &self.trainer.state;
+        let timer = self.last_checkpoint.elapsed() >= Duration::from_millis(lc.checkpoint_interval_ms);
+        let idle = polled == 0 && self.join.waiting() == 0 && self.last_label.elapsed() >= IDLE_CHECKPOINT;
+        t.since_checkpoint > 0 && (timer || idle) && t.counts.trained >= lc.min_examples
+    }
+
+    /// Resume points: the input from its oldest event still waiting for a label, the labels from
+    /// where they were settled to.
+    fn offsets(&self, progress: &Progress<'_>) -> Vec<TopicOffset> {
+        let waiting = self.join.oldest_waiting();
+        let mut offsets = Vec::new();
+        for p in progress.partitions(&self.input) {
+            let o = waiting.get(p).copied().or_else(|| progress.next(&self.input, *p)).unwrap_or(0);
+            offsets.push(TopicOffset { topic: self.input.clone(), partition: *p, offset: o });
+        }
+        for (p, o) in &self.applied {
+            offsets.push(TopicOffset { topic: self.labels.clone(), partition: *p, offset: *o });
+        }
+        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        offsets
+    }
+
+    /// Publishes a checkpoint of the best candidates; promotes it when it beats the champion.
+    fn checkpoint(&mut self, progress: &Progress<'_>, shared: &Shared, out: &mut Outbox) -> Result<(), HandlerError> {
+        let version = self.next_version;
+        let parent = self.champion.as_ref().map(|c| c.version);
+        self.trainer.state.since_checkpoint = 0;
+        let mut cp =
+            self.trainer.checkpoint(version, parent, now_ms(), self.offsets(progress)).map_err(HandlerError)?;
+        if let Some(k) = &shared.key {
+            vigil_models::checkpoint::sign(&mut cp, k);
+        }
+        let models = &shared.config.topics.models;
+        out.event(&shared.codec, models, &cp.key(), &cp)?;
+        self.next_version = version + 1;
+        self.last_checkpoint = Instant::now();
+        let (promote, why) = self.trainer.should_promote(&shared.config.learner);
+        shared.metrics.checkpoint(&self.name, version, promote, &why);
+        if promote {
+            self.promote(&cp, &why, shared, out)?;
+        }
+        Ok(())
+    }
+
+    fn promote(
+        &mut self,
+        cp: &ModelCheckpoint,
+        why: &str,
+        shared: &Shared,
+        out: &mut Outbox,
+    ) -> Result<(), HandlerError> {
+        let (version, topics) = (cp.version, &shared.config.topics);
+        let promoted = model_registry::transition(cp, CheckpointStatus::Promoted, &format!("learner: {why}"), now_ms());
+        out.event(&shared.codec, &topics.models, &promoted.key(), &promoted)?;
+        let metric = &shared.config.learner.metric;
+        let alert = Alert {
+            alert_id: format!("model-promoted-{}-{version}-{}", self.name, now_ms()),
+            time: now_ms(),
+            kind: AlertKind::ModelPromoted,
+            state: AlertState::Firing,
+            severity: Severity::Info,
+            model: Some(self.name.clone()),
+            model_version: Some(version),
+            feature: None,
+            detector: Some("learner".into()),
+            statistic: Some(metric.clone()),
+            value: Some(crate::trainer::score(&self.trainer.state.served, metric)),
+            threshold: None,
+            p_value: None,
+            window_start: None,
+            window_end: None,
+            message: format!("{} v{version} promoted: {why}", self.name),
+            dedup_key: format!("model-promoted/{}/{version}", self.name),
+        };
+        out.event(&shared.codec, &topics.alerts, &alert.dedup_key, &alert)?;
+        self.trainer.set_champion(Some(version));
+        self.champion = self.load_champion(&promoted, shared);
+        self.trainer.state.learner.anchor_to_best();
+        Ok(())
+    }
+
+    /// A concept-drift alert for this model: fresh challengers learn from post-drift events.
+    pub fn concept_drift(&mut self, why: &str, metrics: &Metrics) {
+        self.trainer.state.learner.add_fresh_challengers();
+        metrics.challengers_added(&self.name, why);
+    }
+}
+
+/// The spec a model starts from when nothing was learnt yet: its champion's, else the demo's.
+pub fn starting_spec(name: &str, registry: &ModelRegistry) -> Result<FeatureSpec, HandlerError> {
+    let text = registry
+        .champion(name)
+        .map(|c| c.feature_spec.clone())
+        .or_else(|| vigil_features::demo_spec(name).map(str::to_string))
+        .ok_or_else(|| HandlerError(format!("{name}: no champion and no built-in spec to start from")))?;
+    FeatureSpec::parse(&text).map_err(|e| HandlerError(format!("{name}: {e}")))
+}
