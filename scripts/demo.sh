@@ -16,6 +16,8 @@ source "$VIGIL_ROOT/scripts/env.sh"  # again: setup may have just installed ONNX
 echo "== building Vigil (release)" >&2
 cargo build --release --locked --bins
 bin="$VIGIL_ROOT/target/release"
+# The demo's two inputs (card transactions, texts); every program reads the same file.
+export VIGIL_CONFIG=${VIGIL_CONFIG:-$VIGIL_ROOT/config/demo.toml}
 export VIGIL_KAFKA_PORT=${VIGIL_KAFKA_PORT:-9092}
 export VIGIL_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$VIGIL_KAFKA_PORT"
 # Each demo tells its story from the start: a clean broker (VIGIL_DEMO_KEEP=1 keeps the last run's).

@@ -10,6 +10,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The whole configuration document, every service's section checked.
+pub type Config =
+    vigil_runtime::Config<vigil_scorer::ScorerConfig, vigil_learner::LearnerConfig, vigil_drift::DriftConfig>;
+
 /// Vigil: scoring, continual learning and drift detection on Apache Kafka.
 #[derive(Debug, Parser)]
 #[command(name = "vigil", version, about)]
@@ -40,7 +44,7 @@ enum Command {
     },
     /// List the shipped Avro schemas with their versions and fingerprints.
     Schemas,
-    /// Check the configuration and print it (secrets redacted).
+    /// Check the configuration (every section) and print it as TOML, secrets redacted.
     Config {
         /// Print the built-in defaults as a TOML file instead.
         #[arg(long)]
@@ -58,7 +62,7 @@ enum TopicsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match vigil_runtime::Config::load(cli.config.as_deref()) {
+    let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vigil: {e}");
@@ -82,10 +86,7 @@ fn main() -> ExitCode {
             Command::Models { command } => commands::models::run(&config, command).await,
             Command::Schemas => commands::schemas(),
             Command::Config { defaults: true } => commands::print_defaults(),
-            Command::Config { defaults: false } => {
-                println!("{config:#?}");
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Config { defaults: false } => commands::print_config(&config),
         }
     });
     match result {

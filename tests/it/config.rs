@@ -24,6 +24,16 @@ schema = "dev.vigil.demo.Transaction"
 
 [log]
 format = "yaml"
+
+[scorer]
+provider = "tpu"
+max-wait-ms = -1
+
+[learner]
+metric = "f1"
+
+[drift.concept-detector]
+kind = "hunch"
 "#,
     );
     let (code, _, err) = vigil(
@@ -42,6 +52,10 @@ format = "yaml"
         "kafka.compression",
         "topics.partitions",
         "http.listen",
+        "scorer.provider",
+        "scorer.max-wait-ms",
+        "learner.metric",
+        "drift.concept-detector.kind",
     ] {
         assert!(err.contains(needle), "`{needle}` not reported:\n{err}");
     }
@@ -53,4 +67,51 @@ fn a_missing_config_file_is_an_error() {
     let (code, _, err) = vigil(&["--config", "/nonexistent/vigil.toml", "config"], &[], None);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/vigil.toml") && err.contains("cannot read"), "{err}");
+}
+
+/// Detectors are chosen by name with their parameters; parameters another detector takes are errors.
+#[test]
+fn the_concept_detector_is_chosen_by_name_with_its_parameters() {
+    let good = temp_file("kswin.toml", "[drift.concept-detector]\nkind = \"kswin\"\nalpha = 0.01\nwindow-size = 200\n");
+    let (code, out, err) = vigil(&["--config", good.to_str().unwrap(), "config"], &[], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kind = \"kswin\"") && out.contains("window-size = 200"), "{out}");
+    let bad = temp_file("mixed.toml", "[drift.concept-detector]\nkind = \"adwin\"\nwindow-size = 5\n");
+    let (code, _, err) = vigil(&["--config", bad.to_str().unwrap(), "config"], &[], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("drift.concept-detector.window-size") && err.contains("takes only delta"), "{err}");
+}
+
+/// `config/vigil.example.toml` documents every key of every section at its default: it is what
+/// `vigil config --defaults` prints (regenerate it with that command), and it loads as the defaults.
+#[test]
+fn the_example_file_is_the_defaults() {
+    let path = root().join("config/vigil.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    let (code, defaults, err) = vigil(&["config", "--defaults"], &[], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(body.trim(), defaults.trim(), "regenerate config/vigil.example.toml with `vigil config --defaults`");
+    let (code, loaded, err) = vigil(&["--config", path.to_str().unwrap(), "config"], &[], None);
+    assert_eq!(code, 0, "{err}");
+    let (_, plain, _) = vigil(&["config"], &[], None);
+    assert_eq!(loaded, plain);
+}
+
+/// The demo's file adds its two inputs and changes nothing else.
+#[test]
+fn the_demo_file_adds_the_demo_inputs() {
+    let demo = root().join("config/demo.toml");
+    let (code, out, err) = vigil(&["--config", demo.to_str().unwrap(), "config"], &[], None);
+    assert_eq!(code, 0, "{err}");
+    let doc: toml::Table = out.parse().unwrap();
+    let inputs = doc["inputs"].as_array().unwrap();
+    let models: Vec<&str> = inputs.iter().map(|i| i["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["fraud", "sentiment"]);
+    let (_, plain, _) = vigil(&["config"], &[], None);
+    let mut plain: toml::Table = plain.parse().unwrap();
+    let mut without = doc.clone();
+    without.remove("inputs");
+    assert!(plain.remove("inputs").is_none_or(|i| i.as_array().is_some_and(Vec::is_empty)));
+    assert_eq!(without, plain);
 }

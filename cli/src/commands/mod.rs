@@ -8,8 +8,8 @@ pub mod topics;
 
 use std::process::ExitCode;
 
+use crate::Config;
 use vigil_events::error::hex;
-use vigil_runtime::Config;
 
 /// `vigil schemas`.
 pub fn schemas() -> anyhow::Result<ExitCode> {
@@ -22,7 +22,12 @@ pub fn schemas() -> anyhow::Result<ExitCode> {
 
 /// `vigil config --defaults`: the built-in defaults as TOML (the source of `config/vigil.example.toml`).
 pub fn print_defaults() -> anyhow::Result<ExitCode> {
-    println!("{}", toml::to_string_pretty(&Config::default())?);
+    print_config(&Config::default())
+}
+
+/// `vigil config`: the configuration in effect as TOML (secrets print as `<redacted>`).
+pub fn print_config(config: &Config) -> anyhow::Result<ExitCode> {
+    println!("{}", toml::to_string_pretty(config)?);
     Ok(ExitCode::SUCCESS)
 }
 

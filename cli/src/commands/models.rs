@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::Config;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use vigil_events::{Alert, AlertKind, AlertState, CheckpointStatus, Codec, ModelCheckpoint, Severity};
@@ -14,7 +15,6 @@ use vigil_kafka::models::{self, ModelRecord};
 use vigil_kafka::now_ms;
 use vigil_models::Runtime;
 use vigil_models::checkpoint::{self, NewCheckpoint, Policy};
-use vigil_runtime::Config;
 
 /// The `models` subcommands.
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::Config;
 use anyhow::Context;
 use clap::Args;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -15,7 +16,6 @@ use vigil_events::json::from_json;
 use vigil_events::schemas::names;
 use vigil_kafka::client;
 use vigil_kafka::schema_registry::Registry;
-use vigil_runtime::Config;
 
 use super::{key_field, schema_for_topic};
 

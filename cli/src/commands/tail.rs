@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::Config;
 use clap::Args;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -13,7 +14,6 @@ use vigil_events::json::{BytesOut, to_json};
 use vigil_events::{Codec, CodecError, Disposition};
 use vigil_kafka::schema_registry::Registry;
 use vigil_kafka::{client, now_ms};
-use vigil_runtime::Config;
 
 /// Options of `vigil tail`.
 #[derive(Debug, Args)]

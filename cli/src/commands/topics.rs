@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
+use crate::Config;
 use vigil_kafka::admin::{self, TopicOutcome};
-use vigil_runtime::Config;
 
 /// Creates every topic the configuration names; exits 1 when an existing topic has other settings.
 pub async fn create(config: &Config) -> anyhow::Result<ExitCode> {
-    let admin = admin::admin(config)?;
-    let specs = admin::topic_specs(config);
+    let admin = admin::admin(&config.kafka)?;
+    let specs = admin::topic_specs(&config.topics, &config.inputs);
     let outcomes = admin::create_topics(&admin, &specs).await?;
     let mut code = ExitCode::SUCCESS;
     for ((name, outcome), spec) in outcomes.iter().zip(&specs) {
@@ -31,8 +31,8 @@ pub async fn create(config: &Config) -> anyhow::Result<ExitCode> {
 
 /// Lists the configured topics and whether they exist as expected.
 pub async fn list(config: &Config) -> anyhow::Result<ExitCode> {
-    let admin = admin::admin(config)?;
-    for spec in admin::topic_specs(config) {
+    let admin = admin::admin(&config.kafka)?;
+    for spec in admin::topic_specs(&config.topics, &config.inputs) {
         match admin::differences(&admin, &spec).await {
             Ok(d) if d.is_empty() => println!("ok       {}", spec.name),
             Ok(d) => {

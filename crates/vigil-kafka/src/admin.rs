@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
-use vigil_runtime::Config;
+use vigil_runtime::config::{InputConfig, KafkaConfig, TopicsConfig};
 
 use crate::{KafkaPlumbingError, client};
 
@@ -35,8 +35,8 @@ pub enum TopicOutcome {
 }
 
 /// Every topic the configuration names: inputs, labels and Vigil's own.
-pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
-    let t = &config.topics;
+pub fn topic_specs(topics: &TopicsConfig, inputs: &[InputConfig]) -> Vec<TopicSpec> {
+    let t = topics;
     let plain = |name: &str| TopicSpec {
         name: name.to_string(),
         partitions: t.partitions,
@@ -49,7 +49,7 @@ pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
         s
     };
     let mut specs = Vec::new();
-    for input in &config.inputs {
+    for input in inputs {
         specs.push(plain(&input.topic));
         if !input.labels.is_empty() {
             specs.push(plain(&input.labels));
@@ -73,8 +73,8 @@ pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
 }
 
 /// An admin client for the configured cluster.
-pub fn admin(config: &Config) -> Result<AdminClient<DefaultClientContext>, KafkaPlumbingError> {
-    client::base_config(&config.kafka, "admin")
+pub fn admin(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, KafkaPlumbingError> {
+    client::base_config(kafka, "admin")
         .create()
         .map_err(|source| KafkaPlumbingError::Client { what: "creating an admin client", source })
 }
@@ -190,7 +190,15 @@ mod tests {
 
     #[test]
     fn specs_cover_every_design_topic_with_its_settings() {
-        let specs = topic_specs(&Config::default());
+        let input = |topic: &str, labels: &str| InputConfig {
+            topic: topic.into(),
+            labels: labels.into(),
+            model: "m".into(),
+            schema: "s".into(),
+            ..InputConfig::default()
+        };
+        let inputs = [input("fraud.transactions", "fraud.labels"), input("sentiment.texts", "sentiment.labels")];
+        let specs = topic_specs(&TopicsConfig::default(), &inputs);
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         for t in [
             "fraud.transactions",

@@ -14,7 +14,7 @@ pub fn base_config(k: &KafkaConfig, role: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers)
         .set("client.id", format!("{}-{role}", k.client_id))
-        .set("security.protocol", k.security_protocol.to_ascii_lowercase());
+        .set("security.protocol", k.security_protocol.as_str());
     if !k.sasl_mechanism.is_empty() {
         c.set("sasl.mechanism", &k.sasl_mechanism);
     }
@@ -22,7 +22,7 @@ pub fn base_config(k: &KafkaConfig, role: &str) -> ClientConfig {
         c.set("sasl.username", &k.sasl_username);
     }
     if !k.sasl_password.is_empty() {
-        c.set("sasl.password", &k.sasl_password);
+        c.set("sasl.password", k.sasl_password.expose());
     }
     c.set_log_level(RDKafkaLogLevel::Warning);
     for (key, value) in &k.properties {
@@ -38,7 +38,7 @@ pub fn producer_config(k: &KafkaConfig, role: &str) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", k.linger_ms.to_string())
         .set("batch.size", k.batch_size.to_string())
-        .set("compression.type", &k.compression)
+        .set("compression.type", k.compression.as_str())
         .set("queue.buffering.max.messages", k.queue_max_messages.to_string())
         .set("message.max.bytes", k.message_max_bytes.to_string());
     // Pass-through properties win over Vigil's choices.
@@ -157,10 +157,10 @@ mod tests {
         let mut k = KafkaConfig::default();
         k.properties.insert("ssl.ca.location".into(), "/ca.pem".into());
         k.properties.insert("linger.ms".into(), "20".into());
-        k.security_protocol = "SASL_SSL".into();
+        k.security_protocol = vigil_runtime::config::SecurityProtocol::SaslSsl;
         k.sasl_mechanism = "SCRAM-SHA-512".into();
         k.sasl_username = "u".into();
-        k.sasl_password = "p".into();
+        k.sasl_password = vigil_runtime::config::Secret::new("p");
         let c = producer_config(&k, "scorer");
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("acks"), Some("all"));

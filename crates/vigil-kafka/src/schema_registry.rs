@@ -64,7 +64,7 @@ impl Registry {
         let mut builder = SrSettings::new_builder(c.url.clone());
         builder.set_timeout(Duration::from_secs(10));
         if !c.username.is_empty() {
-            let password = (!c.password.is_empty()).then_some(c.password.as_str());
+            let password = (!c.password.is_empty()).then_some(c.password.expose());
             builder.set_basic_authorization(&c.username, password);
         }
         let settings = builder.build().map_err(|e| call_error("configuring the client".into(), e))?;

@@ -8,15 +8,37 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::Prequential;
 use crate::models::{Hyper, Online, Row};
 
-/// The metric candidates are ranked by, over the sliding window.
+/// The metric candidates are ranked by, over the sliding window (`auc`, `accuracy`, `log-loss`
+/// in configuration; learner states written before these names read too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Metric {
     /// Accuracy at the threshold.
+    #[serde(alias = "Accuracy")]
     Accuracy,
     /// ROC AUC.
+    #[serde(alias = "Auc")]
     Auc,
     /// Log loss (lower is better).
+    #[serde(alias = "LogLoss")]
     LogLoss,
+}
+
+impl Metric {
+    /// Its name in configuration and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::Auc => "auc",
+            Metric::LogLoss => "log-loss",
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Selection rules.

@@ -13,8 +13,9 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorRef, ValueType};
 use vigil_runtime::error_chain;
 
-/// Which hardware runs inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which hardware runs inference (`cpu`, `cuda` or `auto` in configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Provider {
     /// The CPU execution provider.
     Cpu,

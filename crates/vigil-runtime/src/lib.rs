@@ -28,13 +28,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// with every problem listed, when it is invalid), starts logging, runs `run` on a two-thread async
 /// runtime with a shutdown token cancelled by SIGTERM / SIGINT, and turns its result into the exit
 /// status (failures logged and printed, prefixed by `name`).
-pub fn service_main<F, Fut>(name: &str, config_file: Option<&std::path::Path>, run: F) -> std::process::ExitCode
+pub fn service_main<Sc, Le, Dr, F, Fut>(
+    name: &str,
+    config_file: Option<&std::path::Path>,
+    run: F,
+) -> std::process::ExitCode
 where
-    F: FnOnce(Config, tokio_util::sync::CancellationToken) -> Fut,
+    Sc: config::Section,
+    Le: config::Section,
+    Dr: config::Section,
+    F: FnOnce(Config<Sc, Le, Dr>, tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     use std::process::ExitCode;
-    let config = match Config::load(config_file) {
+    let config = match Config::<Sc, Le, Dr>::load(config_file) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{name}: {e}");

@@ -20,3 +20,26 @@ pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
 pub fn bonferroni(p: &[f64]) -> Vec<f64> {
     p.iter().map(|x| (x * p.len() as f64).min(1.0)).collect()
 }
+
+/// A correction chosen by name (`benjamini-hochberg`, `bonferroni`, `none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Correction {
+    /// Benjamini–Hochberg (false discovery rate).
+    BenjaminiHochberg,
+    /// Bonferroni (family-wise error).
+    Bonferroni,
+    /// No correction.
+    None,
+}
+
+impl Correction {
+    /// The adjusted p-values of `p`, in its order.
+    pub fn adjust(&self, p: &[f64]) -> Vec<f64> {
+        match self {
+            Correction::BenjaminiHochberg => benjamini_hochberg(p),
+            Correction::Bonferroni => bonferroni(p),
+            Correction::None => p.to_vec(),
+        }
+    }
+}

@@ -16,6 +16,130 @@ pub trait Detector: Send {
     fn name(&self) -> &'static str;
 }
 
+/// A detector chosen by name, with its parameters (what configuration files hold): every parameter
+/// left out takes River's default for that detector.
+///
+/// ```toml
+/// kind = "kswin"     # adwin, ddm, page-hinkley or kswin
+/// alpha = 0.005
+/// window-size = 100
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DetectorConfig {
+    /// Which detector.
+    pub kind: DetectorKind,
+    /// ADWIN: confidence (0.002); Page-Hinkley: tolerated change (0.005).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    /// Page-Hinkley: detection threshold (50).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Page-Hinkley: forgetting factor (0.9999); KSWIN: the test's significance (0.005).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// Page-Hinkley: values before detecting (30); DDM: warm start (30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_instances: Option<u64>,
+    /// DDM: warning level in standard deviations (2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning_threshold: Option<f64>,
+    /// DDM: drift level in standard deviations (3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift_threshold: Option<f64>,
+    /// KSWIN: window (100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_size: Option<usize>,
+    /// KSWIN: the recent part of the window that is tested (30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stat_size: Option<usize>,
+    /// KSWIN: seed of its sampling (42).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// The detectors there are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectorKind {
+    /// ADWIN.
+    #[default]
+    Adwin,
+    /// DDM.
+    Ddm,
+    /// Page-Hinkley.
+    PageHinkley,
+    /// KSWIN.
+    Kswin,
+}
+
+impl DetectorConfig {
+    /// Every problem: parameters the kind does not take, or values out of range (`key` prefixes
+    /// the messages).
+    pub fn validate(&self, key: &str) -> Vec<String> {
+        use DetectorKind::*;
+        let mut p = Vec::new();
+        let takes: &[&str] = match self.kind {
+            Adwin => &["delta"],
+            Ddm => &["min-instances", "warning-threshold", "drift-threshold"],
+            PageHinkley => &["delta", "threshold", "alpha", "min-instances"],
+            Kswin => &["alpha", "window-size", "stat-size", "seed"],
+        };
+        let set = [
+            ("delta", self.delta.is_some()),
+            ("threshold", self.threshold.is_some()),
+            ("alpha", self.alpha.is_some()),
+            ("min-instances", self.min_instances.is_some()),
+            ("warning-threshold", self.warning_threshold.is_some()),
+            ("drift-threshold", self.drift_threshold.is_some()),
+            ("window-size", self.window_size.is_some()),
+            ("stat-size", self.stat_size.is_some()),
+            ("seed", self.seed.is_some()),
+        ];
+        for (name, _) in set.iter().filter(|(n, on)| *on && !takes.contains(n)) {
+            p.push(format!("{key}.{name}: {:?} takes only {}", self.kind, takes.join(", ")));
+        }
+        let unit = |name: &str, v: Option<f64>, p: &mut Vec<String>| {
+            if let Some(v) = v.filter(|v| !(*v > 0.0 && *v < 1.0)) {
+                p.push(format!("{key}.{name}: {v} is not in (0, 1)"));
+            }
+        };
+        if matches!(self.kind, Adwin) {
+            unit("delta", self.delta, &mut p);
+        }
+        unit("alpha", self.alpha, &mut p);
+        let (w, s) = (self.window_size.unwrap_or(100), self.stat_size.unwrap_or(30));
+        if matches!(self.kind, Kswin) && s >= w {
+            p.push(format!("{key}.stat-size: {s} must be smaller than window-size {w}"));
+        }
+        p
+    }
+
+    /// A fresh detector.
+    pub fn build(&self) -> Box<dyn Detector> {
+        match self.kind {
+            DetectorKind::Adwin => Box::new(Adwin::new(self.delta.unwrap_or(0.002))),
+            DetectorKind::Ddm => Box::new(Ddm::new(
+                self.min_instances.unwrap_or(30),
+                self.warning_threshold.unwrap_or(2.0),
+                self.drift_threshold.unwrap_or(3.0),
+            )),
+            DetectorKind::PageHinkley => Box::new(PageHinkley::new(
+                self.min_instances.unwrap_or(30),
+                self.delta.unwrap_or(0.005),
+                self.threshold.unwrap_or(50.0),
+                self.alpha.unwrap_or(0.9999),
+            )),
+            DetectorKind::Kswin => Box::new(Kswin::new(
+                self.alpha.unwrap_or(0.005),
+                self.window_size.unwrap_or(100),
+                self.stat_size.unwrap_or(30),
+                self.seed.unwrap_or(42),
+            )),
+        }
+    }
+}
+
 /// One row of ADWIN's exponential histogram: summaries of 2^row values each, oldest first.
 #[derive(Debug, Clone, Default)]
 struct Row {

@@ -12,7 +12,8 @@ pub mod histogram;
 pub mod ks;
 pub mod pyrandom;
 
-pub use detectors::{Adwin, Ddm, Detector, Kswin, PageHinkley};
+pub use correction::Correction;
+pub use detectors::{Adwin, Ddm, Detector, DetectorConfig, DetectorKind, Kswin, PageHinkley};
 
 #[cfg(test)]
 mod tests;

@@ -95,3 +95,24 @@ fn detectors_detect_a_step_and_stay_quiet_on_a_constant() {
     let hits: Vec<usize> = errors.iter().enumerate().filter_map(|(i, x)| ddm.update(*x).then_some(i)).collect();
     assert!(hits.first().is_some_and(|i| (1500..1700).contains(i)), "ddm: {hits:?}");
 }
+
+/// A detector chosen by name behaves as the one built by hand with the same parameters (River's
+/// defaults for what is left out), and parameters of another kind are refused.
+#[test]
+fn detectors_are_built_by_name_with_their_parameters() {
+    use crate::detectors::{Detector, DetectorConfig, DetectorKind, Kswin, PageHinkley};
+    let stream: Vec<f64> = (0..3000).map(|i| if i < 1500 { (i % 7) as f64 } else { 5.0 + (i % 7) as f64 }).collect();
+    let detections =
+        |d: &mut dyn Detector| -> Vec<usize> { (0..stream.len()).filter(|i| d.update(stream[*i])).collect() };
+    let cfg = DetectorConfig { kind: DetectorKind::Kswin, alpha: Some(0.01), ..DetectorConfig::default() };
+    let mut by_name = cfg.build();
+    assert_eq!(by_name.name(), "kswin");
+    assert_eq!(detections(by_name.as_mut()), detections(&mut Kswin::new(0.01, 100, 30, 42)));
+    let ph = DetectorConfig { kind: DetectorKind::PageHinkley, ..DetectorConfig::default() };
+    let found = detections(ph.build().as_mut());
+    assert!(!found.is_empty());
+    assert_eq!(found, detections(&mut PageHinkley::new(30, 0.005, 50.0, 0.9999)));
+    assert!(cfg.validate("d").is_empty());
+    let mixed = DetectorConfig { kind: DetectorKind::Adwin, window_size: Some(5), ..DetectorConfig::default() };
+    assert_eq!(mixed.validate("d"), vec!["d.window-size: Adwin takes only delta".to_string()]);
+}

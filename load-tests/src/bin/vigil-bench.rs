@@ -45,7 +45,7 @@ enum Which {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match vigil_runtime::Config::load(cli.config.as_deref()) {
+    let config: vigil_runtime::Config = match vigil_runtime::Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vigil-bench: {e}");

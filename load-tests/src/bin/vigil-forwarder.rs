@@ -30,7 +30,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match vigil_runtime::Config::load(args.config.as_deref()) {
+    let config: vigil_runtime::Config = match vigil_runtime::Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vigil-forwarder: {e}");

@@ -43,8 +43,9 @@ pub struct AlertBook {
 
 impl AlertBook {
     /// A book with the given cool-down and hysteresis.
-    pub fn new(cooldown_ms: u64, resolve_after: u32) -> AlertBook {
-        AlertBook { cooldown_ms: cooldown_ms as i64, resolve_after: resolve_after.max(1), open: HashMap::new() }
+    pub fn new(cooldown: std::time::Duration, resolve_after: u32) -> AlertBook {
+        let cooldown_ms = i64::try_from(cooldown.as_millis()).unwrap_or(i64::MAX);
+        AlertBook { cooldown_ms, resolve_after: resolve_after.max(1), open: HashMap::new() }
     }
 
     /// Keys of the open conditions.

@@ -8,6 +8,7 @@
 //! `vigil-stats`.
 
 pub mod alerts;
+pub mod config;
 pub mod events;
 pub mod monitor;
 pub mod service;
@@ -22,7 +23,9 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
 use vigil_kafka::owned::{self, OwnedConfig};
-use vigil_runtime::{Config, Health};
+use vigil_runtime::Health;
+
+pub use crate::config::{Config, DriftConfig};
 
 /// Runs the drift service until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), String> {

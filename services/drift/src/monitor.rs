@@ -6,12 +6,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::config::DriftConfig;
 use vigil_events::{AlertKind, FeatureDrift, FeatureKind, FeatureReference, Severity};
 use vigil_features::spec::{Encoding, FeatureSpec, Transform};
 use vigil_learn::metrics::Prequential;
-use vigil_runtime::config::DriftConfig;
-use vigil_stats::detectors::{Adwin, Ddm, Detector, PageHinkley};
-use vigil_stats::{chi2, correction, divergence, ks};
+use vigil_stats::detectors::Detector;
+use vigil_stats::{chi2, divergence, ks};
 
 /// The name under which the scores are compared, as in checkpoints and alerts.
 pub const SCORE: &str = "__score__";
@@ -313,14 +313,6 @@ pub struct Monitor {
     last: Option<Evaluation>,
 }
 
-fn concept_detector(cfg: &DriftConfig) -> Box<dyn Detector> {
-    match cfg.concept_detector.as_str() {
-        "ddm" => Box::new(Ddm::new(30, 2.0, 3.0)),
-        "page-hinkley" => Box::new(PageHinkley::new(30, 0.005, 50.0, 0.9999)),
-        _ => Box::new(Adwin::new(cfg.adwin_delta)),
-    }
-}
-
 impl Monitor {
     /// A monitor of `model` whose raw rows are laid out as `layout`.
     pub fn new(model: &str, layout: Layout, cfg: &DriftConfig) -> Monitor {
@@ -345,7 +337,7 @@ impl Monitor {
             labels_order: VecDeque::new(),
             errors: Ring::new(w),
             quality: Prequential::new(w, 0.5),
-            detector: concept_detector(cfg),
+            detector: cfg.concept_detector.build(),
             labelled: 0,
             champion: None,
             last: None,
@@ -390,7 +382,7 @@ impl Monitor {
         self.scored_order.clear();
         self.errors.clear();
         self.quality = Prequential::new(self.cfg.window, 0.5);
-        self.detector = concept_detector(&self.cfg);
+        self.detector = self.cfg.concept_detector.build();
         match r {
             Some(r) => self.set_reference(r),
             None => {
@@ -644,11 +636,7 @@ impl Monitor {
             return None;
         }
         let raw: Vec<f64> = tests.iter().map(|t| t.p).collect();
-        let adjusted = match self.cfg.correction.as_str() {
-            "bonferroni" => correction::bonferroni(&raw),
-            "none" => raw.clone(),
-            _ => correction::benjamini_hochberg(&raw),
-        };
+        let adjusted = self.cfg.correction.adjust(&raw);
         let alpha = self.cfg.significance;
         let mut features = Vec::new();
         let mut findings = Vec::new();

@@ -7,13 +7,13 @@
 //! at an interval.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::config::{Config, StartFrom};
 use vigil_events::schemas::names;
 use vigil_events::{Codec, DriftReport, Encoding, Field, Label, RecordReader, Wanted};
 use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
 use vigil_kafka::{HandlerError, ModelRegistry, now_ms};
-use vigil_runtime::Config;
 
 use crate::alerts::AlertBook;
 use crate::events::Metrics;
@@ -57,7 +57,7 @@ impl Drift {
         }
         let scores = RecordReader::new(&codec, names::SCORE, Encoding::Avro, Wanted::new(&SCORE_FIELDS))
             .map_err(|e| HandlerError(e.to_string()))?;
-        let book = AlertBook::new(config.drift.cooldown_ms, config.drift.resolve_after);
+        let book = AlertBook::new(config.drift.cooldown, config.drift.resolve_after);
         tracing::info!(models = ?models, "drift service started");
         Ok(Drift { config, codec, metrics, watched, book, scores, evaluations: Vec::new(), sent: Vec::new() })
     }
@@ -108,7 +108,7 @@ impl Drift {
 
     /// A `DriftReport` per model every `report-interval-ms`.
     fn reports(&mut self, out: &mut Outbox) -> Result<(), HandlerError> {
-        let every = Duration::from_millis(self.config.drift.report_interval_ms);
+        let every = self.config.drift.report_interval;
         for w in &mut self.watched {
             if w.last_report.elapsed() < every {
                 continue;
@@ -124,9 +124,9 @@ impl Drift {
 
 impl ModelService for Drift {
     fn sources(&self) -> Vec<Source> {
-        let start = match self.config.drift.start_from.as_str() {
-            "earliest" => Start::Earliest,
-            _ => Start::Last(self.config.drift.window as i64),
+        let start = match self.config.drift.start_from {
+            StartFrom::Earliest => Start::Earliest,
+            StartFrom::Window => Start::Last(self.config.drift.window as i64),
         };
         let mut topics = vec![self.config.topics.scores.clone()];
         for w in &self.watched {

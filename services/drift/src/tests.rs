@@ -1,10 +1,10 @@
 //! Unit tests of the monitor and the alert book (the service runs against a broker in
 //! `tests/it/drift.rs`).
 
+use crate::config::DriftConfig;
 use vigil_events::{AlertKind, AlertState, FeatureKind, FeatureReference, Severity};
 use vigil_features::FeatureSpec;
 use vigil_learn::rng::Rng;
-use vigil_runtime::config::DriftConfig;
 
 use crate::alerts::{AlertBook, Outcome};
 use crate::monitor::{Finding, Layout, Monitor, References, SCORE};
@@ -301,7 +301,7 @@ fn finding(active: bool) -> Finding {
 
 #[test]
 fn alerts_fire_once_per_cool_down_and_resolve_after_clean_evaluations() {
-    let mut book = AlertBook::new(60_000, 3);
+    let mut book = AlertBook::new(std::time::Duration::from_secs(60), 3);
     let w = (0, 10);
     let (o, a) = book.observe("m", Some(2), &finding(true), 1_000, w);
     let a = a.unwrap();

@@ -8,7 +8,9 @@ use vigil_events::{Codec, Encoding, ModelCheckpoint, RecordReader, Wanted};
 use vigil_features::{FeatureSpec, Featurizer, Row};
 use vigil_kafka::owned::Record;
 use vigil_kafka::{HandlerError, ModelRegistry, now_ms};
-use vigil_runtime::config::{DriftConfig, InputConfig};
+use vigil_runtime::config::InputConfig;
+
+use crate::config::DriftConfig;
 
 use crate::monitor::{Evaluation, Layout, Monitor, References};
 

@@ -6,6 +6,7 @@
 //! it, so every label updates the model once, across crashes.
 
 pub mod champion;
+pub mod config;
 pub mod events;
 pub mod join;
 pub mod model;
@@ -18,7 +19,9 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
 use vigil_kafka::owned::{self, OwnedConfig};
-use vigil_runtime::{Config, Health};
+use vigil_runtime::Health;
+
+pub use crate::config::{Config, LearnerConfig};
 
 /// Runs the learner until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), String> {

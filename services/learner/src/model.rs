@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use vigil_events::{
     Alert, AlertKind, AlertState, CheckpointStatus, Codec, Label, ModelCheckpoint, RecordReader, Severity, TopicOffset,
     Wanted,
@@ -14,7 +15,6 @@ use vigil_kafka::dlq::{self, Reason};
 use vigil_kafka::owned::{Outbox, Progress, Record};
 use vigil_kafka::{HandlerError, Input, ModelRegistry, model_registry, now_ms};
 use vigil_models::Runtime;
-use vigil_runtime::Config;
 
 use crate::champion::Champion;
 use crate::events::Metrics;
@@ -233,7 +233,7 @@ impl Model {
     fn checkpoint_due(&self, polled: usize, shared: &Shared) -> bool {
         let lc = &shared.config.learner;
         let t = &self.trainer.state;
-        let timer = self.last_checkpoint.elapsed() >= Duration::from_millis(lc.checkpoint_interval_ms);
+        let timer = self.last_checkpoint.elapsed() >= lc.checkpoint_interval;
         let idle = polled == 0 && self.join.waiting() == 0 && self.last_label.elapsed() >= IDLE_CHECKPOINT;
         t.since_checkpoint > 0 && (timer || idle) && t.counts.trained >= lc.min_examples
     }
@@ -286,7 +286,7 @@ impl Model {
         let (version, topics) = (cp.version, &shared.config.topics);
         let promoted = model_registry::transition(cp, CheckpointStatus::Promoted, &format!("learner: {why}"), now_ms());
         out.event(&shared.codec, &topics.models, &promoted.key(), &promoted)?;
-        let metric = &shared.config.learner.metric;
+        let metric = shared.config.learner.metric;
         let alert = Alert {
             alert_id: format!("model-promoted-{}-{version}-{}", self.name, now_ms()),
             time: now_ms(),
@@ -297,7 +297,7 @@ impl Model {
             model_version: Some(version),
             feature: None,
             detector: Some("learner".into()),
-            statistic: Some(metric.clone()),
+            statistic: Some(metric.name().to_string()),
             value: Some(crate::trainer::score(&self.trainer.state.served, metric)),
             threshold: None,
             p_value: None,

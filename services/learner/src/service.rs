@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 
+use crate::config::Config;
 use vigil_events::{Alert, AlertKind, AlertState, Codec, ModelCheckpoint};
 use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
 use vigil_kafka::{HandlerError, ModelRegistry};
 use vigil_models::Runtime;
-use vigil_runtime::Config;
 
 use crate::events::Metrics;
 use crate::model::{Model, Shared, starting_spec};

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use crate::config::LearnerConfig;
 use serde::{Deserialize, Serialize};
 use vigil_events::{FeatureKind, FeatureReference, ModelCheckpoint, PrequentialMetrics};
 use vigil_features::spec::{Encoding, FeatureSpec};
@@ -12,7 +13,6 @@ use vigil_features::{FeatureError, Featurizer, Field};
 use vigil_learn::metrics::Prequential;
 use vigil_learn::select::{Metric, Policy};
 use vigil_learn::{Example, Learner, Setup};
-use vigil_runtime::config::LearnerConfig;
 
 /// A featurised event waiting for its label.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,17 +72,9 @@ pub struct Trainer {
     window: usize,
 }
 
-fn metric(name: &str) -> Metric {
-    match name {
-        "accuracy" => Metric::Accuracy,
-        "log-loss" => Metric::LogLoss,
-        _ => Metric::Auc,
-    }
-}
-
 /// A metric's windowed value (higher is better).
-pub fn score(p: &Prequential, name: &str) -> f64 {
-    match metric(name) {
+pub fn score(p: &Prequential, metric: Metric) -> f64 {
+    match metric {
         Metric::Accuracy => p.window_accuracy(),
         Metric::Auc => p.window_auc().unwrap_or(0.5),
         Metric::LogLoss => -p.window_log_loss(),
@@ -99,7 +91,7 @@ impl Trainer {
     ) -> Result<Trainer, String> {
         let raw = Featurizer::new(&spec.raw(), schema).map_err(|p| p.join("; "))?;
         let policy = Policy {
-            metric: metric(&cfg.metric),
+            metric: cfg.metric,
             round: (cfg.window as u64 * 2).max(500),
             min_keep: 2,
             min_age: (cfg.window as u64 / 2).max(200),
@@ -111,7 +103,7 @@ impl Trainer {
             None => (
                 spec.width(),
                 spec.numeric.len(),
-                vigil_learn::learner::tabular_candidates(cfg.seed, metric(&cfg.metric) == Metric::Auc),
+                vigil_learn::learner::tabular_candidates(cfg.seed, cfg.metric == Metric::Auc),
             ),
         };
         let candidates = candidates.into_iter().map(|mut h| {
@@ -291,14 +283,14 @@ impl Trainer {
     /// Whether the last checkpoint should replace the champion: it beats the champion's windowed
     /// metric by the margin (or there is no champion yet).
     pub fn should_promote(&self, cfg: &LearnerConfig) -> (bool, String) {
-        let mine = score(&self.state.served, &cfg.metric);
+        let mine = score(&self.state.served, cfg.metric);
         match &self.state.champion {
             None => (true, format!("no champion yet; windowed {} {mine:.4}", cfg.metric)),
             Some((v, m)) if m.window_len() < self.window.min(200) => {
                 (false, format!("champion v{v} not evaluated on enough labels yet ({})", m.window_len()))
             }
             Some((v, m)) => {
-                let theirs = score(m, &cfg.metric);
+                let theirs = score(m, cfg.metric);
                 let ok = mine > theirs + cfg.promote_margin;
                 (
                     ok,

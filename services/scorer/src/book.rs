@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::config::Config;
 use apache_avro::Schema;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
@@ -19,7 +20,6 @@ use vigil_kafka::models;
 use vigil_kafka::{client, now_ms};
 use vigil_models::Runtime;
 use vigil_models::checkpoint::{self, Policy};
-use vigil_runtime::Config;
 
 use crate::events::Metrics;
 use crate::pool::{Key, Pool};

@@ -5,6 +5,7 @@
 //! plugs into Vigil's commit-after-acknowledgement (or transactional) consume loop.
 
 pub mod book;
+pub mod config;
 pub mod events;
 pub mod handler;
 pub mod pool;
@@ -20,10 +21,12 @@ use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
 use vigil_kafka::pipeline::{self, PipelineConfig};
 use vigil_kafka::schema_registry::Registry as SchemaRegistry;
+use vigil_models::Runtime;
 use vigil_models::checkpoint::{Policy, verifying_key_from_hex};
-use vigil_models::{Provider, Runtime};
+use vigil_runtime::Health;
 use vigil_runtime::config::Delivery;
-use vigil_runtime::{Config, Health};
+
+pub use crate::config::{Config, ScorerConfig};
 
 use crate::book::{Book, Follower};
 use crate::events::Metrics;
@@ -81,8 +84,7 @@ pub async fn run(
 
     let library = (!sc.onnxruntime.is_empty()).then(|| PathBuf::from(&sc.onnxruntime));
     let runtime = Runtime::global(library.as_deref()).map_err(|e| start(vigil_runtime::error_chain(&e)))?;
-    let provider: Provider = sc.provider.parse().map_err(start)?;
-    let pool = Arc::new(Pool::start(runtime.clone(), sc.workers, provider, sc.intra_threads));
+    let pool = Arc::new(Pool::start(runtime.clone(), sc.workers, sc.provider, sc.intra_threads));
     let mut trusted = Vec::new();
     for k in &sc.trusted_keys {
         trusted.push(verifying_key_from_hex(k).map_err(start)?);
@@ -144,9 +146,9 @@ pub async fn run(
 
     let mut cfg = PipelineConfig::new("scorer", &sc.group_id, routes.keys().cloned().collect(), &config.topics.dlq);
     cfg.max_batch = sc.max_batch;
-    cfg.max_wait = Duration::from_millis(sc.max_wait_ms);
-    cfg.commit_interval = Duration::from_millis(sc.commit_interval_ms);
-    cfg.drain_timeout = Duration::from_millis(sc.drain_timeout_ms);
+    cfg.max_wait = sc.max_wait;
+    cfg.commit_interval = sc.commit_interval;
+    cfg.drain_timeout = sc.drain_timeout;
     if config.kafka.delivery == Delivery::ExactlyOnce {
         cfg.transactional_id = Some(format!("scorer-{}-{}", sc.group_id, sc.instance_id));
     }

@@ -1,0 +1,89 @@
+//! The learner's section of the configuration (`[learner]`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vigil_learn::select::Metric;
+use vigil_runtime::config::{InputConfig, Section, check_listen, check_models, millis};
+
+/// The learner's view of the configuration document.
+pub type Config = vigil_runtime::Config<vigil_runtime::config::Unchecked, LearnerConfig>;
+
+/// The learner service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LearnerConfig {
+    /// Metrics and health endpoint.
+    pub http_listen: String,
+    /// Name of this learner in client ids (it assigns partitions itself: one learner per model).
+    pub group_id: String,
+    /// Models to train (by name); empty: every input model that has a label topic.
+    pub models: Vec<String>,
+    /// Events kept waiting for their labels (the join window, in events per model).
+    pub join_window: usize,
+    /// Checkpoint after this many new labelled examples...
+    pub checkpoint_every: u64,
+    /// ...or this many ms since the last checkpoint (with at least one new example).
+    #[serde(rename = "checkpoint-interval-ms", with = "millis")]
+    pub checkpoint_interval: Duration,
+    /// Labelled examples before the first checkpoint.
+    pub min_examples: u64,
+    /// Promote a candidate when its windowed metric beats the champion's by this margin.
+    pub promote_margin: f64,
+    /// The metric candidates are ranked and promoted by: auc, accuracy or log-loss.
+    pub metric: Metric,
+    /// Sliding window of the prequential metrics.
+    pub window: usize,
+    /// Rehearsal buffer size (0: none).
+    pub rehearsal: usize,
+    /// Replayed examples per new example.
+    pub replay_ratio: f64,
+    /// Serve the mean of this many best candidates.
+    pub serve_top: usize,
+    /// Pull towards the promoted weights (0: none).
+    pub anchor: f64,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Sign checkpoints with this ed25519 secret key file (hex); empty: unsigned.
+    pub sign_key: String,
+}
+
+impl Default for LearnerConfig {
+    fn default() -> Self {
+        LearnerConfig {
+            http_listen: "127.0.0.1:9472".into(),
+            group_id: "vigil-learner".into(),
+            models: Vec::new(),
+            join_window: 200_000,
+            checkpoint_every: 5_000,
+            checkpoint_interval: Duration::from_secs(30),
+            min_examples: 1_000,
+            promote_margin: 0.005,
+            metric: Metric::Auc,
+            window: 2_000,
+            rehearsal: 2_000,
+            replay_ratio: 0.5,
+            serve_top: 2,
+            anchor: 0.0,
+            seed: 42,
+            sign_key: String::new(),
+        }
+    }
+}
+
+impl Section for LearnerConfig {
+    fn validate(&self, inputs: &[InputConfig]) -> Vec<String> {
+        let mut p: Vec<String> = check_listen("learner.http-listen", &self.http_listen).into_iter().collect();
+        if self.group_id.trim().is_empty() {
+            p.push("learner.group-id: must not be empty".into());
+        }
+        if self.join_window == 0 || self.checkpoint_every == 0 || self.window == 0 || self.serve_top == 0 {
+            p.push("learner.join-window, checkpoint-every, window and serve-top must be at least 1".into());
+        }
+        if !(self.promote_margin >= 0.0 && self.replay_ratio >= 0.0 && self.anchor >= 0.0) {
+            p.push("learner.promote-margin, replay-ratio and anchor must not be negative".into());
+        }
+        p.extend(check_models("learner", &self.models, inputs, true));
+        p
+    }
+}
