@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use vigil_events::{Alert, Codec, ModelCheckpoint, Score};
 use vigil_kafka::{client, now_ms};
 use vigil_runtime::Config;
+use vigil_runtime::config::InputConfig;
 
 use crate::generate::{self, FraudSource, Progress, RunConfig, TextSource};
 use crate::sim::fraud::{Drift, DriftKind, FraudConfig, FraudSim, Pattern};
@@ -65,87 +66,17 @@ struct Seen {
 pub async fn run(config: &Config, args: DemoArgs) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let codec = Arc::new(Codec::new());
     let prefix = format!("demo-{}", now_ms());
-    let fraud_input = config.inputs.iter().find(|i| i.model == "fraud");
-    let text_input = config.inputs.iter().find(|i| i.model == "sentiment");
-    let half_tx = (args.tx_rate * args.duration / 2.0) as u64;
-    let half_text = (args.text_rate * args.duration / 2.0) as u64;
-    let delays = LabelDelays {
-        fast_share: 0.9,
-        fast_mean_ms: 500.0,
-        slow_share: 0.07,
-        slow_min_ms: 5_000.0,
-        slow_max_ms: 20_000.0,
-    };
     let shutdown = CancellationToken::new();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let monitor = tokio::spawn(monitor(config.clone(), codec.clone(), seen.clone(), shutdown.clone()));
-
     let tx_progress = Arc::new(Progress::default());
     let text_progress = Arc::new(Progress::default());
     let mut tasks = Vec::new();
-    if let Some(input) = fraud_input {
-        let drifts = if args.no_drift {
-            Vec::new()
-        } else {
-            vec![
-                Drift { kind: DriftKind::Amounts { factor: 2.5 }, at: half_tx, over: 0 },
-                Drift { kind: DriftKind::PatternStarts(Pattern::BustOut), at: half_tx, over: 0 },
-                Drift { kind: DriftKind::FraudRate { factor: 4.0 }, at: half_tx, over: 0 },
-            ]
-        };
-        let sim = FraudSim::new(FraudConfig {
-            seed: args.seed,
-            fraud_rate: args.fraud_rate,
-            id_prefix: format!("{prefix}-tx"),
-            drifts,
-            // Business time from 14:00 on a Monday, 0.1 s apart at the peak: the demo's few minutes
-            // of traffic span half an hour of afternoon, so the only change in them is the injected
-            // one (a run across the night would show the day's own rhythm as drift).
-            start_time_ms: 1_767_621_600_000,
-            peak_gap_ms: 100.0,
-            ..FraudConfig::default()
-        });
-        let cfg = RunConfig {
-            topic: input.topic.clone(),
-            labels_topic: (!input.labels.is_empty()).then(|| input.labels.clone()),
-            rate: Some(args.tx_rate),
-            max_events: None,
-            duration: Some(Duration::from_secs_f64(args.duration)),
-            delays,
-            seed: args.seed,
-            label_grace: Duration::from_secs(2),
-        };
-        let (kafka, codec, progress) = (config.kafka.clone(), codec.clone(), tx_progress.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut source = FraudSource { sim, codec: codec.clone() };
-            generate::run(&kafka, &mut source, &cfg, &codec, progress).await
-        }));
+    if let Some(input) = config.inputs.iter().find(|i| i.model == "fraud") {
+        tasks.push(fraud_task(config, input, &args, &prefix, codec.clone(), tx_progress.clone()));
     }
-    if let Some(input) = text_input {
-        let pool = match &args.data {
-            Some(dir) => text::load_vader(dir)?,
-            None => Vec::new(),
-        };
-        let to_source = if pool.is_empty() { "synthetic" } else { "movie-reviews" };
-        let drift = (!args.no_drift).then(|| TextDrift { at: half_text, to_source: to_source.into() });
-        let sim = TextSim::new(args.seed + 1, pool, drift);
-        let cfg = RunConfig {
-            topic: input.topic.clone(),
-            labels_topic: (!input.labels.is_empty()).then(|| input.labels.clone()),
-            rate: Some(args.text_rate),
-            max_events: None,
-            duration: Some(Duration::from_secs_f64(args.duration)),
-            delays,
-            seed: args.seed + 1,
-            label_grace: Duration::from_secs(2),
-        };
-        let (kafka, codec, progress) = (config.kafka.clone(), codec.clone(), text_progress.clone());
-        let id_prefix = format!("{prefix}-text");
-        tasks.push(tokio::spawn(async move {
-            let mut source =
-                TextSource { sim, codec: codec.clone(), id_prefix, start_time_ms: 1_767_571_200_000, i: 0 };
-            generate::run(&kafka, &mut source, &cfg, &codec, progress).await
-        }));
+    if let Some(input) = config.inputs.iter().find(|i| i.model == "sentiment") {
+        tasks.push(text_task(config, input, &args, &prefix, codec.clone(), text_progress.clone())?);
     }
 
     let started = Instant::now();
@@ -185,6 +116,90 @@ pub async fn run(config: &Config, args: DemoArgs) -> Result<serde_json::Value, B
         "models": s.models,
         "alerts": s.alerts,
         "generators": results,
+    }))
+}
+
+type Task = tokio::task::JoinHandle<Result<generate::Summary, vigil_kafka::KafkaPlumbingError>>;
+
+/// Labels: most within a second, some seconds late.
+const DELAYS: LabelDelays =
+    LabelDelays { fast_share: 0.9, fast_mean_ms: 500.0, slow_share: 0.07, slow_min_ms: 5_000.0, slow_max_ms: 20_000.0 };
+
+fn run_config(input: &InputConfig, rate: f64, args: &DemoArgs, seed: u64) -> RunConfig {
+    RunConfig {
+        topic: input.topic.clone(),
+        labels_topic: (!input.labels.is_empty()).then(|| input.labels.clone()),
+        rate: Some(rate),
+        max_events: None,
+        duration: Some(Duration::from_secs_f64(args.duration)),
+        delays: DELAYS,
+        seed,
+        label_grace: Duration::from_secs(2),
+    }
+}
+
+/// Card transactions with labels; halfway, amounts grow, and a fraud wave brings a new pattern.
+fn fraud_task(
+    config: &Config,
+    input: &InputConfig,
+    args: &DemoArgs,
+    prefix: &str,
+    codec: Arc<Codec>,
+    progress: Arc<Progress>,
+) -> Task {
+    let half = (args.tx_rate * args.duration / 2.0) as u64;
+    let drifts = if args.no_drift {
+        Vec::new()
+    } else {
+        vec![
+            Drift { kind: DriftKind::Amounts { factor: 2.5 }, at: half, over: 0 },
+            Drift { kind: DriftKind::PatternStarts(Pattern::BustOut), at: half, over: 0 },
+            Drift { kind: DriftKind::FraudRate { factor: 4.0 }, at: half, over: 0 },
+        ]
+    };
+    let sim = FraudSim::new(FraudConfig {
+        seed: args.seed,
+        fraud_rate: args.fraud_rate,
+        id_prefix: format!("{prefix}-tx"),
+        drifts,
+        // Business time from 14:00 on a Monday, 0.1 s apart at the peak: the demo's few minutes
+        // of traffic span half an hour of afternoon, so the only change in them is the injected
+        // one (a run across the night would show the day's own rhythm as drift).
+        start_time_ms: 1_767_621_600_000,
+        peak_gap_ms: 100.0,
+        ..FraudConfig::default()
+    });
+    let cfg = run_config(input, args.tx_rate, args, args.seed);
+    let kafka = config.kafka.clone();
+    tokio::spawn(async move {
+        let mut source = FraudSource { sim, codec: codec.clone() };
+        generate::run(&kafka, &mut source, &cfg, &codec, progress).await
+    })
+}
+
+/// Texts with labels (VADER's when `--data` is given); halfway, they change source.
+fn text_task(
+    config: &Config,
+    input: &InputConfig,
+    args: &DemoArgs,
+    prefix: &str,
+    codec: Arc<Codec>,
+    progress: Arc<Progress>,
+) -> Result<Task, Box<dyn std::error::Error>> {
+    let pool = match &args.data {
+        Some(dir) => text::load_vader(dir)?,
+        None => Vec::new(),
+    };
+    let half = (args.text_rate * args.duration / 2.0) as u64;
+    let to_source = if pool.is_empty() { "synthetic" } else { "movie-reviews" };
+    let drift = (!args.no_drift).then(|| TextDrift { at: half, to_source: to_source.into() });
+    let sim = TextSim::new(args.seed + 1, pool, drift);
+    let cfg = run_config(input, args.text_rate, args, args.seed + 1);
+    let kafka = config.kafka.clone();
+    let id_prefix = format!("{prefix}-text");
+    Ok(tokio::spawn(async move {
+        let mut source = TextSource { sim, codec: codec.clone(), id_prefix, start_time_ms: 1_767_571_200_000, i: 0 };
+        generate::run(&kafka, &mut source, &cfg, &codec, progress).await
     }))
 }
 

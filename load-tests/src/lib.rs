@@ -1,11 +1,9 @@
 //! Load and measurement for Vigil: seeded simulators of card traffic, labels, texts and CSV replay
 //! ([`sim`]), the open-loop generator that produces them ([`generate`]), the forwarder baseline
-//! ([`forwarder`]), the end-to-end latency probe ([`probe`]) and the benchmark harness ([`bench`],
-//! [`drift_bench`]).
+//! ([`forwarder`]), the end-to-end latency probe ([`probe`]) and the benchmarks ([`bench`]).
 
 pub mod bench;
 pub mod demo;
-pub mod drift_bench;
 pub mod forwarder;
 pub mod generate;
 pub mod probe;

@@ -60,8 +60,21 @@ fn scores(records: &[vigil_kafka::Input]) -> Vec<Score> {
     records.iter().map(|m| codec.decode_event::<Score>(m.payload.as_deref().unwrap()).unwrap()).collect()
 }
 
-fn champion_ids(records: &[vigil_kafka::Input]) -> HashSet<String> {
-    scores(records).into_iter().filter(|s| s.variant == Variant::Champion).map(|s| s.event_id).collect()
+/// The distinct event ids with a champion score, counted as records arrive (each decoded once:
+/// `collect_until` asks after every record).
+#[derive(Default)]
+struct ChampionIds {
+    read: usize,
+    ids: HashSet<String>,
+}
+
+impl ChampionIds {
+    fn count(&mut self, records: &[vigil_kafka::Input]) -> usize {
+        let new = scores(&records[self.read..]);
+        self.read = records.len();
+        self.ids.extend(new.into_iter().filter(|s| s.variant == Variant::Champion).map(|s| s.event_id));
+        self.ids.len()
+    }
 }
 
 #[tokio::test]
@@ -148,10 +161,9 @@ async fn every_record_is_one_score_per_variant_or_one_dead_letter() {
 
     let mut scorer = stack.spawn("vigil-scorer", &[]);
     let expected_champion = (good_tx + good_texts) as usize;
-    collect_until(&stack.scores, "read_committed", T, "every champion score", |r| {
-        champion_ids(r).len() >= expected_champion
-    })
-    .await;
+    let mut ids = ChampionIds::default();
+    collect_until(&stack.scores, "read_committed", T, "every champion score", |r| ids.count(r) >= expected_champion)
+        .await;
     let dead = consume_exactly(&stack.dlq, bad.len(), T, Duration::from_secs(3)).await;
     let (clean, status) = terminate(&mut scorer, Duration::from_secs(20));
     assert!(clean && status.is_some_and(|s| s.success()), "SIGTERM must drain and exit 0: {status:?}");
@@ -243,8 +255,9 @@ async fn a_new_champion_takes_over_without_a_gap_and_bad_checkpoints_are_refused
     publish(&stack, &fraud_checkpoint(4, CheckpointStatus::Promoted, 4, Some(&trusted))).await;
     assert!(load.join().unwrap().success());
 
+    let mut ids = ChampionIds::default();
     let records =
-        collect_until(&stack.scores, "read_committed", T, "every score", |r| champion_ids(r).len() >= n as usize).await;
+        collect_until(&stack.scores, "read_committed", T, "every score", |r| ids.count(r) >= n as usize).await;
     terminate(&mut scorer, Duration::from_secs(20));
     let s = scores(&records);
     let mut seen: HashMap<String, i64> = HashMap::new();
@@ -313,8 +326,9 @@ async fn crash_and_restart(delivery: &str) -> (Stack, Vec<Score>, u64) {
     kill(&mut scorer);
     assert!(load.join().unwrap().success());
     let mut scorer = stack.spawn("vigil-scorer", &env);
+    let mut ids = ChampionIds::default();
     let records = collect_until(&stack.scores, "read_committed", T, "every event scored after the restart", |r| {
-        champion_ids(r).len() >= n as usize
+        ids.count(r) >= n as usize
     })
     .await;
     let (clean, _) = terminate(&mut scorer, Duration::from_secs(20));

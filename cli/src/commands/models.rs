@@ -85,165 +85,190 @@ pub enum ModelsCommand {
 /// Runs a `models` subcommand.
 pub async fn run(config: &Config, cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
     let codec = Codec::new();
-    let topic = config.topics.models.clone();
-    let registry = || -> anyhow::Result<ModelRegistry> {
-        let mut r = ModelRegistry::new();
-        for rec in models::read_all(&config.kafka, &topic, &codec)? {
-            match rec {
-                ModelRecord::Checkpoint(cp) => r.apply(*cp),
-                ModelRecord::Tombstone { model, version } => r.remove(&model, version),
-                ModelRecord::Undecodable { offset, error } => eprintln!("vigil: skipping offset {offset}: {error}"),
-            }
-        }
-        Ok(r)
-    };
     match cmd {
-        ModelsCommand::List { model } => {
-            let r = registry()?;
-            println!(
-                "{:<12} {:>7}  {:<11} {:<10} {:>9}  {:>8} {:>8}  {:<12} reason",
-                "model", "version", "status", "role", "bytes", "accuracy", "auc", "sha256"
-            );
-            for m in r.models().into_iter().filter(|m| model.as_ref().is_none_or(|x| x == m)) {
-                let champion = r.champion(&m).map(|c| c.version);
-                let challenger = r.challenger(&m).map(|c| c.version);
-                for cp in r.versions(&m) {
-                    let role = if Some(cp.version) == champion {
-                        "champion"
-                    } else if Some(cp.version) == challenger {
-                        "challenger"
-                    } else {
-                        ""
-                    };
-                    let acc = cp.metrics.as_ref().map(|x| format!("{:.4}", x.accuracy)).unwrap_or_else(|| "-".into());
-                    let auc = cp
-                        .metrics
-                        .as_ref()
-                        .and_then(|x| x.auc)
-                        .map(|a| format!("{a:.4}"))
-                        .unwrap_or_else(|| "-".into());
-                    println!(
-                        "{:<12} {:>7}  {:<11} {:<10} {:>9}  {:>8} {:>8}  {:<12} {}",
-                        cp.model,
-                        cp.version,
-                        format!("{:?}", cp.status).to_lowercase(),
-                        role,
-                        cp.size_bytes,
-                        acc,
-                        auc,
-                        &cp.sha256[..cp.sha256.len().min(12)],
-                        cp.status_reason
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        ModelsCommand::Show { model, version } => {
-            let r = registry()?;
-            let cp = r.get(&model, version).with_context(|| format!("{model} v{version} is not in the registry"))?;
-            let (value, _) = codec.decode_as_written(&codec.encode_event(cp)?)?;
-            let json = vigil_events::json::to_json(&value, vigil_events::json::BytesOut::SummaryOver(64));
-            println!("{}", serde_json::to_string_pretty(&json)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        ModelsCommand::Promote { model, version, reason } => {
-            let r = registry()?;
-            let cp = r.get(&model, version).with_context(|| format!("{model} v{version} is not in the registry"))?;
-            if cp.status == CheckpointStatus::Rejected {
-                bail!("{model} v{version} was rejected ({}); register a new version instead", cp.status_reason);
-            }
-            let promoted = transition(cp, CheckpointStatus::Promoted, &reason, now_ms());
-            publish(config, &codec, &promoted).await?;
-            alert(config, &codec, AlertKind::ModelPromoted, &promoted, &reason).await?;
-            println!("{model} v{version} promoted");
-            Ok(ExitCode::SUCCESS)
-        }
-        ModelsCommand::Rollback { model, reason } => {
-            let r = registry()?;
-            let current = r.champion(&model).with_context(|| format!("{model} has no champion"))?;
-            let previous = r.previous_champion(&model).with_context(|| {
-                format!("{model} v{} is its only promoted version: nothing to roll back to", current.version)
-            })?;
-            let rolled = transition(current, CheckpointStatus::RolledBack, &reason, now_ms());
-            publish(config, &codec, &rolled).await?;
-            alert(config, &codec, AlertKind::ModelRolledBack, &rolled, &reason).await?;
-            println!("{model} v{} rolled back; v{} serves again", current.version, previous.version);
-            Ok(ExitCode::SUCCESS)
-        }
+        ModelsCommand::List { model } => list(config, &codec, model),
+        ModelsCommand::Show { model, version } => show(config, &codec, &model, version),
+        ModelsCommand::Promote { model, version, reason } => promote(config, &codec, &model, version, &reason).await,
+        ModelsCommand::Rollback { model, reason } => rollback(config, &codec, &model, &reason).await,
         ModelsCommand::Register { onnx, spec, promote, sign_key, no_validate } => {
-            let onnx = std::fs::read(&onnx).with_context(|| format!("reading {}", onnx.display()))?;
-            let spec_text = std::fs::read_to_string(&spec).with_context(|| format!("reading {}", spec.display()))?;
-            let parsed = FeatureSpec::parse(&spec_text)?;
-            let key = sign_key
-                .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
-                .transpose()?
-                .map(|t| checkpoint::signing_key_from_hex(&t))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let r = registry()?;
-            let version = r.next_version(&parsed.model);
-            let status = if promote { CheckpointStatus::Promoted } else { CheckpointStatus::Candidate };
-            let cp = checkpoint::build(
-                NewCheckpoint {
-                    model: &parsed.model,
-                    version,
-                    parent: None,
-                    onnx,
-                    spec: &spec_text,
-                    status,
-                    reason: "registered with vigil models register".into(),
-                    now_ms: now_ms(),
-                },
-                key.as_ref(),
-            );
-            if !no_validate {
-                let schema = codec.schema(&parsed.schema)?;
-                let runtime = Runtime::global(None).map_err(|e| anyhow::anyhow!(vigil_runtime::error_chain(&e)))?;
-                let policy =
-                    Policy { trusted_keys: key.iter().map(|k| k.verifying_key()).collect(), ..Policy::default() };
-                checkpoint::validate(&cp, schema, &policy, &runtime).map_err(anyhow::Error::msg)?;
-            }
-            publish(config, &codec, &cp).await?;
-            println!("{} v{version} registered as {}", parsed.model, format!("{status:?}").to_lowercase());
-            Ok(ExitCode::SUCCESS)
+            register(config, &codec, &onnx, &spec, promote, sign_key, no_validate).await
         }
-        ModelsCommand::Keygen { out } => {
-            let mut seed = [0u8; 32];
-            use rand::TryRngCore;
-            rand::rngs::OsRng.try_fill_bytes(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            write_secret(&out, &hex::encode(seed))?;
-            println!("{}", hex::encode(key.verifying_key().to_bytes()));
-            eprintln!("secret key written to {}; add the public key above to scorer.trusted-keys", out.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        ModelsCommand::Bootstrap { force } => {
-            let r = registry()?;
-            for (model, spec, onnx) in crate::commands::bootstrap::models() {
-                if !force && !r.versions(model).is_empty() {
-                    println!("{model}: already has versions; left alone");
-                    continue;
-                }
-                let version = r.next_version(model);
-                let cp = checkpoint::build(
-                    NewCheckpoint {
-                        model,
-                        version,
-                        parent: None,
-                        onnx,
-                        spec,
-                        status: CheckpointStatus::Promoted,
-                        reason: "bootstrap: hand-set weights until the learner publishes better".into(),
-                        now_ms: now_ms(),
-                    },
-                    None,
-                );
-                publish(config, &codec, &cp).await?;
-                println!("{model} v{version} registered and promoted");
-            }
-            Ok(ExitCode::SUCCESS)
+        ModelsCommand::Keygen { out } => keygen(&out),
+        ModelsCommand::Bootstrap { force } => bootstrap(config, &codec, force).await,
+    }
+}
+
+/// The model registry, read from the models topic to its end.
+fn registry(config: &Config, codec: &Codec) -> anyhow::Result<ModelRegistry> {
+    let mut r = ModelRegistry::new();
+    for rec in models::read_all(&config.kafka, &config.topics.models, codec)? {
+        match rec {
+            ModelRecord::Undecodable { offset, error } => eprintln!("vigil: skipping offset {offset}: {error}"),
+            other => r.apply_record(other),
         }
     }
+    Ok(r)
+}
+
+/// `vigil models list`.
+fn list(config: &Config, codec: &Codec, model: Option<String>) -> anyhow::Result<ExitCode> {
+    let r = registry(config, codec)?;
+    println!(
+        "{:<12} {:>7}  {:<11} {:<10} {:>9}  {:>8} {:>8}  {:<12} reason",
+        "model", "version", "status", "role", "bytes", "accuracy", "auc", "sha256"
+    );
+    for m in r.models().into_iter().filter(|m| model.as_ref().is_none_or(|x| x == m)) {
+        let champion = r.champion(&m).map(|c| c.version);
+        let challenger = r.challenger(&m).map(|c| c.version);
+        for cp in r.versions(&m) {
+            let role = if Some(cp.version) == champion {
+                "champion"
+            } else if Some(cp.version) == challenger {
+                "challenger"
+            } else {
+                ""
+            };
+            let acc = cp.metrics.as_ref().map(|x| format!("{:.4}", x.accuracy)).unwrap_or_else(|| "-".into());
+            let auc = cp.metrics.as_ref().and_then(|x| x.auc).map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<12} {:>7}  {:<11} {:<10} {:>9}  {:>8} {:>8}  {:<12} {}",
+                cp.model,
+                cp.version,
+                format!("{:?}", cp.status).to_lowercase(),
+                role,
+                cp.size_bytes,
+                acc,
+                auc,
+                &cp.sha256[..cp.sha256.len().min(12)],
+                cp.status_reason
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil models show`.
+fn show(config: &Config, codec: &Codec, model: &str, version: i64) -> anyhow::Result<ExitCode> {
+    let r = registry(config, codec)?;
+    let cp = r.get(model, version).with_context(|| format!("{model} v{version} is not in the registry"))?;
+    let (value, _) = codec.decode_as_written(&codec.encode_event(cp)?)?;
+    let json = vigil_events::json::to_json(&value, vigil_events::json::BytesOut::SummaryOver(64));
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil models promote`.
+async fn promote(config: &Config, codec: &Codec, model: &str, version: i64, reason: &str) -> anyhow::Result<ExitCode> {
+    let r = registry(config, codec)?;
+    let cp = r.get(model, version).with_context(|| format!("{model} v{version} is not in the registry"))?;
+    if cp.status == CheckpointStatus::Rejected {
+        bail!("{model} v{version} was rejected ({}); register a new version instead", cp.status_reason);
+    }
+    let promoted = transition(cp, CheckpointStatus::Promoted, reason, now_ms());
+    publish(config, codec, &promoted).await?;
+    alert(config, codec, AlertKind::ModelPromoted, &promoted, reason).await?;
+    println!("{model} v{version} promoted");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil models rollback`.
+async fn rollback(config: &Config, codec: &Codec, model: &str, reason: &str) -> anyhow::Result<ExitCode> {
+    let r = registry(config, codec)?;
+    let current = r.champion(model).with_context(|| format!("{model} has no champion"))?;
+    let previous = r.previous_champion(model).with_context(|| {
+        format!("{model} v{} is its only promoted version: nothing to roll back to", current.version)
+    })?;
+    let rolled = transition(current, CheckpointStatus::RolledBack, reason, now_ms());
+    publish(config, codec, &rolled).await?;
+    alert(config, codec, AlertKind::ModelRolledBack, &rolled, reason).await?;
+    println!("{model} v{} rolled back; v{} serves again", current.version, previous.version);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil models register`.
+async fn register(
+    config: &Config,
+    codec: &Codec,
+    onnx: &std::path::Path,
+    spec: &std::path::Path,
+    promote: bool,
+    sign_key: Option<PathBuf>,
+    no_validate: bool,
+) -> anyhow::Result<ExitCode> {
+    let onnx_bytes = std::fs::read(onnx).with_context(|| format!("reading {}", onnx.display()))?;
+    let spec_text = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
+    let parsed = FeatureSpec::parse(&spec_text)?;
+    let key = sign_key
+        .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?
+        .map(|t| checkpoint::signing_key_from_hex(&t))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let r = registry(config, codec)?;
+    let version = r.next_version(&parsed.model);
+    let status = if promote { CheckpointStatus::Promoted } else { CheckpointStatus::Candidate };
+    let cp = checkpoint::build(
+        NewCheckpoint {
+            model: &parsed.model,
+            version,
+            parent: None,
+            onnx: onnx_bytes,
+            spec: &spec_text,
+            status,
+            reason: "registered with vigil models register".into(),
+            now_ms: now_ms(),
+        },
+        key.as_ref(),
+    );
+    if !no_validate {
+        let schema = codec.schema(&parsed.schema)?;
+        let runtime = Runtime::global(None).map_err(|e| anyhow::anyhow!(vigil_runtime::error_chain(&e)))?;
+        let policy = Policy { trusted_keys: key.iter().map(|k| k.verifying_key()).collect(), ..Policy::default() };
+        checkpoint::validate(&cp, schema, &policy, &runtime).map_err(anyhow::Error::msg)?;
+    }
+    publish(config, codec, &cp).await?;
+    println!("{} v{version} registered as {}", parsed.model, format!("{status:?}").to_lowercase());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil models keygen`.
+fn keygen(out: &PathBuf) -> anyhow::Result<ExitCode> {
+    let mut seed = [0u8; 32];
+    use rand::TryRngCore;
+    rand::rngs::OsRng.try_fill_bytes(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    write_secret(out, &hex::encode(seed))?;
+    println!("{}", hex::encode(key.verifying_key().to_bytes()));
+    eprintln!("secret key written to {}; add the public key above to scorer.trusted-keys", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil models bootstrap`.
+async fn bootstrap(config: &Config, codec: &Codec, force: bool) -> anyhow::Result<ExitCode> {
+    let r = registry(config, codec)?;
+    for (model, spec, onnx) in crate::commands::bootstrap::models() {
+        if !force && !r.versions(model).is_empty() {
+            println!("{model}: already has versions; left alone");
+            continue;
+        }
+        let version = r.next_version(model);
+        let cp = checkpoint::build(
+            NewCheckpoint {
+                model,
+                version,
+                parent: None,
+                onnx,
+                spec,
+                status: CheckpointStatus::Promoted,
+                reason: "bootstrap: hand-set weights until the learner publishes better".into(),
+                now_ms: now_ms(),
+            },
+            None,
+        );
+        publish(config, codec, &cp).await?;
+        println!("{model} v{version} registered and promoted");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn write_secret(path: &PathBuf, text: &str) -> anyhow::Result<()> {

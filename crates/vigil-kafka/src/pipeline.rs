@@ -244,41 +244,7 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<Summary, KafkaPlumbingError> {
     let tracker = Arc::new(Mutex::new(Tracker::new()));
-    let producer_config = match &cfg.transactional_id {
-        Some(id) => client::transactional_config(kafka, &cfg.service, id),
-        None => client::producer_config(kafka, &cfg.service),
-    };
-    let sink = Sink::new(&producer_config, tracker.clone())?;
-    let txn = match &cfg.transactional_id {
-        Some(_) => {
-            let p = sink.shared();
-            let timeout = cfg.drain_timeout.max(Duration::from_secs(30));
-            tokio::task::block_in_place(|| p.init_transactions(timeout))
-                .map_err(|source| KafkaPlumbingError::Client { what: "initialising transactions", source })?;
-            Some((p, Arc::new(Mutex::new(Txn::default()))))
-        }
-        None => None,
-    };
-    counters.lag.store(-1, Ordering::Relaxed);
-    let context = DrainingContext {
-        tracker: tracker.clone(),
-        drain_timeout: cfg.drain_timeout,
-        txn: txn.clone(),
-        counters: counters.clone(),
-    };
-    let mut consumer_config = client::consumer_config(kafka, &cfg.service, &cfg.group);
-    consumer_config.set("statistics.interval.ms", "5000");
-    if txn.is_some() {
-        consumer_config.set("partition.assignment.strategy", "range,roundrobin");
-    }
-    let consumer: StreamConsumer<DrainingContext> = consumer_config
-        .create_with_context(context)
-        .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })?;
-    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|source| KafkaPlumbingError::Client { what: "subscribing", source })?;
-    tracing::info!(service = %cfg.service, group = %cfg.group, topics = ?cfg.topics,
-        exactly_once = txn.is_some(), "consuming");
-
+    let (sink, txn, consumer) = connect(kafka, cfg, &tracker, &counters)?;
     let mut last_commit = Instant::now();
     let mut batch: Vec<Input> = Vec::with_capacity(cfg.max_batch);
     let result = loop {
@@ -355,6 +321,51 @@ pub async fn run<H: Handler>(
     let (consumed, produced, dead_lettered) = counters.snapshot();
     tracing::info!(consumed, produced, dead_lettered, drained, "consume loop stopped");
     result.map(|()| Summary { consumed, produced, dead_lettered, drained })
+}
+
+/// The loop's clients: the producer (with its transaction state under exactly-once) and the
+/// consumer subscribed to the topics, its context draining on revocation.
+fn connect(
+    kafka: &KafkaConfig,
+    cfg: &PipelineConfig,
+    tracker: &Arc<Mutex<Tracker>>,
+    counters: &Arc<Counters>,
+) -> Result<(Sink, Option<TxnHandle>, StreamConsumer<DrainingContext>), KafkaPlumbingError> {
+    let producer_config = match &cfg.transactional_id {
+        Some(id) => client::transactional_config(kafka, &cfg.service, id),
+        None => client::producer_config(kafka, &cfg.service),
+    };
+    let sink = Sink::new(&producer_config, tracker.clone())?;
+    let txn = match &cfg.transactional_id {
+        Some(_) => {
+            let p = sink.shared();
+            let timeout = cfg.drain_timeout.max(Duration::from_secs(30));
+            tokio::task::block_in_place(|| p.init_transactions(timeout))
+                .map_err(|source| KafkaPlumbingError::Client { what: "initialising transactions", source })?;
+            Some((p, Arc::new(Mutex::new(Txn::default()))))
+        }
+        None => None,
+    };
+    counters.lag.store(-1, Ordering::Relaxed);
+    let context = DrainingContext {
+        tracker: tracker.clone(),
+        drain_timeout: cfg.drain_timeout,
+        txn: txn.clone(),
+        counters: counters.clone(),
+    };
+    let mut consumer_config = client::consumer_config(kafka, &cfg.service, &cfg.group);
+    consumer_config.set("statistics.interval.ms", "5000");
+    if txn.is_some() {
+        consumer_config.set("partition.assignment.strategy", "range,roundrobin");
+    }
+    let consumer: StreamConsumer<DrainingContext> = consumer_config
+        .create_with_context(context)
+        .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })?;
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|source| KafkaPlumbingError::Client { what: "subscribing", source })?;
+    tracing::info!(service = %cfg.service, group = %cfg.group, topics = ?cfg.topics,
+        exactly_once = txn.is_some(), "consuming");
+    Ok((sink, txn, consumer))
 }
 
 async fn process<H: Handler>(

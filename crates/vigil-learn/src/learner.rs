@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use vigil_features::FeatureSpec;
 use vigil_models::Model;
 
-use crate::models::{Family, Hyper, Optimizer, Row};
+use crate::family::{Hyper, OnlineModel, Row, logistic, mlp, text};
 use crate::rehearsal::{Reservoir, Stored};
 use crate::rng::Rng;
 use crate::scaler::Scaler;
@@ -156,7 +156,7 @@ impl Learner {
     /// Adds fresh challengers (e.g. after a concept-drift alert): one per current candidate's
     /// configuration, with new seeds, trained from now on only.
     pub fn add_fresh_challengers(&mut self) {
-        let hypers: Vec<Hyper> = self.pool.candidates.iter().map(|c| c.model.hyper.clone()).collect();
+        let hypers: Vec<Hyper> = self.pool.candidates.iter().map(|c| c.model.hyper().clone()).collect();
         for (k, mut h) in hypers.into_iter().enumerate() {
             h.seed = h.seed.wrapping_add(self.examples).wrapping_add(k as u64 * 7919);
             self.pool.add(h);
@@ -168,7 +168,7 @@ impl Learner {
         self.pool
             .top(self.setup.serve_top.max(1))
             .iter()
-            .map(|i| self.pool.candidates[*i].model.hyper.describe())
+            .map(|i| self.pool.candidates[*i].model.hyper().describe())
             .collect()
     }
 
@@ -211,64 +211,21 @@ impl Learner {
     }
 }
 
-/// River's `StandardScaler | LogisticRegression()` with its defaults: SGD with learning rate 0.01,
-/// intercept learning rate 0.01, no L2, no class weights.
+/// River's `StandardScaler | LogisticRegression()` with its defaults (see [`logistic::river`]).
 pub fn river_logistic(seed: u64) -> Hyper {
-    Hyper {
-        family: Family::Logistic,
-        optimizer: Optimizer::Sgd { lr: 0.01 },
-        intercept_lr: Some(0.01),
-        l2: 0.0,
-        positive_weight: Some(1.0),
-        anchor: 0.0,
-        seed,
-    }
+    logistic::river(seed)
 }
 
-/// The default candidates for tabular models: logistic regressions and small MLPs over a range of
-/// learning rates and penalties.
+/// The default candidates for tabular models: every tabular family's grid (logistic regressions and
+/// small MLPs over a range of learning rates), with balanced class weights when `class_weights`.
 pub fn tabular_candidates(seed: u64, class_weights: bool) -> Vec<Hyper> {
     let pw = if class_weights { None } else { Some(1.0) };
-    let mut v = Vec::new();
-    for (k, lr) in [0.01, 0.05, 0.2].iter().enumerate() {
-        v.push(Hyper {
-            family: Family::Logistic,
-            optimizer: Optimizer::Sgd { lr: *lr },
-            intercept_lr: None,
-            l2: 0.0,
-            positive_weight: pw,
-            anchor: 0.0,
-            seed: seed + k as u64,
-        });
-    }
-    for (k, (h, lr, l2)) in [(16, 0.005, 0.0), (32, 0.002, 0.0), (64, 0.001, 0.0), (64, 0.002, 0.0)].iter().enumerate()
-    {
-        v.push(Hyper {
-            family: Family::Mlp(*h),
-            optimizer: Optimizer::Adam { lr: *lr },
-            intercept_lr: None,
-            l2: *l2,
-            positive_weight: pw,
-            anchor: 0.0,
-            seed: seed + 10 + k as u64,
-        });
-    }
+    let mut v = logistic::candidates(seed, pw);
+    v.extend(mlp::candidates(seed, pw));
     v
 }
 
 /// The default candidates for hashed-text models.
 pub fn text_candidates(seed: u64, buckets: usize) -> Vec<Hyper> {
-    [0.05, 0.2, 0.5]
-        .iter()
-        .enumerate()
-        .map(|(k, lr)| Hyper {
-            family: Family::Text(buckets),
-            optimizer: Optimizer::Sgd { lr: *lr },
-            intercept_lr: Some(0.01),
-            l2: 0.0,
-            positive_weight: Some(1.0),
-            anchor: 0.0,
-            seed: seed + k as u64,
-        })
-        .collect()
+    text::candidates(seed, buckets)
 }

@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::family::{Hyper, Online, OnlineModel, Row};
 use crate::metrics::Prequential;
-use crate::models::{Hyper, Online, Row};
 
 /// The metric candidates are ranked by, over the sliding window (`auc`, `accuracy`, `log-loss`
 /// in configuration; learner states written before these names read too).
@@ -185,7 +185,7 @@ impl Pool {
                 Metric::Auc => c.metrics.window_auc().unwrap_or(0.5),
                 Metric::LogLoss => c.metrics.window_log_loss(),
             };
-            self.dropped.push((c.model.hyper.describe(), s));
+            self.dropped.push((c.model.hyper().describe(), s));
         }
         self.ranking = self.rank();
     }

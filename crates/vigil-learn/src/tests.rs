@@ -3,8 +3,8 @@
 
 use vigil_models::{Provider, Runtime};
 
+use crate::family::{Family, Hyper, OnlineModel, Optimizer};
 use crate::learner::{Example, Learner, Setup, river_logistic, tabular_candidates};
-use crate::models::{Family, Hyper, Optimizer};
 use crate::rng::Rng;
 use crate::select::{Metric, Policy};
 

@@ -92,7 +92,7 @@ fn main() -> ExitCode {
             bench::learner(&env).await?;
         }
         if matches!(cli.which, Which::All | Which::Drift) {
-            vigil_load::drift_bench::drift(&env).await?;
+            bench::drift(&env).await?;
         }
         eprintln!("\nbenchmarks took {:.0} s", started.elapsed().as_secs_f64());
         Ok::<(), bench::BenchError>(())

@@ -1,7 +1,7 @@
 //! Vigil's drift service: per model, it compares live windows of every feature (data drift), of
 //! the champion's scores (prediction drift) and of its errors once labels arrive (concept drift)
 //! with the reference statistics of the champion's checkpoint, or a warm-up window when there are
-//! none ([`monitor`]); watches windowed accuracy, AUC and scoring latency against thresholds; and
+//! none ([`monitor`], with the tests in [`two_sample`]); watches windowed accuracy, AUC and scoring latency against thresholds; and
 //! turns what it finds into deduplicated alerts with a cool-down, hysteresis and resolution
 //! ([`alerts`]) and into periodic drift reports; [`watched`] holds each model's reading and
 //! monitor, [`service`] plugs them into `vigil-kafka`'s owned-models loop. The statistics live in
@@ -9,9 +9,10 @@
 
 pub mod alerts;
 pub mod config;
-pub mod events;
 pub mod monitor;
 pub mod service;
+pub mod telemetry;
+pub mod two_sample;
 pub mod watched;
 
 #[cfg(test)]
@@ -34,7 +35,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         return Err("no input is configured: nothing to watch".into());
     }
     let mut registry = Registry::default();
-    let metrics = Arc::new(events::Metrics::new(&mut registry));
+    let metrics = Arc::new(telemetry::Metrics::new(&mut registry));
     let health = Health::new();
     health.set_not_ready("assigning partitions");
     tracing::info!(?models, "drift service starting");

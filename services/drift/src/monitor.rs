@@ -7,11 +7,11 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::config::DriftConfig;
+use crate::two_sample::{Comparison, DriftTest, Live, test_for};
 use vigil_events::{AlertKind, FeatureDrift, FeatureKind, FeatureReference, Severity};
 use vigil_features::spec::{Encoding, FeatureSpec, Transform};
 use vigil_learn::metrics::Prequential;
 use vigil_stats::detectors::Detector;
-use vigil_stats::{chi2, divergence, ks};
 
 /// The name under which the scores are compared, as in checkpoints and alerts.
 pub const SCORE: &str = "__score__";
@@ -182,7 +182,7 @@ fn numeric_reference(values: impl Iterator<Item = f64>) -> Option<Reference> {
 
 /// Counts of `values` in the bins `[e_i, e_i+1)` (the last bin closed; values outside go to the
 /// nearest end bin).
-fn bin_counts(edges: &[f64], values: &[f64]) -> Vec<f64> {
+pub fn bin_counts(edges: &[f64], values: &[f64]) -> Vec<f64> {
     let bins = edges.len().saturating_sub(1).max(1);
     let mut counts = vec![0.0; bins];
     for v in values {
@@ -258,15 +258,25 @@ pub struct Quality {
     pub p99_latency_ms: Option<f64>,
 }
 
-/// One test of an evaluation: the feature, the test's name, statistic and raw p-value, the PSI where
-/// bins exist, and the effect size compared with `min-effect`.
+/// One test of an evaluation: the feature, the test, and what it found.
 struct Test {
     name: String,
-    test: &'static str,
-    statistic: f64,
-    p: f64,
-    psi: Option<f64>,
-    effect: f64,
+    test: &'static dyn DriftTest,
+    found: Comparison,
+}
+
+fn sorted_finite(ring: &Ring<f64>) -> Live {
+    let mut values: Vec<f64> = ring.iter().filter(|v| v.is_finite()).collect();
+    values.sort_by(f64::total_cmp);
+    Live::Numeric(values)
+}
+
+fn category_counts(ring: &Ring<u16>, categories: usize) -> Live {
+    let mut live = vec![0.0; categories];
+    for s in ring.iter().filter(|s| (*s as usize) < categories) {
+        live[s as usize] += 1.0;
+    }
+    Live::Categorical(live)
 }
 
 /// A champion score waiting for its label.
@@ -576,78 +586,25 @@ impl Monitor {
 
     /// Compares every live window with its reference now (when the windows are full).
     pub fn evaluate(&mut self) -> Option<Evaluation> {
-        let reference = &self.reference;
-        let w = self.cfg.window;
-        let mut tests: Vec<Test> = Vec::new();
-        let excluded = |name: &str| self.cfg.exclude_features.iter().chain(&self.layout.clock).any(|e| e == name);
-        let numeric_test = |name: &str, live: &Ring<f64>, tests: &mut Vec<_>| {
-            let Some(Reference::Numeric { sample, edges, counts }) = reference.by_feature.get(name) else { return };
-            if live.len() < w || excluded(name) {
-                return;
-            }
-            let mut values: Vec<f64> = live.iter().filter(|v| v.is_finite()).collect();
-            if values.len() < 30 || sample.len() < 30 {
-                return;
-            }
-            values.sort_by(f64::total_cmp);
-            let r = ks::ks_2samp_sorted(sample, &values);
-            let psi = (edges.len() >= 2 && counts.len() == edges.len() - 1)
-                .then(|| divergence::psi(counts, &bin_counts(edges, &values)));
-            tests.push(Test {
-                name: name.to_string(),
-                test: "ks",
-                statistic: r.statistic,
-                p: r.p_value,
-                psi,
-                effect: r.statistic,
-            });
-        };
-        for (name, ring) in self.layout.numeric.iter().zip(&self.numeric) {
-            numeric_test(name, ring, &mut tests);
-        }
-        numeric_test(SCORE, &self.scores, &mut tests);
-        for ((name, _, cats), ring) in self.layout.categorical.iter().zip(&self.categorical) {
-            let Some(Reference::Categorical(reference_counts)) = reference.by_feature.get(name) else { continue };
-            if ring.len() < w || excluded(name) {
-                continue;
-            }
-            let mut live = vec![0.0; cats.len()];
-            for s in ring.iter().filter(|s| (*s as usize) < cats.len()) {
-                live[s as usize] += 1.0;
-            }
-            let r = chi2::homogeneity(reference_counts, &live);
-            let (tr, tl): (f64, f64) = (reference_counts.iter().sum(), live.iter().sum());
-            let tv = if tr > 0.0 && tl > 0.0 {
-                0.5 * reference_counts.iter().zip(&live).map(|(a, b)| (a / tr - b / tl).abs()).sum::<f64>()
-            } else {
-                0.0
-            };
-            let psi = Some(divergence::psi(reference_counts, &live));
-            tests.push(Test {
-                name: name.clone(),
-                test: "chi2",
-                statistic: r.statistic,
-                p: r.p_value,
-                psi,
-                effect: tv,
-            });
-        }
+        let tests = self.tests();
         if tests.is_empty() {
             return None;
         }
-        let raw: Vec<f64> = tests.iter().map(|t| t.p).collect();
+        let raw: Vec<f64> = tests.iter().map(|t| t.found.p).collect();
         let adjusted = self.cfg.correction.adjust(&raw);
+        let reference = &self.reference;
         let alpha = self.cfg.significance;
         let mut features = Vec::new();
         let mut findings = Vec::new();
         let version =
             reference.version.map(|v| format!("v{v}'s training window")).unwrap_or("the warm-up window".into());
-        for (Test { name, test, statistic: stat, p, psi, effect }, adj) in tests.into_iter().zip(adjusted) {
+        for (Test { name, test, found }, adj) in tests.into_iter().zip(adjusted) {
+            let Comparison { statistic: stat, p, psi, effect } = found;
             let drifted = adj < alpha && effect >= self.cfg.min_effect;
             let is_score = name == SCORE;
             features.push(FeatureDrift {
                 feature: name.clone(),
-                test: test.into(),
+                test: test.name().into(),
                 statistic: stat,
                 p_value: p,
                 adjusted_p_value: adj,
@@ -659,15 +616,16 @@ impl Monitor {
                 kind: if is_score { AlertKind::PredictionDrift } else { AlertKind::DataDrift },
                 severity: Severity::Warning,
                 feature: Some(name.clone()),
-                detector: test.into(),
-                statistic: if test == "ks" { "ks_d".into() } else { "chi2".into() },
+                detector: test.name().into(),
+                statistic: test.statistic().into(),
                 value: stat,
                 threshold: alpha,
                 p_value: Some(adj),
                 active: drifted,
                 message: format!(
-                    "{}: {what} drifted from {version}: {test} {stat:.4}, adjusted p {adj:.2e} < {alpha}{}",
+                    "{}: {what} drifted from {version}: {} {stat:.4}, adjusted p {adj:.2e} < {alpha}{}",
                     self.model,
+                    test.name(),
                     psi.map(|v| format!(", PSI {v:.3}")).unwrap_or_default()
                 ),
             });
@@ -677,6 +635,32 @@ impl Monitor {
         let evaluation = Evaluation { features, findings, window: (start, end), events: self.times.len() };
         self.last = Some(evaluation.clone());
         Some(evaluation)
+    }
+
+    /// Every feature (the scores included) whose window is full and has a reference, tested.
+    fn tests(&self) -> Vec<Test> {
+        let w = self.cfg.window;
+        let excluded = |name: &str| self.cfg.exclude_features.iter().chain(&self.layout.clock).any(|e| e == name);
+        let mut windows: Vec<(&str, Option<Live>)> = Vec::new();
+        let numeric = self.layout.numeric.iter().map(String::as_str).zip(&self.numeric).chain([(SCORE, &self.scores)]);
+        for (name, ring) in numeric {
+            let full = ring.len() >= w;
+            windows.push((name, full.then(|| sorted_finite(ring))));
+        }
+        for ((name, _, cats), ring) in self.layout.categorical.iter().zip(&self.categorical) {
+            let full = ring.len() >= w;
+            windows.push((name, full.then(|| category_counts(ring, cats.len()))));
+        }
+        windows
+            .into_iter()
+            .filter(|(name, _)| !excluded(name))
+            .filter_map(|(name, live)| {
+                let reference = self.reference.by_feature.get(name)?;
+                let test = test_for(reference);
+                let found = test.compare(reference, &live?)?;
+                Some(Test { name: name.to_string(), test, found })
+            })
+            .collect()
     }
 
     /// Accuracy, AUC and latency against their thresholds, and the concept detector's quiet periods.

@@ -16,8 +16,8 @@ use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
 use vigil_kafka::{HandlerError, ModelRegistry, now_ms};
 
 use crate::alerts::AlertBook;
-use crate::events::Metrics;
 use crate::monitor::{Evaluation, Monitor};
+use crate::telemetry::Metrics;
 use crate::watched::Watched;
 
 /// The drift service: every watched model, the alert book, and evaluations waiting to be sent.
@@ -53,7 +53,7 @@ impl Drift {
                 .iter()
                 .find(|i| &i.model == model)
                 .ok_or_else(|| HandlerError(format!("no input is scored by {model}")))?;
-            watched.push(Watched::new(model, input, registry, &codec, &config.drift)?);
+            watched.push(Watched::new(model, input, registry, &codec, &config.drift, metrics.streams(model))?);
         }
         let scores = RecordReader::new(&codec, names::SCORE, Encoding::Avro, Wanted::new(&SCORE_FIELDS))
             .map_err(|e| HandlerError(e.to_string()))?;
@@ -65,7 +65,7 @@ impl Drift {
     fn score(&mut self, r: &Record<'_>) {
         let Some(s) = read_score(&self.codec, &self.scores, r.payload.unwrap_or(&[])) else { return };
         let Some(i) = self.watched.iter().position(|w| w.monitor.model == s.model) else { return };
-        self.metrics.record(&s.model, "scores");
+        self.watched[i].streams.scores.inc();
         if let Some(e) = self.watched[i].monitor.score(&s.event_id, s.score, s.decision, s.latency_ms) {
             self.evaluations.push((i, e));
         }
@@ -75,7 +75,7 @@ impl Drift {
         let w = &mut self.watched[i];
         match self.codec.decode_event::<Label>(r.payload.unwrap_or(&[])) {
             Ok(l) if l.label.is_finite() => {
-                self.metrics.record(&w.monitor.model, "labels");
+                w.streams.labels.inc();
                 if let Some(e) = w.monitor.label(&l.event_id, l.label) {
                     self.evaluations.push((i, e));
                 }
@@ -154,7 +154,7 @@ impl ModelService for Drift {
         for i in 0..self.watched.len() {
             if r.topic == self.watched[i].input {
                 let w = &mut self.watched[i];
-                self.metrics.record(&w.monitor.model, "events");
+                w.streams.events.inc();
                 match w.event(r, &self.codec) {
                     Ok(Some(e)) => self.evaluations.push((i, e)),
                     Ok(None) => {}

@@ -13,6 +13,7 @@ use vigil_runtime::config::InputConfig;
 use crate::config::DriftConfig;
 
 use crate::monitor::{Evaluation, Layout, Monitor, References};
+use crate::telemetry::Streams;
 
 /// One watched model.
 pub struct Watched {
@@ -30,6 +31,8 @@ pub struct Watched {
     raw: Option<(RecordReader, Featurizer)>,
     /// When the last report went out.
     pub last_report: Instant,
+    /// Its per-record counters.
+    pub streams: Streams,
 }
 
 /// The reader and featuriser of `spec`'s raw rows over the input schema (none for text specs).
@@ -57,6 +60,7 @@ impl Watched {
         registry: &ModelRegistry,
         codec: &Codec,
         cfg: &DriftConfig,
+        streams: Streams,
     ) -> Result<Watched, HandlerError> {
         let spec_text = registry
             .champion(model)
@@ -74,6 +78,7 @@ impl Watched {
             spec_text,
             raw,
             last_report: Instant::now(),
+            streams,
         };
         w.follow_champion(registry.champion(model), codec, cfg);
         Ok(w)

@@ -7,10 +7,10 @@
 
 pub mod champion;
 pub mod config;
-pub mod events;
 pub mod join;
 pub mod model;
 pub mod service;
+pub mod telemetry;
 pub mod trainer;
 
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         return Err("no input has a label topic: nothing to learn from".into());
     }
     let mut registry = Registry::default();
-    let metrics = Arc::new(events::Metrics::new(&mut registry));
+    let metrics = Arc::new(telemetry::Metrics::new(&mut registry));
     let health = Health::new();
     health.set_not_ready("resuming");
     tracing::info!(?models, "learner starting");

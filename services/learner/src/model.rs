@@ -17,8 +17,8 @@ use vigil_kafka::{HandlerError, Input, ModelRegistry, model_registry, now_ms};
 use vigil_models::Runtime;
 
 use crate::champion::Champion;
-use crate::events::Metrics;
 use crate::join::{Join, Joined, Origin};
+use crate::telemetry::Metrics;
 use crate::trainer::{Row, Trainer};
 
 /// An event in the join buffer: its raw row, and its row for the champion.
@@ -59,6 +59,8 @@ pub struct Model {
     next_version: i64,
     /// Per label partition: the offset after the last label settled (where a restart resumes).
     applied: HashMap<i32, i64>,
+    /// Examples learnt (the metric).
+    trained: prometheus_client::metrics::counter::Counter,
 }
 
 /// The label stream is quiet for this long: checkpoint what was learnt.
@@ -89,6 +91,7 @@ impl Model {
             last_label: Instant::now(),
             next_version: registry.next_version(name),
             applied,
+            trained: shared.metrics.trained_counter(name),
         };
         model.follow(registry, shared);
         Ok(model)
@@ -203,7 +206,7 @@ impl Model {
                     _ => None,
                 };
                 self.trainer.learn(&e.raw, y, champion);
-                shared.metrics.trained(&self.name);
+                self.trained.inc();
                 return;
             }
             Joined::Late(id) => {

@@ -12,8 +12,8 @@ use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
 use vigil_kafka::{HandlerError, ModelRegistry};
 use vigil_models::Runtime;
 
-use crate::events::Metrics;
 use crate::model::{Model, Shared, starting_spec};
+use crate::telemetry::Metrics;
 use crate::trainer::{State, Trainer};
 
 /// The learner: every model it trains, and what they share.

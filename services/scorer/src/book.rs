@@ -13,7 +13,7 @@ use apache_avro::Schema;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use vigil_events::{Alert, AlertKind, AlertState, Codec, ModelCheckpoint, Severity};
+use vigil_events::{Alert, AlertKind, AlertState, Codec, ModelCheckpoint, Severity, Variant};
 use vigil_features::Featurizer;
 use vigil_kafka::ModelRegistry;
 use vigil_kafka::models;
@@ -21,8 +21,8 @@ use vigil_kafka::{client, now_ms};
 use vigil_models::Runtime;
 use vigil_models::checkpoint::{self, Policy};
 
-use crate::events::Metrics;
 use crate::pool::{Key, Pool};
+use crate::telemetry::Metrics;
 
 /// A model version ready to score.
 #[derive(Debug)]
@@ -186,10 +186,10 @@ impl Follower {
             .iter()
             .flat_map(|s| std::iter::once(s.champion.key.clone()).chain(s.challenger.iter().map(|c| c.key.clone())))
             .collect();
-        self.metrics.serving(model, "champion", champion.key.1, "");
+        self.metrics.serving(model, Variant::Champion, champion.key.1, "");
         match &challenger {
-            Some(c) => self.metrics.serving(model, "challenger", c.key.1, ""),
-            None => self.metrics.not_serving(model, "challenger"),
+            Some(c) => self.metrics.serving(model, Variant::Challenger, c.key.1, ""),
+            None => self.metrics.not_serving(model, Variant::Challenger),
         }
         let keep: Vec<Key> =
             std::iter::once(champion.key.clone()).chain(challenger.iter().map(|c| c.key.clone())).collect();

@@ -15,8 +15,8 @@ use vigil_kafka::dlq::Reason;
 use vigil_kafka::{Handler, HandlerError, Input, Outcome, Output, now_ms};
 
 use crate::book::{Book, Served, Slot};
-use crate::events::Metrics;
 use crate::pool::Pool;
+use crate::telemetry::{Metrics, ModelMetrics};
 
 /// How one input topic is scored.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct Route {
     pub schema_name: String,
     /// Encoding.
     pub encoding: Encoding,
+    /// Records consumed from the topic (taken from the metrics on first use).
+    pub events: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 /// The handler.
@@ -47,6 +49,8 @@ pub struct Scorer {
     pub metrics: Arc<Metrics>,
     /// Field layouts per input topic, with the (champion, challenger) versions they were made for.
     pub layouts: Layouts,
+    /// Each model's counters, taken once.
+    pub models: HashMap<String, ModelMetrics>,
 }
 
 /// One model version's rows in this batch.
@@ -174,9 +178,9 @@ impl Handler for Scorer {
             if scores.len() != inputs.len() {
                 return Err(HandlerError(format!("{} rows gave {} scores", inputs.len(), scores.len())));
             }
-            self.metrics.inference(&served.key.0, seconds);
-            let variant_name = if variant == Variant::Champion { "champion" } else { "challenger" };
-            self.metrics.scored(&served.key.0, variant_name, inputs.len() as u64);
+            let model = self.model_metrics(&served.key.0);
+            model.inference(seconds);
+            model.scored(variant, inputs.len() as u64);
             for (i, p) in inputs.into_iter().zip(scores) {
                 let input = &batch[i];
                 let p = f64::from(p);
@@ -233,14 +237,14 @@ impl Scorer {
         capacity: usize,
         groups: &mut Groups,
     ) -> Result<Result<String, Reason>, HandlerError> {
-        let Some(route) = self.routes.get(&input.topic) else {
+        let Some(route) = self.routes.get_mut(&input.topic) else {
             return Ok(Err(Reason {
                 stage: "route",
                 kind: "unrouted-topic",
                 error: format!("no input configured for {}", input.topic),
             }));
         };
-        self.metrics.consumed(&input.topic, 1);
+        route.events.get_or_insert_with(|| self.metrics.topic(&input.topic)).inc();
         let Some(payload) = input.payload.as_deref() else {
             return Ok(Err(Reason { stage: "decode", kind: "tombstone", error: "the record has no value".into() }));
         };
@@ -278,6 +282,14 @@ impl Scorer {
             Ok(r) => r,
             Err(e) => Err(Reason { stage: "decode", kind: e.kind(), error: e.to_string() }),
         })
+    }
+
+    /// The counters of `model`, taken once.
+    fn model_metrics(&mut self, model: &str) -> &ModelMetrics {
+        if !self.models.contains_key(model) {
+            self.models.insert(model.to_string(), self.metrics.model(model));
+        }
+        &self.models[model]
     }
 
     /// The field layout of an input topic's current slot (cached until its versions change).

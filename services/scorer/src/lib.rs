@@ -6,9 +6,9 @@
 
 pub mod book;
 pub mod config;
-pub mod events;
 pub mod handler;
 pub mod pool;
+pub mod telemetry;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,9 +29,9 @@ use vigil_runtime::config::Delivery;
 pub use crate::config::{Config, ScorerConfig};
 
 use crate::book::{Book, Follower};
-use crate::events::Metrics;
 use crate::handler::{Route, Scorer};
 use crate::pool::Pool;
+use crate::telemetry::Metrics;
 
 /// Why the scorer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -56,44 +56,14 @@ pub async fn run(
     shutdown: CancellationToken,
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> Result<(), ScorerError> {
-    let start = |e: String| ScorerError::Start(e);
-    let sc = config.scorer.clone();
+    let sc = &config.scorer;
     let served = if sc.models.is_empty() { config.input_models(false) } else { sc.models.clone() };
     let codec = Arc::new(Codec::new());
-    let mut routes = HashMap::new();
-    let mut schemas = HashMap::new();
-    for input in config.inputs.iter().filter(|i| served.contains(&i.model)) {
-        let schema = codec.schema(&input.schema).map_err(|e| start(format!("input {}: {e}", input.topic)))?;
-        routes.insert(
-            input.topic.clone(),
-            Route { model: input.model.clone(), schema_name: input.schema.clone(), encoding: input.format },
-        );
-        schemas.insert(input.model.clone(), schema);
-    }
-    if routes.is_empty() {
-        return Err(start("no input topic is configured for the served models".into()));
-    }
-    if let Some(registry) = SchemaRegistry::from_config(&config.schema_registry).map_err(|e| start(e.to_string()))? {
-        for (topic, name) in [
-            (&config.topics.scores, vigil_events::schemas::names::SCORE),
-            (&config.topics.alerts, vigil_events::schemas::names::ALERT),
-        ] {
-            registry.register(&codec, topic, name).await.map_err(|e| start(vigil_runtime::error_chain(&e)))?;
-        }
-    }
-
+    let (routes, schemas) = routes(&config, &served, &codec)?;
+    register_schemas(&config, &codec).await?;
     let library = (!sc.onnxruntime.is_empty()).then(|| PathBuf::from(&sc.onnxruntime));
     let runtime = Runtime::global(library.as_deref()).map_err(|e| start(vigil_runtime::error_chain(&e)))?;
     let pool = Arc::new(Pool::start(runtime.clone(), sc.workers, sc.provider, sc.intra_threads));
-    let mut trusted = Vec::new();
-    for k in &sc.trusted_keys {
-        trusted.push(verifying_key_from_hex(k).map_err(start)?);
-    }
-    let policy = Policy {
-        max_bytes: sc.max_model_bytes as usize,
-        require_signature: sc.require_signature,
-        trusted_keys: trusted,
-    };
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
@@ -108,13 +78,13 @@ pub async fn run(
     }
 
     let book = Arc::new(Book::default());
-    let (ready_tx, mut ready_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(false);
     let follower = Follower {
         config: config.clone(),
         schemas,
         codec: codec.clone(),
         runtime,
-        policy,
+        policy: policy(sc)?,
         pool: pool.clone(),
         book: book.clone(),
         metrics: metrics.clone(),
@@ -123,28 +93,119 @@ pub async fn run(
     let follow_stop = shutdown.child_token();
     let follow_task = tokio::spawn(follower.run(follow_stop.clone()));
 
-    // Consume only once every served model has a champion: records wait in Kafka, not in memory.
-    tracing::info!(models = ?served, "waiting for a champion of every served model");
-    loop {
-        if *ready_rx.borrow() {
-            break;
+    let result = match wait_for_champions(&served, ready_rx, &shutdown).await {
+        Ok(true) => {
+            health.set_ready();
+            let handler = Scorer {
+                routes,
+                codec,
+                book,
+                pool: pool.clone(),
+                scores_topic: config.topics.scores.clone(),
+                challenger_share: sc.challenger_share,
+                metrics: metrics.clone(),
+                layouts: HashMap::new(),
+                models: HashMap::new(),
+            };
+            consume(&config, handler, &metrics, &shutdown).await
         }
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
+    };
+    health.set_not_ready("stopping");
+    follow_stop.cancel();
+    let _ = follow_task.await;
+    if let Ok(pool) = Arc::try_unwrap(pool) {
+        pool.stop();
+    }
+    result
+}
+
+fn start(e: String) -> ScorerError {
+    ScorerError::Start(e)
+}
+
+/// Input topic → how it is scored.
+type Routes = HashMap<String, Route>;
+/// Served model → the reader schema of its input.
+type Schemas = HashMap<String, &'static apache_avro::Schema>;
+
+/// The route of every input topic of a served model, and the reader schema of each model.
+fn routes(config: &Config, served: &[String], codec: &Codec) -> Result<(Routes, Schemas), ScorerError> {
+    let mut routes = HashMap::new();
+    let mut schemas = HashMap::new();
+    for input in config.inputs.iter().filter(|i| served.contains(&i.model)) {
+        let schema = codec.schema(&input.schema).map_err(|e| start(format!("input {}: {e}", input.topic)))?;
+        routes.insert(
+            input.topic.clone(),
+            Route {
+                model: input.model.clone(),
+                schema_name: input.schema.clone(),
+                encoding: input.format,
+                events: None,
+            },
+        );
+        schemas.insert(input.model.clone(), schema);
+    }
+    if routes.is_empty() {
+        return Err(start("no input topic is configured for the served models".into()));
+    }
+    Ok((routes, schemas))
+}
+
+/// With a schema registry, registers the scores' and alerts' schemas (records get Confluent framing).
+async fn register_schemas(config: &Config, codec: &Codec) -> Result<(), ScorerError> {
+    let Some(registry) = SchemaRegistry::from_config(&config.schema_registry).map_err(|e| start(e.to_string()))? else {
+        return Ok(());
+    };
+    for (topic, name) in [
+        (&config.topics.scores, vigil_events::schemas::names::SCORE),
+        (&config.topics.alerts, vigil_events::schemas::names::ALERT),
+    ] {
+        registry.register(codec, topic, name).await.map_err(|e| start(vigil_runtime::error_chain(&e)))?;
+    }
+    Ok(())
+}
+
+/// The checkpoint validation rules of the configuration.
+fn policy(sc: &ScorerConfig) -> Result<Policy, ScorerError> {
+    let trusted_keys =
+        sc.trusted_keys.iter().map(|k| verifying_key_from_hex(k).map_err(start)).collect::<Result<_, _>>()?;
+    Ok(Policy { max_bytes: sc.max_model_bytes as usize, require_signature: sc.require_signature, trusted_keys })
+}
+
+/// Waits until every served model has a champion (records wait in Kafka, not in memory); `false`
+/// when shutdown came first.
+async fn wait_for_champions(
+    served: &[String],
+    mut ready: watch::Receiver<bool>,
+    shutdown: &CancellationToken,
+) -> Result<bool, ScorerError> {
+    tracing::info!(models = ?served, "waiting for a champion of every served model");
+    while !*ready.borrow() {
         tokio::select! {
-            _ = shutdown.cancelled() => {
-                follow_stop.cancel();
-                let _ = follow_task.await;
-                return Ok(());
-            }
-            changed = ready_rx.changed() => {
+            _ = shutdown.cancelled() => return Ok(false),
+            changed = ready.changed() => {
                 if changed.is_err() {
                     return Err(start("the models follower stopped before any champion was served".into()));
                 }
             }
         }
     }
-    health.set_ready();
+    Ok(true)
+}
 
-    let mut cfg = PipelineConfig::new("scorer", &sc.group_id, routes.keys().cloned().collect(), &config.topics.dlq);
+/// Runs the consume loop until shutdown; a fatal transactional error rebuilds producer and consumer
+/// (they resume from the committed offsets), at most five times.
+async fn consume(
+    config: &Config,
+    mut handler: Scorer,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<(), ScorerError> {
+    let sc = &config.scorer;
+    let topics = handler.routes.keys().cloned().collect();
+    let mut cfg = PipelineConfig::new("scorer", &sc.group_id, topics, &config.topics.dlq);
     cfg.max_batch = sc.max_batch;
     cfg.max_wait = sc.max_wait;
     cfg.commit_interval = sc.commit_interval;
@@ -152,32 +213,7 @@ pub async fn run(
     if config.kafka.delivery == Delivery::ExactlyOnce {
         cfg.transactional_id = Some(format!("scorer-{}-{}", sc.group_id, sc.instance_id));
     }
-    let mut handler = Scorer {
-        routes,
-        codec,
-        book,
-        pool: pool.clone(),
-        scores_topic: config.topics.scores.clone(),
-        challenger_share: sc.challenger_share,
-        metrics: metrics.clone(),
-        layouts: HashMap::new(),
-    };
-    // The lag gauge follows the loop's statistics.
-    let lag_task = {
-        let (metrics, stop) = (metrics.clone(), shutdown.child_token());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {
-                        metrics.lag.set(metrics.pipeline.lag.load(std::sync::atomic::Ordering::Relaxed));
-                    }
-                }
-            }
-        })
-    };
-    // A fatal transactional error rebuilds producer and consumer (they resume from committed offsets).
+    let lag_task = follow_lag(metrics.clone(), shutdown.child_token());
     let mut rebuilds = 0;
     let result = loop {
         match pipeline::run(&config.kafka, &cfg, &mut handler, metrics.pipeline.clone(), shutdown.child_token()).await {
@@ -199,12 +235,21 @@ pub async fn run(
             Err(e) => break Err(ScorerError::Pipeline(e)),
         }
     };
-    health.set_not_ready("stopping");
     lag_task.abort();
-    follow_stop.cancel();
-    let _ = follow_task.await;
-    if let Ok(pool) = Arc::try_unwrap(pool) {
-        pool.stop();
-    }
     result
+}
+
+/// Keeps the lag gauge in step with the loop's statistics.
+fn follow_lag(metrics: Arc<Metrics>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    metrics.lag.set(metrics.pipeline.lag.load(std::sync::atomic::Ordering::Relaxed));
+                }
+            }
+        }
+    })
 }

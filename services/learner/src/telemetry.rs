@@ -1,30 +1,47 @@
-//! The learner's metrics and the log lines that go with them (`vigil_learner_*`).
+//! The learner's telemetry: every metric and the log lines that go with them (`vigil_learner_*`),
+//! with typed label sets; each model takes its per-label counter once ([`Metrics::trained_counter`]).
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-type Labels = Vec<(String, String)>;
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProblemLabels {
+    model: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    model: String,
+    metric: &'static str,
 }
 
 /// Every metric of the learner.
 pub struct Metrics {
-    trained: Family<Labels, Counter>,
-    label_problems: Family<Labels, Counter>,
-    bad_events: Family<Labels, Counter>,
-    checkpoints: Family<Labels, Counter>,
-    promotions: Family<Labels, Counter>,
-    challengers: Family<Labels, Counter>,
-    waiting_labels: Family<Labels, Gauge>,
-    buffered_events: Family<Labels, Gauge>,
-    evicted: Family<Labels, Gauge>,
-    candidates: Family<Labels, Gauge>,
-    window_metric: Family<Labels, Gauge<f64, AtomicU64>>,
+    trained: Family<ModelLabel, Counter>,
+    label_problems: Family<ProblemLabels, Counter>,
+    bad_events: Family<ModelLabel, Counter>,
+    checkpoints: Family<ModelLabel, Counter>,
+    promotions: Family<ModelLabel, Counter>,
+    challengers: Family<ModelLabel, Counter>,
+    waiting_labels: Family<ModelLabel, Gauge>,
+    buffered_events: Family<ModelLabel, Gauge>,
+    evicted: Family<ModelLabel, Gauge>,
+    candidates: Family<ModelLabel, Gauge>,
+    window_metric: Family<MetricLabels, Gauge<f64, AtomicU64>>,
+}
+
+fn model(name: &str) -> ModelLabel {
+    ModelLabel { model: name.to_string() }
 }
 
 impl Metrics {
@@ -70,56 +87,57 @@ impl Metrics {
         m
     }
 
-    /// An example was learnt.
-    pub fn trained(&self, model: &str) {
-        self.trained.get_or_create(&labels(&[("model", model)])).inc();
+    /// The counter of examples `model` learnt from (taken once, counted per label).
+    pub fn trained_counter(&self, name: &str) -> Counter {
+        self.trained.get_or_create(&model(name)).clone()
     }
 
     /// A label could not be learnt from.
-    pub fn label_problem(&self, model: &str, kind: &str) {
-        tracing::debug!(model, kind, "label not learnt from");
-        self.label_problems.get_or_create(&labels(&[("model", model), ("kind", kind)])).inc();
+    pub fn label_problem(&self, name: &str, kind: &'static str) {
+        tracing::debug!(model = name, kind, "label not learnt from");
+        self.label_problems.get_or_create(&ProblemLabels { model: name.to_string(), kind }).inc();
     }
 
     /// An event could not be featurised.
-    pub fn bad_event(&self, model: &str) {
-        self.bad_events.get_or_create(&labels(&[("model", model)])).inc();
+    pub fn bad_event(&self, name: &str) {
+        self.bad_events.get_or_create(&model(name)).inc();
     }
 
     /// A checkpoint was published.
-    pub fn checkpoint(&self, model: &str, version: i64, promoted: bool, why: &str) {
-        tracing::info!(model, version, promoted, why, "checkpoint published");
-        self.checkpoints.get_or_create(&labels(&[("model", model)])).inc();
+    pub fn checkpoint(&self, name: &str, version: i64, promoted: bool, why: &str) {
+        tracing::info!(model = name, version, promoted, why, "checkpoint published");
+        self.checkpoints.get_or_create(&model(name)).inc();
         if promoted {
-            self.promotions.get_or_create(&labels(&[("model", model)])).inc();
+            self.promotions.get_or_create(&model(name)).inc();
         }
     }
 
     /// Fresh challengers were started.
-    pub fn challengers_added(&self, model: &str, why: &str) {
-        tracing::info!(model, why, "concept drift: fresh challengers start on post-drift data");
-        self.challengers.get_or_create(&labels(&[("model", model)])).inc();
+    pub fn challengers_added(&self, name: &str, why: &str) {
+        tracing::info!(model = name, why, "concept drift: fresh challengers start on post-drift data");
+        self.challengers.get_or_create(&model(name)).inc();
     }
 
     /// Updates the gauges of a model.
     pub fn observe(
         &self,
-        model: &str,
+        name: &str,
         waiting: usize,
         buffered: usize,
         evicted: u64,
         candidates: usize,
         served: &vigil_learn::metrics::Prequential,
     ) {
-        let l = labels(&[("model", model)]);
+        let l = model(name);
         self.waiting_labels.get_or_create(&l).set(waiting as i64);
         self.buffered_events.get_or_create(&l).set(buffered as i64);
         self.evicted.get_or_create(&l).set(evicted as i64);
         self.candidates.get_or_create(&l).set(candidates as i64);
         let auc = served.window_auc().unwrap_or(0.5);
-        for (name, v) in [("accuracy", served.window_accuracy()), ("auc", auc), ("log_loss", served.window_log_loss())]
+        for (metric, v) in
+            [("accuracy", served.window_accuracy()), ("auc", auc), ("log_loss", served.window_log_loss())]
         {
-            self.window_metric.get_or_create(&labels(&[("model", model), ("metric", name)])).set(v);
+            self.window_metric.get_or_create(&MetricLabels { model: name.to_string(), metric }).set(v);
         }
     }
 }

@@ -24,7 +24,7 @@ use serde_json::{Value as Json, json};
 use vigil_kafka::{client, now_ms};
 use vigil_stats::detectors::{Adwin, Ddm, Detector, Kswin, PageHinkley};
 
-use crate::bench::{self, BenchError, Env, System, Workload};
+use super::{self as bench, BenchError, Env, System, Workload};
 
 /// Vigil's detector with the parameters River ran with.
 fn detector(name: &str, p: &Json) -> Result<Box<dyn Detector>, BenchError> {

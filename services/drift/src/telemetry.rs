@@ -1,7 +1,10 @@
-//! The drift service's metrics and the log lines that go with them (`vigil_drift_*`).
+//! The drift service's telemetry: every metric and the log lines that go with them
+//! (`vigil_drift_*`), with typed label sets; each watched model takes its per-record counters once
+//! ([`Metrics::streams`]).
 
 use std::sync::atomic::AtomicU64;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -11,24 +14,67 @@ use vigil_events::Alert;
 use crate::alerts::Outcome;
 use crate::monitor::{Evaluation, Quality};
 
-type Labels = Vec<(String, String)>;
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
 }
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    model: String,
+    stream: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    model: String,
+    kind: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    model: String,
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeatureLabels {
+    model: String,
+    feature: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FigureLabels {
+    model: String,
+    figure: &'static str,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric of the drift service.
 pub struct Metrics {
-    records: Family<Labels, Counter>,
-    undecodable: Family<Labels, Counter>,
-    evaluations: Family<Labels, Counter>,
-    alerts: Family<Labels, Counter>,
-    suppressed: Family<Labels, Counter>,
-    statistic: Family<Labels, Gauge<f64, AtomicU64>>,
-    p_value: Family<Labels, Gauge<f64, AtomicU64>>,
-    drifted: Family<Labels, Gauge>,
-    quality: Family<Labels, Gauge<f64, AtomicU64>>,
-    reference_version: Family<Labels, Gauge>,
+    records: Family<StreamLabels, Counter>,
+    undecodable: Family<StreamLabels, Counter>,
+    evaluations: Family<ModelLabel, Counter>,
+    alerts: Family<AlertLabels, Counter>,
+    suppressed: Family<KindLabels, Counter>,
+    statistic: Family<FeatureLabels, FloatGauge>,
+    p_value: Family<FeatureLabels, FloatGauge>,
+    drifted: Family<FeatureLabels, Gauge>,
+    quality: Family<FigureLabels, FloatGauge>,
+    reference_version: Family<ModelLabel, Gauge>,
+}
+
+/// A watched model's per-record counters, taken once.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    /// Input events read.
+    pub events: Counter,
+    /// Champion scores read.
+    pub scores: Counter,
+    /// Labels read.
+    pub labels: Counter,
 }
 
 impl Metrics {
@@ -72,27 +118,30 @@ impl Metrics {
         m
     }
 
-    /// A record of `stream` was read for `model`.
-    pub fn record(&self, model: &str, stream: &str) {
-        self.records.get_or_create(&labels(&[("model", model), ("stream", stream)])).inc();
+    /// The per-record counters of `model`.
+    pub fn streams(&self, model: &str) -> Streams {
+        let c = |stream| self.records.get_or_create(&StreamLabels { model: model.to_string(), stream }).clone();
+        Streams { events: c("events"), scores: c("scores"), labels: c("labels") }
     }
 
     /// A record of `stream` could not be used.
-    pub fn undecodable(&self, model: &str, stream: &str, why: &str) {
+    pub fn undecodable(&self, model: &str, stream: &'static str, why: &str) {
         tracing::debug!(model, stream, why, "record not used");
-        self.undecodable.get_or_create(&labels(&[("model", model), ("stream", stream)])).inc();
+        self.undecodable.get_or_create(&StreamLabels { model: model.to_string(), stream }).inc();
     }
 
     /// An evaluation ran.
     pub fn evaluated(&self, model: &str, e: &Evaluation, reference_version: Option<i64>) {
-        self.evaluations.get_or_create(&labels(&[("model", model)])).inc();
+        self.evaluations.get_or_create(&ModelLabel { model: model.to_string() }).inc();
         for f in &e.features {
-            let l = labels(&[("model", model), ("feature", &f.feature)]);
+            let l = FeatureLabels { model: model.to_string(), feature: f.feature.clone() };
             self.statistic.get_or_create(&l).set(f.statistic);
             self.p_value.get_or_create(&l).set(f.adjusted_p_value);
             self.drifted.get_or_create(&l).set(i64::from(f.drifted));
         }
-        self.reference_version.get_or_create(&labels(&[("model", model)])).set(reference_version.unwrap_or(0));
+        self.reference_version
+            .get_or_create(&ModelLabel { model: model.to_string() })
+            .set(reference_version.unwrap_or(0));
     }
 
     /// Windowed quality.
@@ -104,7 +153,7 @@ impl Metrics {
             ("p99_latency_ms", q.p99_latency_ms),
         ] {
             if let Some(v) = v {
-                self.quality.get_or_create(&labels(&[("model", model), ("figure", name)])).set(v);
+                self.quality.get_or_create(&FigureLabels { model: model.to_string(), figure: name }).set(v);
             }
         }
     }
@@ -114,10 +163,10 @@ impl Metrics {
         if let Some(a) = alert {
             let state = if a.state == vigil_events::AlertState::Firing { "firing" } else { "resolved" };
             tracing::info!(model, kind, state, key = %a.dedup_key, message = %a.message, "alert");
-            self.alerts.get_or_create(&labels(&[("model", model), ("kind", kind), ("state", state)])).inc();
+            self.alerts.get_or_create(&AlertLabels { model: model.to_string(), kind: kind.to_string(), state }).inc();
         }
         if outcome == Outcome::Suppressed {
-            self.suppressed.get_or_create(&labels(&[("model", model), ("kind", kind)])).inc();
+            self.suppressed.get_or_create(&KindLabels { model: model.to_string(), kind: kind.to_string() }).inc();
         }
     }
 }

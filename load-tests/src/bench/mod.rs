@@ -1,0 +1,356 @@
+//! The benchmark harness behind `make bench`. Every figure is measured side by side with its baseline
+//! in the same run, alternating (A B A B …) over several rounds, because the machine is shared and
+//! noisy; reports give medians and spreads.
+//!
+//! - **Throughput** (maximum sustainable rate): the input topic is preloaded with `events` records;
+//!   the system under test starts with a fresh consumer group and drains it; the rate is the number of
+//!   outputs over the span of their broker timestamps (first to last output).
+//! - **Latency** at half the measured maximum: the system runs on fresh topics, the generator produces
+//!   open loop at that rate, and the probe matches outputs to inputs by event id.
+//! - **Memory**: the system's peak resident set (`VmHWM`), read from `/proc`.
+//! - **Where the time goes**: the system's CPU time (user + system, `/proc/<pid>/stat`) per event over
+//!   a throughput run, and for the scorer the ONNX Runtime share from its own metrics.
+//! - **Raw rate** (B1): a fixed, real record produced as fast as possible, and consumed as fast as
+//!   possible, by librdkafka through the same client settings.
+//!
+//! The harness (this module) runs systems and measures them; [`process`] reads a running process's
+//! figures (CPU, memory, its metrics endpoint); [`report`] turns samples into medians and writes the
+//! reports; one module per benchmark: [`forwarder`], [`scorer`], [`learner`], [`drift`].
+
+pub mod drift;
+pub mod forwarder;
+pub mod learner;
+pub mod process;
+pub mod report;
+pub mod scorer;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+use vigil_events::Codec;
+use vigil_kafka::{client, now_ms};
+use vigil_runtime::config::KafkaConfig;
+
+use crate::generate::{self, FraudSource, Progress, RunConfig, TextSource};
+use crate::probe::{self, Percentiles, ProbeConfig};
+use crate::sim::fraud::{FraudConfig, FraudSim};
+use crate::sim::labels::LabelDelays;
+use crate::sim::text::TextSim;
+
+pub use self::drift::drift;
+pub use self::forwarder::forwarder;
+pub use self::learner::learner;
+pub use self::process::{cpu_seconds, free_port, metric_value, rss_mb, scrape_metrics, stop};
+pub use self::report::{commit, machine, median, repo_root, spread, table, write_report};
+pub use self::scorer::scorer;
+
+/// Errors of a benchmark run.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where and how benchmarks run.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Kafka settings (the broker under `make bench`).
+    pub kafka: KafkaConfig,
+    /// Folder holding the workspace's binaries (the systems under test).
+    pub bin_dir: PathBuf,
+    /// Folder for reports (`target/bench`).
+    pub out_dir: PathBuf,
+    /// Rounds of A B alternation.
+    pub rounds: usize,
+    /// Records preloaded for a throughput run.
+    pub events: u64,
+    /// Seconds of open-loop load for a latency run.
+    pub latency_secs: f64,
+    /// Partitions of the benchmark topics.
+    pub partitions: i32,
+}
+
+/// A system under test, run as its own process.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// Name in reports.
+    pub name: String,
+    /// Program (in `bin_dir`) and arguments; `{input}`, `{output}`, `{group}` are substituted.
+    pub program: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment (values substituted like the arguments).
+    pub env: Vec<(String, String)>,
+    /// A configuration file template (substituted like the arguments), passed with `--config`.
+    pub config: Option<String>,
+}
+
+impl System {
+    /// The forwarder baseline (B0).
+    pub fn forwarder() -> System {
+        System {
+            name: "forwarder".into(),
+            program: "vigil-forwarder".into(),
+            args: ["--input", "{input}", "--output", "{output}", "--group", "{group}"].map(String::from).to_vec(),
+            env: Vec::new(),
+            config: None,
+        }
+    }
+
+    /// Starts the system on `input` → `output` with consumer group `group`.
+    pub fn spawn(&self, env: &Env, input: &str, output: &str, group: &str) -> Result<Child, BenchError> {
+        self.spawn_on(env, input, output, group, 0)
+    }
+
+    /// Like [`System::spawn`], with `{port}` standing for `port` (its metrics endpoint).
+    pub fn spawn_on(&self, env: &Env, input: &str, output: &str, group: &str, port: u16) -> Result<Child, BenchError> {
+        let sub = |a: &str| {
+            a.replace("{input}", input)
+                .replace("{output}", output)
+                .replace("{group}", group)
+                .replace("{port}", &port.to_string())
+        };
+        let mut args: Vec<String> = self.args.iter().map(|a| sub(a)).collect();
+        if let Some(template) = &self.config {
+            let path = std::env::temp_dir().join(format!("{group}.toml"));
+            std::fs::write(&path, sub(template))?;
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
+        let mut cmd = Command::new(env.bin_dir.join(&self.program));
+        cmd.args(&args)
+            .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", &env.kafka.bootstrap_servers)
+            .env("VIGIL_LOG__LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.env {
+            cmd.env(k, sub(v));
+        }
+        Ok(cmd.spawn().map_err(|e| format!("starting {}: {e}", self.program))?)
+    }
+}
+
+/// What the records are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Card transactions.
+    Fraud,
+    /// Texts for sentiment.
+    Text,
+}
+
+fn source(workload: Workload, seed: u64, prefix: &str) -> Box<dyn generate::Source> {
+    let codec = Arc::new(Codec::new());
+    match workload {
+        Workload::Fraud => Box::new(FraudSource {
+            sim: FraudSim::new(FraudConfig { seed, id_prefix: prefix.to_string(), ..FraudConfig::default() }),
+            codec,
+        }),
+        Workload::Text => Box::new(TextSource {
+            sim: TextSim::new(seed, Vec::new(), None),
+            codec,
+            id_prefix: prefix.to_string(),
+            start_time_ms: 1_767_571_200_000,
+            i: 0,
+        }),
+    }
+}
+
+/// One throughput measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// Outputs per second.
+    pub events_per_s: f64,
+    /// Peak resident set of the system, MiB.
+    pub rss_mb: f64,
+    /// CPU time (user + system) the system used for the whole run, seconds.
+    pub cpu_s: f64,
+    /// The system's Prometheus metrics at the end of the run (when its template has `{port}`).
+    pub metrics: Option<String>,
+}
+
+/// One latency measurement.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    /// Offered rate (`None`: as fast as the generator could).
+    pub offered: Option<f64>,
+    /// Rate achieved end to end (matched outputs per second).
+    pub achieved: f64,
+    /// Percentiles.
+    pub percentiles: Percentiles,
+    /// Events produced.
+    pub produced: u64,
+    /// Peak resident set of the system, MiB.
+    pub rss_mb: f64,
+}
+
+/// Creates fresh topics with the benchmark's partitions.
+pub async fn topics(env: &Env, names: &[&str]) -> Result<(), BenchError> {
+    let admin: AdminClient<DefaultClientContext> = client::base_config(&env.kafka, "bench").create()?;
+    let new: Vec<NewTopic<'_>> =
+        names.iter().map(|n| NewTopic::new(n, env.partitions, TopicReplication::Fixed(1))).collect();
+    for r in admin.create_topics(&new, &AdminOptions::new()).await? {
+        r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
+    }
+    Ok(())
+}
+
+/// Deletes topics (best effort).
+pub async fn drop_topics(env: &Env, names: &[&str]) {
+    if let Ok(admin) = client::base_config(&env.kafka, "bench").create::<AdminClient<DefaultClientContext>>() {
+        let _ = admin.delete_topics(names, &AdminOptions::new()).await;
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("bench-{prefix}-{}-{}", std::process::id(), now_ms())
+}
+
+/// Preloads `topic` with `n` simulated records as fast as possible; returns records per second.
+pub async fn preload(env: &Env, workload: Workload, topic: &str, n: u64, seed: u64) -> Result<f64, BenchError> {
+    let codec = Codec::new();
+    let mut src = source(workload, seed, &format!("pre{seed}"));
+    let cfg = run_config(topic, None, Some(n), None);
+    let s = generate::run(&env.kafka, src.as_mut(), &cfg, &codec, Arc::new(Progress::default())).await?;
+    Ok(s.events_per_s)
+}
+
+fn run_config(topic: &str, rate: Option<f64>, events: Option<u64>, duration: Option<f64>) -> RunConfig {
+    RunConfig {
+        topic: topic.to_string(),
+        labels_topic: None,
+        rate,
+        max_events: events,
+        duration: duration.map(Duration::from_secs_f64),
+        delays: LabelDelays::default(),
+        seed: 1,
+        label_grace: Duration::ZERO,
+    }
+}
+
+/// Sum of high watermarks and (min, max) record timestamps of `topic`.
+fn output_span(env: &Env, topic: &str) -> Result<(i64, Option<(i64, i64)>), BenchError> {
+    let c: BaseConsumer<client::LogContext> =
+        client::consumer_config(&env.kafka, "bench", &unique("span")).create_with_context(client::LogContext)?;
+    let mut total = 0;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for p in 0..env.partitions {
+        let (low, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        total += high - low;
+        if high > low {
+            for offset in [low, high - 1] {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
+                c.assign(&tpl)?;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    match c.poll(Duration::from_millis(200)) {
+                        Some(Ok(m)) if m.offset() == offset => {
+                            let ts = m.timestamp().to_millis().unwrap_or(0);
+                            lo = lo.min(ts);
+                            hi = hi.max(ts);
+                            break;
+                        }
+                        _ if Instant::now() > deadline => {
+                            return Err(format!("cannot read {topic}/{p}@{offset}").into());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok((total, (lo <= hi).then_some((lo, hi))))
+}
+
+/// Maximum sustainable rate of `system` over a preloaded `input` of `n` records.
+pub async fn throughput(env: &Env, system: &System, input: &str, n: u64) -> Result<Throughput, BenchError> {
+    let output = unique(&format!("{}-out", system.name));
+    topics(env, &[&output]).await?;
+    let port = free_port()?;
+    let mut child = system.spawn_on(env, input, &output, &unique(&system.name), port)?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let result = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(format!("{} exited early ({status})", system.name).into());
+        }
+        match output_span(env, &output) {
+            Ok((count, Some((lo, hi)))) if count as u64 >= n => {
+                break Ok(n as f64 / ((hi - lo).max(1) as f64 / 1000.0));
+            }
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+        if Instant::now() > deadline {
+            break Err(format!("{} did not produce {n} outputs within 600 s", system.name).into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let cpu_s = cpu_seconds(child.id()).unwrap_or(f64::NAN);
+    let uses_port = system.config.as_deref().unwrap_or_default().contains("{port}")
+        || system.args.iter().chain(system.env.iter().map(|(_, v)| v)).any(|a| a.contains("{port}"));
+    let metrics = if uses_port { scrape_metrics(port) } else { None };
+    let rss_mb = stop(&mut child);
+    drop_topics(env, &[&output]).await;
+    result.map(|events_per_s| Throughput { events_per_s, rss_mb, cpu_s, metrics })
+}
+
+/// End-to-end latency of `system` with `n` records offered at `rate` records per second, open loop
+/// (`None`: as fast as the generator can, which measures the live maximum rate).
+pub async fn latency(
+    env: &Env,
+    system: &System,
+    workload: Workload,
+    rate: Option<f64>,
+    n: u64,
+    seed: u64,
+) -> Result<Latency, BenchError> {
+    let (input, output) = (unique(&format!("{}-lin", system.name)), unique(&format!("{}-lout", system.name)));
+    topics(env, &[&input, &output]).await?;
+    let mut child = system.spawn(env, &input, &output, &unique(&system.name))?;
+    // Warm up: a few records through, so that the group has joined before measuring.
+    preload(env, workload, &input, 10, seed + 1000).await?;
+    let warm = Instant::now();
+    loop {
+        if output_span(env, &output)?.0 >= 10 {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{} exited during warm-up ({status})", system.name).into());
+        }
+        if warm.elapsed() > Duration::from_secs(120) {
+            stop(&mut child);
+            return Err(format!("{} produced nothing within 120 s", system.name).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probe_cfg = ProbeConfig {
+        input: input.clone(),
+        output: output.clone(),
+        expect: Some(n),
+        idle: Duration::from_secs(15),
+        max_time: Duration::from_secs(600),
+        id_prefix: Some(format!("lat{seed}-")),
+    };
+    let kafka = env.kafka.clone();
+    let probe = tokio::spawn(async move { probe::run(&kafka, &probe_cfg).await });
+    let codec = Codec::new();
+    let mut src = source(workload, seed, &format!("lat{seed}"));
+    let cfg = run_config(&input, rate, Some(n), None);
+    let started_us = now_ms() * 1000;
+    let produced = generate::run(&env.kafka, src.as_mut(), &cfg, &codec, Arc::new(Progress::default())).await?;
+    let lat = probe.await??;
+    let rss_mb = stop(&mut child);
+    drop_topics(env, &[&input, &output]).await;
+    if lat.matched() < n {
+        return Err(format!("{}: only {} of {n} events came out", system.name, lat.matched()).into());
+    }
+    let achieved = lat.last_output_us().map(|l| n as f64 / ((l - started_us).max(1) as f64 / 1e6)).unwrap_or(0.0);
+    Ok(Latency { offered: rate, achieved, percentiles: lat.percentiles(), produced: produced.events, rss_mb })
+}

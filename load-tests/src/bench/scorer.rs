@@ -1,0 +1,232 @@
+//! The scorer benchmark: fraud (MLP) and sentiment (hashed text) against the forwarder on the same
+//! preloaded topics, latency at half the live maximum, and memory under a backlog.
+
+use super::*;
+
+/// Registers the benchmark's models on `topic`: a fraud MLP (spec width → 64 → 1) and a hashed-text
+/// sentiment model, both promoted.
+async fn register_models(env: &Env, topic: &str) -> Result<(), BenchError> {
+    use vigil_events::CheckpointStatus;
+    use vigil_models::checkpoint::{self, NewCheckpoint};
+    use vigil_models::families::{Dense, Model};
+    let w = |n: usize, seed: u32| -> Vec<f32> {
+        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).collect()
+    };
+    let d = vigil_features::FeatureSpec::parse(vigil_features::FRAUD_SPEC)?.width();
+    let fraud = Model::Mlp {
+        layers: vec![
+            Dense { inputs: d, outputs: 64, w: w(d * 64, 1), b: vec![0.0; 64] },
+            Dense { inputs: 64, outputs: 1, w: w(64, 2), b: vec![-2.0] },
+        ],
+    };
+    let text = Model::HashedText { table: w(65536, 3), b: 0.0 };
+    let producer = vigil_kafka::models::producer(&env.kafka)?;
+    let codec = Codec::new();
+    for (name, model, spec) in
+        [("fraud", fraud, vigil_features::FRAUD_SPEC), ("sentiment", text, vigil_features::SENTIMENT_SPEC)]
+    {
+        let cp = checkpoint::build(
+            NewCheckpoint {
+                model: name,
+                version: 1,
+                parent: None,
+                onnx: model.to_onnx(name, 1).to_bytes(),
+                spec,
+                status: CheckpointStatus::Promoted,
+                reason: "benchmark".into(),
+                now_ms: now_ms(),
+            },
+            None,
+        );
+        vigil_kafka::models::publish(&producer, &codec, topic, &cp).await?;
+    }
+    Ok(())
+}
+
+fn scorer_system(workload: Workload, models_topic: &str) -> System {
+    let (model, schema) = match workload {
+        Workload::Fraud => ("fraud", "dev.vigil.demo.Transaction"),
+        Workload::Text => ("sentiment", "dev.vigil.demo.TextEvent"),
+    };
+    let config = format!(
+        r#"
+[topics]
+scores = "{{output}}"
+models = "{models_topic}"
+dlq = "{{output}}"
+alerts = "{{output}}"
+
+[[inputs]]
+topic = "{{input}}"
+schema = "{schema}"
+model = "{model}"
+labels = ""
+
+[scorer]
+group-id = "{{group}}"
+http-listen = "127.0.0.1:{{port}}"
+challenger-share = 0.0
+"#
+    );
+    System {
+        name: format!("scorer-{model}"),
+        program: "vigil-scorer".into(),
+        args: Vec::new(),
+        env: Vec::new(),
+        config: Some(config),
+    }
+}
+
+/// Scorer against forwarder for one workload; returns the report's section.
+async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, events: u64) -> Result<Json, BenchError> {
+    let scorer = scorer_system(workload, models_topic);
+    let forwarder = System::forwarder();
+    let (mut s_rate, mut f_rate, mut s_rss) = (Vec::new(), Vec::new(), Vec::new());
+    // Where the time goes: CPU µs per event of each system, and the scorer's ONNX Runtime share.
+    let (mut s_cpu, mut f_cpu, mut s_infer, mut s_batch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let model = match workload {
+        Workload::Fraud => "fraud",
+        Workload::Text => "sentiment",
+    };
+    for round in 0..env.rounds {
+        let input = unique(&format!("{}-in", scorer.name));
+        topics(env, &[&input]).await?;
+        preload(env, workload, &input, events, round as u64).await?;
+        // Alternate which goes first.
+        let order: [&System; 2] = if round % 2 == 0 { [&scorer, &forwarder] } else { [&forwarder, &scorer] };
+        for system in order {
+            let t = throughput(env, system, &input, events).await?;
+            let per_event = |secs: f64| secs * 1e6 / events as f64;
+            if system.name == scorer.name {
+                s_rate.push(t.events_per_s);
+                s_rss.push(t.rss_mb);
+                s_cpu.push(per_event(t.cpu_s));
+                if let Some(m) = &t.metrics {
+                    let series = format!("vigil_scorer_inference_seconds_sum{{model=\"{model}\"}}");
+                    s_infer.push(per_event(metric_value(m, &series)));
+                    let batches = metric_value(m, "vigil_scorer_batch_size_records_count");
+                    s_batch.push(metric_value(m, "vigil_scorer_batch_size_records_sum") / batches.max(1.0));
+                }
+            } else {
+                f_rate.push(t.events_per_s);
+                f_cpu.push(per_event(t.cpu_s));
+            }
+        }
+        eprintln!(
+            "{} round {}: scorer {:.0}/s, forwarder {:.0}/s",
+            scorer.name,
+            round + 1,
+            s_rate[round],
+            f_rate[round]
+        );
+        drop_topics(env, &[&input]).await;
+    }
+    // The scorer's live maximum (generator and system on this machine together); latency at half of it.
+    let live = latency(env, &scorer, workload, None, events, 77).await?;
+    let half = (live.achieved / 2.0).max(100.0);
+    let (mut s_p99, mut f_p99, mut s_p50, mut f_p50) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..env.rounds {
+        let n = (half * env.latency_secs) as u64;
+        let order: [&System; 2] = if round % 2 == 0 { [&scorer, &forwarder] } else { [&forwarder, &scorer] };
+        for system in order {
+            let l = latency(env, system, workload, Some(half), n, 200 + round as u64).await?;
+            if system.name == scorer.name {
+                s_p99.push(l.percentiles.p99_ms);
+                s_p50.push(l.percentiles.p50_ms);
+                s_rss.push(l.rss_mb);
+            } else {
+                f_p99.push(l.percentiles.p99_ms);
+                f_p50.push(l.percentiles.p50_ms);
+            }
+        }
+        eprintln!(
+            "{} latency round {} at {half:.0}/s: p99 scorer {:.2} ms, forwarder {:.2} ms",
+            scorer.name,
+            round + 1,
+            s_p99[round],
+            f_p99[round]
+        );
+    }
+    let ratios: Vec<f64> = s_rate.iter().zip(&f_rate).map(|(s, f)| s / f).collect();
+    table(&[
+        ("scorer events/s", &s_rate),
+        ("forwarder events/s", &f_rate),
+        ("throughput ratio", &ratios),
+        ("scorer CPU us/event", &s_cpu),
+        ("forwarder CPU us/event", &f_cpu),
+        ("scorer inference us/event", &s_infer),
+        ("scorer p99 ms", &s_p99),
+        ("forwarder p99 ms", &f_p99),
+    ]);
+    Ok(json!({
+        "scorer_events_per_s": median(&s_rate),
+        "forwarder_events_per_s": median(&f_rate),
+        "throughput_ratio": median(&ratios),
+        "throughput_ratio_runs": ratios,
+        "scorer_events_per_s_runs": s_rate,
+        "forwarder_events_per_s_runs": f_rate,
+        "scorer_live_events_per_s": live.achieved,
+        "latency_rate_per_s": half,
+        "scorer_p50_ms": median(&s_p50),
+        "forwarder_p50_ms": median(&f_p50),
+        "scorer_p99_ms": median(&s_p99),
+        "forwarder_p99_ms": median(&f_p99),
+        "p99_difference_ms": median(&s_p99) - median(&f_p99),
+        "scorer_p99_ms_runs": s_p99,
+        "forwarder_p99_ms_runs": f_p99,
+        "scorer_rss_mb": s_rss.iter().cloned().fold(0.0, f64::max),
+        "scorer_cpu_us_per_event": median(&s_cpu),
+        "forwarder_cpu_us_per_event": median(&f_cpu),
+        "scorer_inference_us_per_event": median(&s_infer),
+        "scorer_mean_batch": median(&s_batch),
+        "events": events,
+    }))
+}
+
+/// The scorer benchmark: fraud (MLP) and sentiment (hashed text) against the forwarder, and the
+/// scorer's memory under a backlog ten times what it scores in a latency run.
+pub async fn scorer(env: &Env) -> Result<Json, BenchError> {
+    let started = Instant::now();
+    let models_topic = unique("models");
+    let admin: AdminClient<DefaultClientContext> = client::base_config(&env.kafka, "bench").create()?;
+    let t = NewTopic::new(&models_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    for r in admin.create_topics([&t], &AdminOptions::new()).await? {
+        r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
+    }
+    register_models(env, &models_topic).await?;
+    let fraud = scorer_workload(env, Workload::Fraud, &models_topic, env.events).await?;
+    let text = scorer_workload(env, Workload::Text, &models_topic, (env.events / 4).max(1000)).await?;
+    // Overload: a backlog of ten times the latency run's events, drained as fast as possible; the
+    // consumer's prefetch and the producer's queue are bounded, so memory must stay near the
+    // normal run's.
+    let backlog = (10.0 * fraud["latency_rate_per_s"].as_f64().unwrap_or(1000.0) * env.latency_secs) as u64;
+    let input = unique("overload-in");
+    topics(env, &[&input]).await?;
+    preload(env, Workload::Fraud, &input, backlog, 999).await?;
+    let over = throughput(env, &scorer_system(Workload::Fraud, &models_topic), &input, backlog).await?;
+    drop_topics(env, &[&input, &models_topic]).await;
+    eprintln!(
+        "overload: backlog {backlog} events drained at {:.0}/s, peak RSS {:.1} MiB",
+        over.events_per_s, over.rss_mb
+    );
+    let report = json!({
+        "benchmark": "scorer",
+        "machine": machine(env),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "commit": commit(),
+        "scorer_events_per_s": fraud["scorer_events_per_s"],
+        "forwarder_events_per_s": fraud["forwarder_events_per_s"],
+        "throughput_ratio": fraud["throughput_ratio"],
+        "scorer_p99_ms": fraud["scorer_p99_ms"],
+        "forwarder_p99_ms": fraud["forwarder_p99_ms"],
+        "scorer_rss_mb": fraud["scorer_rss_mb"],
+        "fraud_mlp": fraud,
+        "sentiment": text,
+        "overload": {"backlog_events": backlog, "events_per_s": over.events_per_s, "rss_mb": over.rss_mb,
+            "rss_vs_normal": over.rss_mb / fraud["scorer_rss_mb"].as_f64().unwrap_or(1.0)},
+        "elapsed_s": started.elapsed().as_secs_f64(),
+    });
+    let path = write_report(env, "scorer", &report)?;
+    eprintln!("scorer benchmark -> {}", path.display());
+    Ok(report)
+}

@@ -1,0 +1,169 @@
+//! The scorer's telemetry: every metric and the log lines that go with them, defined in one place.
+//! Names follow `vigil_scorer_<name>_<unit>`; counters end in `_total` (the exporter adds it).
+//! Label sets are typed; the hot path takes its counters once per topic ([`Metrics::topic`]) and
+//! per model ([`Metrics::model`]) instead of building labels for every record.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use vigil_events::Variant;
+use vigil_kafka::pipeline::Counters;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabel {
+    topic: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VariantLabels {
+    model: String,
+    variant: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeadLetterLabels {
+    stage: &'static str,
+    kind: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric of the scorer.
+pub struct Metrics {
+    events: Family<TopicLabel, Counter>,
+    scores: Family<VariantLabels, Counter>,
+    dead_letters: Family<DeadLetterLabels, Counter>,
+    batch_size: Histogram,
+    inference: HistogramFamily<ModelLabel>,
+    latency: Histogram,
+    model_version: Family<VariantLabels, Gauge>,
+    rejected: Family<ModelLabel, Counter>,
+    /// Consumer lag (records behind the partitions' ends), updated from librdkafka statistics.
+    pub lag: Gauge,
+    /// The pipeline's own counters (consumed, produced, commits, aborts).
+    pub pipeline: Arc<Counters>,
+}
+
+/// One model's counters, taken once.
+#[derive(Debug, Clone)]
+pub struct ModelMetrics {
+    champion: Counter,
+    challenger: Counter,
+    inference: Histogram,
+}
+
+impl ModelMetrics {
+    /// `n` scores of a variant were produced.
+    pub fn scored(&self, variant: Variant, n: u64) {
+        match variant {
+            Variant::Champion => self.champion.inc_by(n),
+            Variant::Challenger => self.challenger.inc_by(n),
+        };
+    }
+
+    /// A batch ran through the model in `seconds`.
+    pub fn inference(&self, seconds: f64) {
+        self.inference.observe(seconds);
+    }
+}
+
+fn inference_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+fn variant_name(v: Variant) -> &'static str {
+    match v {
+        Variant::Champion => "champion",
+        Variant::Challenger => "challenger",
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in `registry`.
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            events: Family::default(),
+            scores: Family::default(),
+            dead_letters: Family::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            inference: Family::new_with_constructor(inference_histogram),
+            latency: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            model_version: Family::default(),
+            rejected: Family::default(),
+            lag: Gauge::default(),
+            pipeline: Arc::new(Counters::default()),
+        };
+        let r = registry.sub_registry_with_prefix("vigil_scorer");
+        r.register("events", "Input records consumed, by topic", m.events.clone());
+        r.register("scores", "Scores produced, by model and variant", m.scores.clone());
+        r.register("dead_letters", "Records sent to the dead-letter topic, by stage and kind", m.dead_letters.clone());
+        r.register("batch_size_records", "Records per micro-batch", m.batch_size.clone());
+        r.register("inference_seconds", "ONNX Runtime time per micro-batch, by model", m.inference.clone());
+        r.register("end_to_end_latency_seconds", "Input record timestamp to score, seconds", m.latency.clone());
+        r.register("model_version", "Model version in use, by model and variant", m.model_version.clone());
+        r.register("models_rejected", "Checkpoints refused by validation, by model", m.rejected.clone());
+        r.register("consumer_lag_records", "Records behind the input partitions' ends", m.lag.clone());
+        m
+    }
+
+    /// The counter of records consumed from `topic`.
+    pub fn topic(&self, topic: &str) -> Counter {
+        self.events.get_or_create(&TopicLabel { topic: topic.to_string() }).clone()
+    }
+
+    /// The counters of `model`.
+    pub fn model(&self, model: &str) -> ModelMetrics {
+        let scores = |variant| self.scores.get_or_create(&VariantLabels { model: model.to_string(), variant }).clone();
+        ModelMetrics {
+            champion: scores("champion"),
+            challenger: scores("challenger"),
+            inference: self.inference.get_or_create(&ModelLabel { model: model.to_string() }).clone(),
+        }
+    }
+
+    /// A micro-batch of `n` records arrived.
+    pub fn batch(&self, n: usize) {
+        self.batch_size.observe(n as f64);
+    }
+
+    /// A record was dead-lettered.
+    pub fn dead_letter(&self, stage: &'static str, kind: &'static str, error: &str) {
+        tracing::debug!(stage, kind, error, "dead letter");
+        self.dead_letters.get_or_create(&DeadLetterLabels { stage, kind }).inc();
+    }
+
+    /// One record's end-to-end latency.
+    pub fn latency(&self, seconds: f64) {
+        self.latency.observe(seconds);
+    }
+
+    /// A model version started serving.
+    pub fn serving(&self, model: &str, variant: Variant, version: i64, provider: &str) {
+        let variant = variant_name(variant);
+        tracing::info!(model, variant, version, provider, "model version serving");
+        self.model_version.get_or_create(&VariantLabels { model: model.to_string(), variant }).set(version);
+    }
+
+    /// A variant stopped serving (no challenger any more).
+    pub fn not_serving(&self, model: &str, variant: Variant) {
+        let variant = variant_name(variant);
+        tracing::info!(model, variant, "no model version serves this variant now");
+        self.model_version.get_or_create(&VariantLabels { model: model.to_string(), variant }).set(0);
+    }
+
+    /// A checkpoint was refused.
+    pub fn rejected(&self, model: &str, version: i64, check: &str, reason: &str) {
+        tracing::warn!(model, version, check, reason, "checkpoint refused; the serving version stays");
+        self.rejected.get_or_create(&ModelLabel { model: model.to_string() }).inc();
+    }
+}
