@@ -58,9 +58,15 @@ impl Learner {
         let latest =
             registry.versions(name).into_iter().filter(|cp| cp.learner_state.is_some()).max_by_key(|cp| cp.version);
         let lc = &self.shared.config.learner;
-        let trainer = match latest {
-            Some(cp) => {
-                let state = resume_state(cp)?;
+        let resumed = latest.and_then(|cp| match resume_state(cp) {
+            Ok(state) => Some((cp, state)),
+            Err(e) => {
+                tracing::warn!(model = name, version = cp.version, error = %e, "cannot resume from this state: starting fresh");
+                None
+            }
+        });
+        let trainer = match resumed {
+            Some((cp, state)) => {
                 for o in &cp.offsets {
                     self.starts.entry(o.topic.clone()).or_default().insert(o.partition, o.offset);
                 }
