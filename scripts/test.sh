@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: set up what the tests need, check formatting and lints, start a local broker (on its
-# own port, so a demo broker on 9092 is left alone), run every test, stop the broker if it started it.
+# own port, so a demo broker on 9092 is left alone) and a schema registry (Apicurio), run every test,
+# stop what it started.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"
@@ -20,9 +21,20 @@ if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh start
   started=1
 fi
-stop() { [ "$started" = 1 ] && scripts/kafka.sh stop || true; }
+# The schema registry the tests use (Apicurio Registry, Confluent-compatible API).
+export VIGIL_REGISTRY_PORT=${VIGIL_TEST_REGISTRY_PORT:-18081}
+registry_started=0
+if ! scripts/registry.sh status >/dev/null 2>&1; then
+  scripts/registry.sh start
+  registry_started=1
+fi
+export VIGIL_TEST_REGISTRY=$(scripts/registry.sh status)
+stop() {
+  [ "$registry_started" = 1 ] && scripts/registry.sh stop || true
+  [ "$started" = 1 ] && scripts/kafka.sh stop || true
+}
 trap stop EXIT
 
-echo "== cargo test (broker $VIGIL_TEST_BOOTSTRAP, ONNX Runtime $ORT_DYLIB_PATH)" >&2
+echo "== cargo test (broker $VIGIL_TEST_BOOTSTRAP, registry $VIGIL_TEST_REGISTRY, ONNX Runtime $ORT_DYLIB_PATH)" >&2
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

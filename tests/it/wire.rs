@@ -96,8 +96,8 @@ async fn python_records_written_with_an_older_schema_are_read_by_vigil() {
 
 #[tokio::test]
 async fn confluent_framing_round_trips_through_a_registry() {
-    let registry = TestRegistry::start();
-    let env = [("VIGIL_SCHEMA_REGISTRY__URL", registry.url.as_str())];
+    let registry = registry_url();
+    let env = [("VIGIL_SCHEMA_REGISTRY__URL", registry.as_str())];
 
     // Vigil writes with the registry: 00 + id framing, read by Python through the registry.
     let topic = unique("labels-sr");
@@ -111,7 +111,7 @@ async fn confluent_framing_round_trips_through_a_registry() {
     );
     let (code, out, err) = python_support(
         "interop.py",
-        &["read", "--bootstrap", &bootstrap(), "--topic", &topic, "--count", "3", "--registry", &registry.url],
+        &["read", "--bootstrap", &bootstrap(), "--topic", &topic, "--count", "3", "--registry", &registry],
         None,
     );
     assert_eq!(code, 0, "{err}");
@@ -139,7 +139,7 @@ async fn confluent_framing_round_trips_through_a_registry() {
             "--schema",
             schema_file.to_str().unwrap(),
             "--registry",
-            &registry.url,
+            &registry,
         ],
         Some(&lines(std::slice::from_ref(&score))),
     );

@@ -192,34 +192,13 @@ fn run_with_input(cmd: &mut std::process::Command, env: &[(&str, &str)], stdin: 
     )
 }
 
-/// A throw-away Confluent-compatible registry (tests/support/registry.py), killed on drop.
-pub struct TestRegistry {
-    child: std::process::Child,
-    /// Its base URL.
-    pub url: String,
-}
-
-impl TestRegistry {
-    /// Starts one on a free port.
-    pub fn start() -> TestRegistry {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(python())
-            .arg(root().join("tests/support/registry.py"))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port: u16 = line.trim().parse().unwrap();
-        TestRegistry { child, url: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The schema registry the tests use: Apicurio Registry's Confluent-compatible API, which `make test`
+/// starts (`scripts/registry.sh`) and names in `VIGIL_TEST_REGISTRY`. Tests share it: each uses its
+/// own topics, hence its own subjects.
+pub fn registry_url() -> String {
+    std::env::var("VIGIL_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("VIGIL_TEST_REGISTRY is not set: run the tests with `make test`, or `scripts/registry.sh start` and set it to what `scripts/registry.sh status` prints")
+    })
 }
 
 /// Writes `text` to a fresh temporary file and returns its path.

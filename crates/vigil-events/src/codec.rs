@@ -155,6 +155,7 @@ struct Known {
     schema: &'static Schema,
     name: &'static str,
     fingerprint: Fingerprint,
+    text: &'static str,
 }
 
 /// Encodes and decodes Vigil's records; cheap to share (`Arc<Codec>`) between threads.
@@ -191,7 +192,7 @@ impl Codec {
         let mut writers = HashMap::new();
         let mut current = HashMap::new();
         for s in schemas::shipped() {
-            let known = Known { schema: &s.schema, name: &s.name, fingerprint: s.fingerprint };
+            let known = Known { schema: &s.schema, name: &s.name, fingerprint: s.fingerprint, text: s.text };
             writers.insert(WriterId::Fingerprint(s.fingerprint), known);
             if s.current {
                 current.insert(s.name.clone(), known);
@@ -239,6 +240,11 @@ impl Codec {
     /// The current schema called `name`.
     pub fn schema(&self, name: &str) -> Result<&'static Schema, CodecError> {
         self.current_known(name).map(|k| k.schema)
+    }
+
+    /// The JSON text of the current schema called `name`.
+    pub fn schema_text(&self, name: &str) -> Option<String> {
+        self.current_known(name).ok().map(|k| k.text.to_string())
     }
 
     /// The full names of all current schemas.
@@ -569,7 +575,8 @@ fn leak_schema(schema_json: &str) -> Result<Known, CodecError> {
     // Schemas are few and live as long as the process; cached readers borrow them.
     let schema: &'static Schema = Box::leak(Box::new(schema));
     let name: &'static str = Box::leak(name.into_boxed_str());
-    Ok(Known { schema, name, fingerprint })
+    let text: &'static str = Box::leak(schema_json.to_string().into_boxed_str());
+    Ok(Known { schema, name, fingerprint, text })
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

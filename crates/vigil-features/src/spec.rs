@@ -26,6 +26,12 @@
 //! char-ngrams = [3, 4]       # optional, [0, 0] for none
 //! max-tokens = 256           # padded length of the index / value tensors
 //! max-chars = 5000           # longer texts are refused (dead-lettered)
+//!
+//! [graph]                    # optional: how a graph exported elsewhere is called (defaults: Vigil's own)
+//! input = "float_input"      # the dense input (skl2onnx: float_input or X); default features
+//! output = "probabilities"   # the output holding the probability; default score
+//! positive-column = 1        # its column of the positive class; default 0 for [N, 1], 1 for [N, k]
+//! post = "none"              # none (probabilities) | sigmoid (logits) | softmax (per-class logits)
 //! ```
 //!
 //! Non-finite numbers (NaN, ±inf) are always refused: a model must not silently score on them.
@@ -49,6 +55,72 @@ pub struct FeatureSpec {
     /// Hashed text features (text models).
     #[serde(default)]
     pub text: Option<Text>,
+    /// How the model's graph is called (Vigil's own names unless the graph was exported elsewhere).
+    #[serde(default, skip_serializing_if = "Graph::is_default")]
+    pub graph: Graph,
+}
+
+/// The names a model's ONNX graph uses and how its output becomes a probability: Vigil's own graphs
+/// take `features` (or `indices` and `values`) and give `score` `[N, 1]`; a graph exported by
+/// skl2onnx or onnxmltools takes `float_input` and gives `probabilities` `[N, 2]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Graph {
+    /// The dense input of a tabular model.
+    pub input: String,
+    /// The index input of a text model.
+    pub indices: String,
+    /// The value input of a text model.
+    pub values: String,
+    /// The output holding the probabilities (`[N]`, `[N, 1]` or `[N, k]`).
+    pub output: String,
+    /// The positive class's column of a `[N, k]` output (default: 0 for one column, else 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub positive_column: Option<u32>,
+    /// What turns the output into probabilities.
+    pub post: Post,
+}
+
+/// Post-processing of a graph's output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Post {
+    /// The output is already probabilities.
+    #[default]
+    None,
+    /// Logits: the logistic function of each value.
+    Sigmoid,
+    /// Per-class logits: the softmax of each row.
+    Softmax,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph {
+            input: "features".into(),
+            indices: "indices".into(),
+            values: "values".into(),
+            output: "score".into(),
+            positive_column: None,
+            post: Post::None,
+        }
+    }
+}
+
+impl Graph {
+    /// Whether these are Vigil's own names (then the spec's TOML leaves the section out).
+    pub fn is_default(&self) -> bool {
+        *self == Graph::default()
+    }
+
+    /// The positive class's column of an output with `classes` columns.
+    pub fn positive(&self, classes: usize) -> usize {
+        match self.positive_column {
+            Some(c) => c as usize,
+            None if classes > 1 => 1,
+            None => 0,
+        }
+    }
 }
 
 /// A numeric feature.
@@ -179,6 +251,19 @@ fn yes() -> bool {
     true
 }
 
+/// Most numeric plus categorical features of a spec.
+pub const MAX_FEATURES: usize = 10_000;
+/// Most known values of a one-hot feature.
+pub const MAX_ONE_HOT: usize = 10_000;
+/// Most buckets of a hashed categorical feature.
+pub const MAX_CATEGORY_BUCKETS: u32 = 1 << 16;
+/// Most buckets of a hashed text feature (the weight table of a text model).
+pub const MAX_TEXT_BUCKETS: u32 = 1 << 24;
+/// Most (index, value) pairs of a text row.
+pub const MAX_TOKENS: u32 = 4096;
+/// Longest text accepted, in characters.
+pub const MAX_CHARS: u32 = 1_000_000;
+
 /// Every problem of a spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid feature spec: {}", .problems.join("; "))]
@@ -253,6 +338,14 @@ impl FeatureSpec {
                 _ => {}
             }
         }
+        p.extend(self.size_problems());
+        let g = &self.graph;
+        for (key, name) in [("input", &g.input), ("indices", &g.indices), ("values", &g.values), ("output", &g.output)]
+        {
+            if name.trim().is_empty() {
+                p.push(format!("graph.{key}: must name a tensor of the graph"));
+            }
+        }
         if let Some(t) = &self.text {
             if t.field.is_empty() {
                 p.push("text.field: must not be empty".into());
@@ -268,6 +361,38 @@ impl FeatureSpec {
             }
             if t.max_tokens == 0 || t.max_chars == 0 {
                 p.push("text: max-tokens and max-chars must be positive".into());
+            }
+        }
+        p
+    }
+
+    /// Sizes that would make a model or its probe allocate without bound (a spec can arrive from
+    /// anyone who can write to the models topic).
+    fn size_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.numeric.len() + self.categorical.len() > MAX_FEATURES {
+            p.push(format!("at most {MAX_FEATURES} features"));
+        }
+        for (i, c) in self.categorical.iter().enumerate() {
+            if c.values.len() > MAX_ONE_HOT {
+                p.push(format!("categorical[{i}].values: at most {MAX_ONE_HOT} values"));
+            }
+            if c.buckets > MAX_CATEGORY_BUCKETS {
+                p.push(format!("categorical[{i}].buckets: at most {MAX_CATEGORY_BUCKETS}"));
+            }
+        }
+        if let Some(t) = &self.text {
+            if t.buckets > MAX_TEXT_BUCKETS {
+                p.push(format!("text.buckets: at most {MAX_TEXT_BUCKETS}"));
+            }
+            if t.max_tokens > MAX_TOKENS {
+                p.push(format!("text.max-tokens: at most {MAX_TOKENS}"));
+            }
+            if t.max_chars > MAX_CHARS {
+                p.push(format!("text.max-chars: at most {MAX_CHARS}"));
+            }
+            if t.word_ngrams[1] > 8 || t.char_ngrams[1] > 16 {
+                p.push("text: n-grams of at most 8 words and 16 characters".into());
             }
         }
         p

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod client;
 pub mod dlq;
 pub mod input;
+pub mod inputs;
 pub mod model_registry;
 pub mod models;
 pub mod owned;

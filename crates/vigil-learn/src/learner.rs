@@ -182,7 +182,8 @@ impl Learner {
     }
 
     /// The best candidate as a scoring model, and `spec` with the learnt standardisation written in
-    /// (numeric features' `mean` and `std`; missing values imputed at the mean).
+    /// (numeric features' `mean` and `std`; missing values imputed at the mean) and Vigil's own
+    /// graph names (a spec taken from a foreign champion may name other ones).
     pub fn export(&self, spec: &FeatureSpec) -> (Model, FeatureSpec) {
         let top = self.pool.top(self.setup.serve_top.max(1));
         let model = if top.len() == 1 {
@@ -191,6 +192,7 @@ impl Learner {
             Model::Mean(top.iter().map(|i| self.pool.candidates[*i].model.export()).collect())
         };
         let mut spec = spec.clone();
+        spec.graph = Default::default();
         for (i, n) in spec.numeric.iter_mut().enumerate().take(self.setup.numeric) {
             let (mean, sd) = self.scaler.stats(i);
             n.mean = mean;

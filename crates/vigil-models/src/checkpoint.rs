@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use vigil_events::{CheckpointStatus, ModelCheckpoint};
 use vigil_features::{FeatureSpec, Featurizer};
 
-use crate::families::{FEATURES, INDICES, SCORE, VALUES};
 use crate::runtime::{Provider, Runtime, TensorInfo};
 
 /// Lower-case hex SHA-256.
@@ -196,11 +195,12 @@ fn read_uri(uri: &str, max: usize) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{uri}: {e}"))
 }
 
-/// The graph's inputs and output must be what the spec feeds it.
+/// The graph's inputs and output must be what the spec feeds it and reads from it (`[graph]`).
 pub fn check_signature(spec: &FeatureSpec, inputs: &[TensorInfo], outputs: &[TensorInfo]) -> Result<(), String> {
+    let g = &spec.graph;
     let want: Vec<(&str, &str, i64)> = match &spec.text {
-        Some(t) => vec![(INDICES, "i64", -2), (VALUES, "f32", i64::from(t.max_tokens))],
-        None => vec![(FEATURES, "f32", spec.width() as i64)],
+        Some(t) => vec![(g.indices.as_str(), "i64", -2), (g.values.as_str(), "f32", i64::from(t.max_tokens))],
+        None => vec![(g.input.as_str(), "f32", spec.width() as i64)],
     };
     if inputs.len() != want.len() {
         return Err(format!(
@@ -211,7 +211,10 @@ pub fn check_signature(spec: &FeatureSpec, inputs: &[TensorInfo], outputs: &[Ten
     }
     for (name, elem, width) in want {
         let Some(i) = inputs.iter().find(|i| i.name == name) else {
-            return Err(format!("the graph has no input `{name}`"));
+            let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(format!(
+                "the graph has no input `{name}` (it has {names:?}; name yours in the spec's [graph])"
+            ));
         };
         if i.elem != elem {
             return Err(format!("input `{name}` is {}, not {elem}", i.elem));
@@ -224,21 +227,38 @@ pub fn check_signature(spec: &FeatureSpec, inputs: &[TensorInfo], outputs: &[Ten
             return Err(format!("input `{name}` has {fixed} columns, the spec gives {width}"));
         }
     }
-    match outputs.iter().find(|o| o.name == SCORE).or(outputs.first()) {
-        Some(o)
-            if o.elem == "f32" && (o.shape.len() == 2 && (o.shape[1] == 1 || o.shape[1] < 0) || o.shape.len() == 1) =>
-        {
-            Ok(())
-        }
-        Some(o) => Err(format!("output `{}` is {} {:?}, not a float [batch, 1] score", o.name, o.elem, o.shape)),
-        None => Err("the graph has no output".into()),
+    let Some(o) = outputs.iter().find(|o| o.name == g.output) else {
+        let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        return Err(format!(
+            "the graph has no output `{}` (it has {names:?}; name yours in the spec's [graph])",
+            g.output
+        ));
+    };
+    let classes = match o.shape.as_slice() {
+        [_] => Some(1),
+        [_, k] if *k > 0 => Some(*k as usize),
+        [_, _] => None,
+        _ => return Err(format!("output `{}` has shape {:?}, not [batch] or [batch, k]", o.name, o.shape)),
+    };
+    if o.elem != "f32" {
+        return Err(format!("output `{}` is {}, not float probabilities", o.name, o.elem));
     }
+    if let Some(k) = classes
+        && g.positive(k) >= k
+    {
+        return Err(format!(
+            "output `{}` has {k} columns; positive-column {} is not one of them",
+            o.name,
+            g.positive(k)
+        ));
+    }
+    Ok(())
 }
 
-/// Runs a small batch through the session; every score must be a finite probability.
+/// Runs a small batch through the session; every probability must be finite and in [0, 1].
 fn probe(spec: &FeatureSpec, f: &Featurizer, session: &mut crate::runtime::Session) -> Result<(), String> {
     let rows = 4;
-    let scores = if let Some(t) = &spec.text {
+    let probabilities = if let Some(t) = &spec.text {
         let len = f.text_len();
         let mut idx = vec![0i64; rows * len];
         let mut val = vec![0f32; rows * len];
@@ -248,7 +268,7 @@ fn probe(spec: &FeatureSpec, f: &Featurizer, session: &mut crate::runtime::Sessi
                 val[r * len + k] = 0.25;
             }
         }
-        session.run_text(&idx, &val, rows, len).map_err(|e| vigil_runtime::error_chain(&e))?
+        session.text(&spec.graph, &idx, &val, rows, len)
     } else {
         let d = f.width();
         let mut x = vec![0f32; rows * d];
@@ -260,12 +280,13 @@ fn probe(spec: &FeatureSpec, f: &Featurizer, session: &mut crate::runtime::Sessi
                 _ => ((i % 7) as f32 - 3.0) * 0.5,
             };
         }
-        session.run_f32(&x, rows, d).map_err(|e| vigil_runtime::error_chain(&e))?.1
-    };
-    if scores.len() != rows {
-        return Err(format!("{rows} rows gave {} scores", scores.len()));
+        session.dense(&spec.graph, &x, rows, d)
     }
-    if let Some(bad) = scores.iter().find(|s| !(s.is_finite() && (0.0..=1.0).contains(*s))) {
+    .map_err(|e| vigil_runtime::error_chain(&e))?;
+    if probabilities.rows() != rows {
+        return Err(format!("{rows} rows gave {} rows of probabilities", probabilities.rows()));
+    }
+    if let Some(bad) = probabilities.values.iter().find(|s| !(s.is_finite() && (0.0..=1.0).contains(*s))) {
         return Err(format!("a probe row scored {bad}, not a probability"));
     }
     Ok(())

@@ -11,7 +11,7 @@ pub mod runtime;
 
 pub use checkpoint::{Policy, Rejection, Validated};
 pub use families::Model;
-pub use runtime::{Provider, Runtime, RuntimeError, Session};
+pub use runtime::{Probabilities, Provider, Runtime, RuntimeError, Session};
 
 #[cfg(test)]
 mod tests;

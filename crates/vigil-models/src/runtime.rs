@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use ort::ep::{self, ExecutionProvider as _};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorRef, ValueType};
+use vigil_features::spec::{Graph, Post};
 use vigil_runtime::error_chain;
 
 /// Which hardware runs inference (`cpu`, `cuda` or `auto` in configuration).
@@ -285,10 +286,143 @@ impl Session {
         Ok(values.to_vec())
     }
 
+    /// Runs a tabular model on `[rows, cols]` features, called as `graph` says; returns each row's
+    /// class probabilities. The input slice is handed to ONNX Runtime without a copy.
+    pub fn dense(
+        &mut self,
+        graph: &Graph,
+        input: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Probabilities, RuntimeError> {
+        if rows * cols != input.len() {
+            return Err(RuntimeError::Input(format!("{} values do not form a [{rows}, {cols}] tensor", input.len())));
+        }
+        let tensor = TensorRef::from_array_view(([rows, cols], input))
+            .map_err(|source| RuntimeError::Ort { context: "wrapping the input tensor", source })?;
+        let outputs = self
+            .inner
+            .run(ort::inputs![graph.input.as_str() => tensor])
+            .map_err(|source| RuntimeError::Ort { context: "running the model", source })?;
+        probabilities(&outputs, graph, rows)
+    }
+
+    /// Runs a text model on `[rows, len]` indices and values, called as `graph` says; returns each
+    /// row's class probabilities.
+    pub fn text(
+        &mut self,
+        graph: &Graph,
+        indices: &[i64],
+        values: &[f32],
+        rows: usize,
+        len: usize,
+    ) -> Result<Probabilities, RuntimeError> {
+        if rows * len != indices.len() || rows * len != values.len() {
+            return Err(RuntimeError::Input(format!(
+                "{} indices and {} values do not form [{rows}, {len}] tensors",
+                indices.len(),
+                values.len()
+            )));
+        }
+        let i = TensorRef::from_array_view(([rows, len], indices))
+            .map_err(|source| RuntimeError::Ort { context: "wrapping the index tensor", source })?;
+        let v = TensorRef::from_array_view(([rows, len], values))
+            .map_err(|source| RuntimeError::Ort { context: "wrapping the value tensor", source })?;
+        let outputs = self
+            .inner
+            .run(ort::inputs![graph.indices.as_str() => i, graph.values.as_str() => v])
+            .map_err(|source| RuntimeError::Ort { context: "running the model", source })?;
+        probabilities(&outputs, graph, rows)
+    }
+
     /// The underlying `ort` session, for model families with several inputs.
     pub fn ort(&mut self) -> &mut ort::session::Session {
         &mut self.inner
     }
+}
+
+/// A batch's class probabilities, row-major `[rows, classes]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probabilities {
+    /// Classes per row (1 for a single probability).
+    pub classes: usize,
+    /// The positive class's column.
+    pub positive: usize,
+    /// Every row's probabilities.
+    pub values: Vec<f32>,
+}
+
+impl Probabilities {
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.values.len() / self.classes.max(1)
+    }
+
+    /// The positive class's probability of row `r`.
+    pub fn positive(&self, r: usize) -> f32 {
+        self.values[r * self.classes + self.positive]
+    }
+
+    /// Every class's probability of row `r`.
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.values[r * self.classes..(r + 1) * self.classes]
+    }
+
+    /// The positive class's probability of every row.
+    pub fn positives(&self) -> Vec<f32> {
+        (0..self.rows()).map(|r| self.positive(r)).collect()
+    }
+}
+
+/// Reads the output `graph.output` as `[rows]`, `[rows, 1]` or `[rows, k]` floats and applies the
+/// post-processing.
+fn probabilities(
+    outputs: &ort::session::SessionOutputs<'_>,
+    graph: &Graph,
+    rows: usize,
+) -> Result<Probabilities, RuntimeError> {
+    let out = outputs
+        .get(graph.output.as_str())
+        .ok_or_else(|| RuntimeError::Input(format!("the graph has no output `{}`", graph.output)))?;
+    let (shape, values) = out
+        .try_extract_tensor::<f32>()
+        .map_err(|source| RuntimeError::Ort { context: "reading the output tensor", source })?;
+    let classes = match shape.len() {
+        1 => 1,
+        2 => usize::try_from(shape[1]).unwrap_or(0),
+        _ => 0,
+    };
+    if classes == 0 || values.len() != rows * classes {
+        return Err(RuntimeError::Input(format!(
+            "output `{}` has shape {:?} for {rows} rows, not [{rows}] or [{rows}, k]",
+            graph.output,
+            shape.to_vec()
+        )));
+    }
+    let positive = graph.positive(classes);
+    if positive >= classes {
+        return Err(RuntimeError::Input(format!(
+            "output `{}` has {classes} columns; the positive class's column {positive} is not one of them",
+            graph.output
+        )));
+    }
+    let mut values = values.to_vec();
+    match graph.post {
+        Post::None => {}
+        Post::Sigmoid => values.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+        Post::Softmax => values.chunks_mut(classes).for_each(softmax),
+    }
+    Ok(Probabilities { classes, positive, values })
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    row.iter_mut().for_each(|v| *v /= sum);
 }
 
 fn info(name: &str, dtype: &ValueType) -> TensorInfo {

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
+use vigil_kafka::inputs::load_schemas;
 use vigil_kafka::owned::{self, OwnedConfig};
+use vigil_kafka::schema_registry::Resolver;
 use vigil_runtime::Health;
 
 pub use crate::config::{Config, DriftConfig};
@@ -41,12 +43,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     tracing::info!(?models, "drift service starting");
     let listen = config.drift.http_listen.clone();
     let ready = health.clone();
-    vigil_runtime::metrics::run_blocking("drift service", &listen, registry, health, shutdown, move |stop, _| {
+    vigil_runtime::metrics::run_blocking("drift service", &listen, registry, health, shutdown, move |stop, handle| {
+        let mut config = config;
+        let codec = Codec::new();
+        handle.block_on(load_schemas(&codec, &mut config.inputs, &config.schema_registry)).map_err(|p| p.join("; "))?;
+        let resolver = Resolver::new(&config.schema_registry, handle).map_err(|e| vigil_runtime::error_chain(&e))?;
         let group = format!("{}-{}", config.drift.group_id, vigil_kafka::now_ms());
         let mut loop_config = OwnedConfig::new("drift", &group, &config.topics.models);
         loop_config.max_round = 5000;
         let kafka = config.kafka.clone();
-        let build = |registry: &vigil_kafka::ModelRegistry| service::Drift::build(config, &models, metrics, registry);
+        let build = |registry: &vigil_kafka::ModelRegistry| {
+            service::Drift::build(config, codec, resolver, &models, metrics, registry)
+        };
         owned::run(&kafka, &loop_config, &Codec::new(), build, || ready.set_ready(), &stop)
             .map_err(|e| vigil_runtime::error_chain(&e))
     })

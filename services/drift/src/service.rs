@@ -13,6 +13,7 @@ use crate::config::{Config, StartFrom};
 use vigil_events::schemas::names;
 use vigil_events::{Codec, DriftReport, Encoding, Field, Label, RecordReader, Wanted};
 use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
+use vigil_kafka::schema_registry::Resolver;
 use vigil_kafka::{HandlerError, ModelRegistry, now_ms};
 
 use crate::alerts::AlertBook;
@@ -24,6 +25,7 @@ use crate::watched::Watched;
 pub struct Drift {
     config: Config,
     codec: Codec,
+    resolver: Resolver,
     metrics: Arc<Metrics>,
     watched: Vec<Watched>,
     book: AlertBook,
@@ -41,11 +43,12 @@ impl Drift {
     /// Watches `models` from the replayed registry.
     pub fn build(
         config: Config,
+        codec: Codec,
+        resolver: Resolver,
         models: &[String],
         metrics: Arc<Metrics>,
         registry: &ModelRegistry,
     ) -> Result<Drift, HandlerError> {
-        let codec = Codec::new();
         let mut watched = Vec::new();
         for model in models {
             let input = config
@@ -59,7 +62,7 @@ impl Drift {
             .map_err(|e| HandlerError(e.to_string()))?;
         let book = AlertBook::new(config.drift.cooldown, config.drift.resolve_after);
         tracing::info!(models = ?models, "drift service started");
-        Ok(Drift { config, codec, metrics, watched, book, scores, evaluations: Vec::new(), sent: Vec::new() })
+        Ok(Drift { config, codec, resolver, metrics, watched, book, scores, evaluations: Vec::new(), sent: Vec::new() })
     }
 
     fn score(&mut self, r: &Record<'_>) {
@@ -147,6 +150,7 @@ impl ModelService for Drift {
     }
 
     fn on_record(&mut self, r: &Record<'_>, _out: &mut Outbox) -> Result<(), HandlerError> {
+        self.resolver.prepare(&self.codec, r.payload.unwrap_or(&[]));
         if r.topic == self.config.topics.scores {
             self.score(r);
             return Ok(());

@@ -62,12 +62,8 @@ impl Watched {
         cfg: &DriftConfig,
         streams: Streams,
     ) -> Result<Watched, HandlerError> {
-        let spec_text = registry
-            .champion(model)
-            .map(|c| c.feature_spec.clone())
-            .or_else(|| vigil_features::demo_spec(model).map(str::to_string))
-            .ok_or_else(|| HandlerError(format!("{model}: no champion and no built-in spec to watch")))?;
-        let spec = FeatureSpec::parse(&spec_text).map_err(|e| HandlerError(format!("{model}: {e}")))?;
+        let spec = vigil_kafka::inputs::starting_spec(model, registry, input).map_err(HandlerError)?;
+        let spec_text = spec.to_toml();
         let raw = raw_featurizer(&spec, codec, &input.schema, input.format).map_err(HandlerError)?;
         let mut w = Watched {
             monitor: Monitor::new(model, Layout::of(&spec), cfg),

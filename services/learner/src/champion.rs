@@ -3,6 +3,7 @@
 //! against it on the same labels.
 
 use vigil_events::{Codec, Encoding, ModelCheckpoint, RecordReader, Wanted};
+use vigil_features::spec::Graph;
 use vigil_features::{FeatureSpec, Featurizer, Row};
 use vigil_models::{Runtime, Session};
 
@@ -13,6 +14,7 @@ pub struct Champion {
     reader: RecordReader,
     featurizer: Featurizer,
     session: Session,
+    graph: Graph,
 }
 
 impl Champion {
@@ -32,7 +34,7 @@ impl Champion {
         let onnx = cp.onnx.as_ref().ok_or("the champion carries no ONNX bytes")?;
         let session =
             runtime.session(onnx, vigil_models::Provider::Cpu, 1).map_err(|e| vigil_runtime::error_chain(&e))?;
-        Ok(Champion { version: cp.version, reader, featurizer, session })
+        Ok(Champion { version: cp.version, reader, featurizer, session, graph: spec.graph })
     }
 
     /// The champion's input row for a record (`None` when its spec cannot featurise it).
@@ -43,9 +45,9 @@ impl Champion {
     /// The champion's probability for a row.
     pub fn score(&mut self, row: &Row) -> Option<f64> {
         let p = match row {
-            Row::Dense(x) => self.session.run_f32(x, 1, x.len()).ok().map(|(_, v)| v),
-            Row::Text(i, v) => self.session.run_text(i, v, 1, i.len()).ok(),
+            Row::Dense(x) => self.session.dense(&self.graph, x, 1, x.len()),
+            Row::Text(i, v) => self.session.text(&self.graph, i, v, 1, i.len()),
         };
-        p.and_then(|v| v.first().map(|p| f64::from(*p)))
+        p.ok().map(|p| f64::from(p.positive(0)))
     }
 }

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
+use vigil_kafka::inputs::load_schemas;
 use vigil_kafka::owned::{self, OwnedConfig};
+use vigil_kafka::schema_registry::Resolver;
 use vigil_runtime::Health;
 
 pub use crate::config::{Config, LearnerConfig};
@@ -37,12 +39,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     tracing::info!(?models, "learner starting");
     let listen = config.learner.http_listen.clone();
     let ready = health.clone();
-    vigil_runtime::metrics::run_blocking("learner", &listen, registry, health, shutdown, move |stop, _| {
+    vigil_runtime::metrics::run_blocking("learner", &listen, registry, health, shutdown, move |stop, handle| {
+        let mut config = config;
+        let codec = Codec::new();
+        handle.block_on(load_schemas(&codec, &mut config.inputs, &config.schema_registry)).map_err(|p| p.join("; "))?;
+        let resolver = Resolver::new(&config.schema_registry, handle).map_err(|e| vigil_runtime::error_chain(&e))?;
         let group = format!("{}-{}", config.learner.group_id, vigil_kafka::now_ms());
         let loop_config = OwnedConfig::new("learner", &group, &config.topics.models);
         let kafka = config.kafka.clone();
-        let build = |registry: &vigil_kafka::ModelRegistry| service::Learner::build(config, &models, metrics, registry);
-        owned::run(&kafka, &loop_config, &Codec::new(), build, || ready.set_ready(), &stop)
+        let models_codec = Codec::new();
+        let build = |registry: &vigil_kafka::ModelRegistry| {
+            service::Learner::build(config, codec, resolver, &models, metrics, registry)
+        };
+        owned::run(&kafka, &loop_config, &models_codec, build, || ready.set_ready(), &stop)
             .map_err(|e| vigil_runtime::error_chain(&e))
     })
     .await

@@ -10,7 +10,7 @@ use vigil_events::{
     Alert, AlertKind, AlertState, CheckpointStatus, Codec, Label, ModelCheckpoint, RecordReader, Severity, TopicOffset,
     Wanted,
 };
-use vigil_features::{FeatureSpec, Field, Row as FeatureRow};
+use vigil_features::{Field, Row as FeatureRow};
 use vigil_kafka::dlq::{self, Reason};
 use vigil_kafka::owned::{Outbox, Progress, Record};
 use vigil_kafka::{HandlerError, Input, ModelRegistry, model_registry, now_ms};
@@ -321,14 +321,4 @@ impl Model {
         self.trainer.state.learner.add_fresh_challengers();
         metrics.challengers_added(&self.name, why);
     }
-}
-
-/// The spec a model starts from when nothing was learnt yet: its champion's, else the demo's.
-pub fn starting_spec(name: &str, registry: &ModelRegistry) -> Result<FeatureSpec, HandlerError> {
-    let text = registry
-        .champion(name)
-        .map(|c| c.feature_spec.clone())
-        .or_else(|| vigil_features::demo_spec(name).map(str::to_string))
-        .ok_or_else(|| HandlerError(format!("{name}: no champion and no built-in spec to start from")))?;
-    FeatureSpec::parse(&text).map_err(|e| HandlerError(format!("{name}: {e}")))
 }

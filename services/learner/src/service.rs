@@ -9,16 +9,18 @@ use std::collections::HashMap;
 use crate::config::Config;
 use vigil_events::{Alert, AlertKind, AlertState, Codec, ModelCheckpoint};
 use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
+use vigil_kafka::schema_registry::Resolver;
 use vigil_kafka::{HandlerError, ModelRegistry};
 use vigil_models::Runtime;
 
-use crate::model::{Model, Shared, starting_spec};
+use crate::model::{Model, Shared};
 use crate::telemetry::Metrics;
 use crate::trainer::{State, Trainer};
 
 /// The learner: every model it trains, and what they share.
 pub struct Learner {
     shared: Shared,
+    resolver: Resolver,
     models: Vec<Model>,
     /// Where each model's topics start (from its checkpoint).
     starts: HashMap<String, HashMap<i32, i64>>,
@@ -29,14 +31,16 @@ impl Learner {
     /// checkpoint that carries a learner state, or starts fresh from its champion's spec.
     pub fn build(
         config: Config,
+        codec: Codec,
+        resolver: Resolver,
         names: &[String],
         metrics: std::sync::Arc<Metrics>,
         registry: &ModelRegistry,
     ) -> Result<Learner, HandlerError> {
         let runtime = Runtime::global(None).map_err(|e| HandlerError(vigil_runtime::error_chain(&e)))?;
         let key = signing_key(&config.learner.sign_key)?;
-        let shared = Shared { config, codec: Codec::new(), runtime, key, metrics };
-        let mut learner = Learner { shared, models: Vec::new(), starts: HashMap::new() };
+        let shared = Shared { config, codec, runtime, key, metrics };
+        let mut learner = Learner { shared, resolver, models: Vec::new(), starts: HashMap::new() };
         for name in names {
             let model = learner.model(name, registry)?;
             learner.models.push(model);
@@ -80,7 +84,8 @@ impl Learner {
             }
             None => {
                 tracing::info!(model = name, "starting fresh");
-                Trainer::new(name, starting_spec(name, registry)?, schema, lc).map_err(HandlerError)?
+                let spec = vigil_kafka::inputs::starting_spec(name, registry, &input).map_err(HandlerError)?;
+                Trainer::new(name, spec, schema, lc).map_err(HandlerError)?
             }
         };
         let applied = self.starts.get(&input.labels).cloned().unwrap_or_default();
@@ -132,6 +137,7 @@ impl ModelService for Learner {
     }
 
     fn on_record(&mut self, r: &Record<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
+        self.resolver.prepare(&self.shared.codec, r.payload.unwrap_or(&[]));
         if r.topic == self.shared.config.topics.alerts {
             self.alert(r);
         } else if let Some(m) = self.models.iter_mut().find(|m| m.input == r.topic) {

@@ -62,9 +62,9 @@ impl Book {
         }
     }
 
-    /// Models with a champion.
-    pub fn ready(&self, models: &[String]) -> bool {
-        models.iter().all(|m| self.get(m).is_some())
+    /// Those of `models` that have a champion, in their order.
+    pub fn serving(&self, models: &[String]) -> Vec<String> {
+        models.iter().filter(|m| self.get(m).is_some()).cloned().collect()
     }
 }
 
@@ -86,8 +86,8 @@ pub struct Follower {
     pub book: Arc<Book>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Tells the service when every served model has a champion.
-    pub ready: watch::Sender<bool>,
+    /// Tells the service which of its models have a champion.
+    pub ready: watch::Sender<Vec<String>>,
 }
 
 impl Follower {
@@ -106,7 +106,8 @@ impl Follower {
         if caught_up {
             tracing::info!(topic, "the models topic is empty; waiting for a checkpoint");
         }
-        let served: Vec<String> = self.schemas.keys().cloned().collect();
+        let mut served: Vec<String> = self.schemas.keys().cloned().collect();
+        served.sort();
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -130,7 +131,12 @@ impl Follower {
                 for model in &served {
                     self.reconcile(model, &registry, &mut refused, &alerts).await;
                 }
-                let _ = self.ready.send(self.book.ready(&served));
+                self.ready.send_if_modified(|current| {
+                    let now = self.book.serving(&served);
+                    let changed = *current != now;
+                    *current = now;
+                    changed
+                });
             }
         }
     }
@@ -223,7 +229,7 @@ impl Follower {
             .and_then(|r| r);
         let key: Key = (cp.model.clone(), cp.version);
         let result = match validated {
-            Ok(v) => match self.pool.load(&key, v.onnx.clone()).await {
+            Ok(v) => match self.pool.load(&key, v.onnx.clone(), &v.spec.graph).await {
                 Ok(provider) => {
                     tracing::info!(model = %cp.model, version = cp.version, provider, "checkpoint validated and loaded");
                     let threshold = cp.metrics.as_ref().map(|m| m.threshold).unwrap_or(self.config.scorer.threshold);

@@ -51,6 +51,9 @@ pub struct Scorer {
     pub layouts: Layouts,
     /// Each model's counters, taken once.
     pub models: HashMap<String, ModelMetrics>,
+    /// The schema registry, when one is configured: writer schemas of records framed with ids the
+    /// codec does not know yet are fetched from it (once each; a failure is retried after 10 s).
+    pub registry: Option<Arc<vigil_kafka::schema_registry::Registry>>,
 }
 
 /// One model version's rows in this batch.
@@ -135,6 +138,7 @@ impl Groups {
 impl Handler for Scorer {
     async fn handle(&mut self, batch: &[Input]) -> Result<Vec<Outcome>, HandlerError> {
         self.metrics.batch(batch.len());
+        self.fetch_writer_schemas(batch).await;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut ids: Vec<String> = vec![String::new(); batch.len()];
         let mut groups = Groups::default();
@@ -174,16 +178,22 @@ impl Handler for Scorer {
         let now = now_ms();
         let mut produced: Vec<Vec<Output>> = vec![Vec::new(); batch.len()];
         for r in results {
-            let (served, variant, inputs, scores, seconds) = r?;
-            if scores.len() != inputs.len() {
-                return Err(HandlerError(format!("{} rows gave {} scores", inputs.len(), scores.len())));
+            let (served, variant, inputs, probabilities, seconds) = r?;
+            if probabilities.rows() != inputs.len() {
+                return Err(HandlerError(format!("{} rows gave {} scores", inputs.len(), probabilities.rows())));
             }
             let model = self.model_metrics(&served.key.0);
             model.inference(seconds);
             model.scored(variant, inputs.len() as u64);
-            for (i, p) in inputs.into_iter().zip(scores) {
+            // Every class's probability goes out when there are more than two.
+            let mut classes: Vec<f64> = Vec::new();
+            for (r, i) in inputs.into_iter().enumerate() {
                 let input = &batch[i];
-                let p = f64::from(p);
+                let p = f64::from(probabilities.positive(r));
+                if probabilities.classes > 2 {
+                    classes.clear();
+                    classes.extend(probabilities.row(r).iter().map(|v| f64::from(*v)));
+                }
                 let event_time = input.timestamp.unwrap_or(now);
                 let score = ScoreRef {
                     event_id: &ids[i],
@@ -191,7 +201,7 @@ impl Handler for Scorer {
                     model_version: served.key.1,
                     variant,
                     score: p,
-                    scores: &[],
+                    scores: &classes,
                     predicted_label: if p >= served.threshold { 1.0 } else { 0.0 },
                     event_time,
                     scored_at: now,
@@ -228,6 +238,15 @@ impl Handler for Scorer {
 }
 
 impl Scorer {
+    /// Fetches the writer schemas of the batch's Confluent-framed records whose ids the codec does
+    /// not know (a record whose schema cannot be fetched is then dead-lettered with its unknown id).
+    async fn fetch_writer_schemas(&mut self, batch: &[Input]) {
+        let Some(registry) = &self.registry else { return };
+        for payload in batch.iter().filter_map(|i| i.payload.as_deref()) {
+            registry.resolve(&self.codec, payload).await;
+        }
+    }
+
     /// Decodes one input and adds its rows to the batch's groups; returns its event id, or why it is
     /// a dead letter. An `Err` (no champion for a model that had one) stops the loop.
     fn featurise(

@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
+use vigil_kafka::inputs::load_schemas;
 use vigil_kafka::pipeline::{self, PipelineConfig};
 use vigil_kafka::schema_registry::Registry as SchemaRegistry;
 use vigil_models::Runtime;
@@ -52,15 +53,16 @@ pub struct Running {
 
 /// Runs the scorer until `shutdown`; `started` receives the telemetry address once it listens.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     shutdown: CancellationToken,
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> Result<(), ScorerError> {
+    let codec = Arc::new(Codec::new());
+    load_schemas(&codec, &mut config.inputs, &config.schema_registry).await.map_err(|p| start(p.join("; ")))?;
     let sc = &config.scorer;
     let served = if sc.models.is_empty() { config.input_models(false) } else { sc.models.clone() };
-    let codec = Arc::new(Codec::new());
     let (routes, schemas) = routes(&config, &served, &codec)?;
-    register_schemas(&config, &codec).await?;
+    let schema_registry = register_schemas(&config, &codec).await?;
     let library = (!sc.onnxruntime.is_empty()).then(|| PathBuf::from(&sc.onnxruntime));
     let runtime = Runtime::global(library.as_deref()).map_err(|e| start(vigil_runtime::error_chain(&e)))?;
     let pool = Arc::new(Pool::start(runtime.clone(), sc.workers, sc.provider, sc.intra_threads));
@@ -78,7 +80,7 @@ pub async fn run(
     }
 
     let book = Arc::new(Book::default());
-    let (ready_tx, ready_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(Vec::new());
     let follower = Follower {
         config: config.clone(),
         schemas,
@@ -93,25 +95,19 @@ pub async fn run(
     let follow_stop = shutdown.child_token();
     let follow_task = tokio::spawn(follower.run(follow_stop.clone()));
 
-    let result = match wait_for_champions(&served, ready_rx, &shutdown).await {
-        Ok(true) => {
-            health.set_ready();
-            let handler = Scorer {
-                routes,
-                codec,
-                book,
-                pool: pool.clone(),
-                scores_topic: config.topics.scores.clone(),
-                challenger_share: sc.challenger_share,
-                metrics: metrics.clone(),
-                layouts: HashMap::new(),
-                models: HashMap::new(),
-            };
-            consume(&config, handler, &metrics, &shutdown).await
-        }
-        Ok(false) => Ok(()),
-        Err(e) => Err(e),
+    let handler = Scorer {
+        routes,
+        codec,
+        book,
+        pool: pool.clone(),
+        scores_topic: config.topics.scores.clone(),
+        challenger_share: sc.challenger_share,
+        metrics: metrics.clone(),
+        layouts: HashMap::new(),
+        models: HashMap::new(),
+        registry: schema_registry,
     };
+    let result = serve(&config, handler, ready_rx, &health, &metrics, &shutdown).await;
     health.set_not_ready("stopping");
     follow_stop.cancel();
     let _ = follow_task.await;
@@ -153,10 +149,11 @@ fn routes(config: &Config, served: &[String], codec: &Codec) -> Result<(Routes, 
     Ok((routes, schemas))
 }
 
-/// With a schema registry, registers the scores' and alerts' schemas (records get Confluent framing).
-async fn register_schemas(config: &Config, codec: &Codec) -> Result<(), ScorerError> {
+/// With a schema registry, registers the scores' and alerts' schemas (records get Confluent
+/// framing) and returns the client (the handler fetches writer schemas of inputs with it).
+async fn register_schemas(config: &Config, codec: &Codec) -> Result<Option<Arc<SchemaRegistry>>, ScorerError> {
     let Some(registry) = SchemaRegistry::from_config(&config.schema_registry).map_err(|e| start(e.to_string()))? else {
-        return Ok(());
+        return Ok(None);
     };
     for (topic, name) in [
         (&config.topics.scores, vigil_events::schemas::names::SCORE),
@@ -164,7 +161,7 @@ async fn register_schemas(config: &Config, codec: &Codec) -> Result<(), ScorerEr
     ] {
         registry.register(codec, topic, name).await.map_err(|e| start(vigil_runtime::error_chain(&e)))?;
     }
-    Ok(())
+    Ok(Some(Arc::new(registry)))
 }
 
 /// The checkpoint validation rules of the configuration.
@@ -174,37 +171,64 @@ fn policy(sc: &ScorerConfig) -> Result<Policy, ScorerError> {
     Ok(Policy { max_bytes: sc.max_model_bytes as usize, require_signature: sc.require_signature, trusted_keys })
 }
 
-/// Waits until every served model has a champion (records wait in Kafka, not in memory); `false`
-/// when shutdown came first.
-async fn wait_for_champions(
-    served: &[String],
-    mut ready: watch::Receiver<bool>,
-    shutdown: &CancellationToken,
-) -> Result<bool, ScorerError> {
-    tracing::info!(models = ?served, "waiting for a champion of every served model");
-    while !*ready.borrow() {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(false),
-            changed = ready.changed() => {
-                if changed.is_err() {
-                    return Err(start("the models follower stopped before any champion was served".into()));
-                }
-            }
-        }
-    }
-    Ok(true)
-}
-
-/// Runs the consume loop until shutdown; a fatal transactional error rebuilds producer and consumer
-/// (they resume from the committed offsets), at most five times.
-async fn consume(
+/// Consumes the input topics of the models that have a champion (the others' records wait in Kafka,
+/// not in memory) until shutdown; when another model gets its first champion, the loop stops (it
+/// commits what it did) and starts again with that model's topics too.
+async fn serve(
     config: &Config,
     mut handler: Scorer,
+    mut serving: watch::Receiver<Vec<String>>,
+    health: &Health,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<(), ScorerError> {
+    loop {
+        let models = serving.borrow_and_update().clone();
+        let waiting: Vec<&String> = handler.routes.values().map(|r| &r.model).filter(|m| !models.contains(m)).collect();
+        if models.is_empty() {
+            health.set_not_ready("waiting for a champion of every served model");
+        } else {
+            health.set_ready();
+            tracing::info!(serving = ?models, waiting = ?waiting, "scoring the models that have a champion");
+        }
+        let round = shutdown.child_token();
+        let watch = {
+            let (round, mut serving) = (round.clone(), serving.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = round.cancelled() => {}
+                    changed = serving.changed() => if changed.is_ok() { round.cancel() },
+                }
+            })
+        };
+        let result = if models.is_empty() {
+            round.cancelled().await;
+            Ok(())
+        } else {
+            consume(config, &mut handler, &models, metrics, &round).await
+        };
+        round.cancel();
+        let _ = watch.await;
+        if result.is_err() || shutdown.is_cancelled() {
+            return result;
+        }
+        if serving.has_changed().is_err() {
+            return Err(start("the models follower stopped".into()));
+        }
+    }
+}
+
+/// Runs the consume loop on the topics of `models` until `shutdown`; a fatal transactional error
+/// rebuilds producer and consumer (they resume from the committed offsets), at most five times.
+async fn consume(
+    config: &Config,
+    handler: &mut Scorer,
+    models: &[String],
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> Result<(), ScorerError> {
     let sc = &config.scorer;
-    let topics = handler.routes.keys().cloned().collect();
+    let topics = handler.routes.iter().filter(|(_, r)| models.contains(&r.model)).map(|(t, _)| t.clone()).collect();
     let mut cfg = PipelineConfig::new("scorer", &sc.group_id, topics, &config.topics.dlq);
     cfg.max_batch = sc.max_batch;
     cfg.max_wait = sc.max_wait;
@@ -216,7 +240,7 @@ async fn consume(
     let lag_task = follow_lag(metrics.clone(), shutdown.child_token());
     let mut rebuilds = 0;
     let result = loop {
-        match pipeline::run(&config.kafka, &cfg, &mut handler, metrics.pipeline.clone(), shutdown.child_token()).await {
+        match pipeline::run(&config.kafka, &cfg, handler, metrics.pipeline.clone(), shutdown.child_token()).await {
             Ok(summary) => {
                 tracing::info!(
                     consumed = summary.consumed,

@@ -10,15 +10,19 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use arrow_array::RecordBatch;
 use tokio::sync::oneshot;
 use vigil_features::batch::{dense_view, text_view};
-use vigil_models::{Provider, Runtime};
+use vigil_features::spec::Graph;
+use vigil_models::{Probabilities, Provider, Runtime};
 
 /// A model version, as the pool knows it.
 pub type Key = (String, i64);
 
+/// A batch's probabilities, or why the model failed on it.
+pub type Scored = Result<Probabilities, String>;
+
 enum Job {
-    Load { key: Key, onnx: Arc<Vec<u8>>, done: oneshot::Sender<Result<&'static str, String>> },
+    Load { key: Key, onnx: Arc<Vec<u8>>, graph: Graph, done: oneshot::Sender<Result<&'static str, String>> },
     Unload { key: Key },
-    Run { key: Key, batch: RecordBatch, done: oneshot::Sender<Result<Vec<f32>, String>> },
+    Run { key: Key, batch: RecordBatch, done: oneshot::Sender<Scored> },
 }
 
 /// The pool.
@@ -48,12 +52,13 @@ impl Pool {
         Pool { workers: senders, next: AtomicUsize::new(0), handles }
     }
 
-    /// Loads a model version into every worker; returns the provider it runs on.
-    pub async fn load(&self, key: &Key, onnx: Arc<Vec<u8>>) -> Result<&'static str, String> {
+    /// Loads a model version (called as `graph` says) into every worker; returns the provider it
+    /// runs on.
+    pub async fn load(&self, key: &Key, onnx: Arc<Vec<u8>>, graph: &Graph) -> Result<&'static str, String> {
         let mut waits = Vec::new();
         for w in &self.workers {
             let (done, rx) = oneshot::channel();
-            w.send(Job::Load { key: key.clone(), onnx: onnx.clone(), done })
+            w.send(Job::Load { key: key.clone(), onnx: onnx.clone(), graph: graph.clone(), done })
                 .map_err(|_| "the inference pool stopped".to_string())?;
             waits.push(rx);
         }
@@ -73,11 +78,7 @@ impl Pool {
 
     /// Queues a batch for a loaded model version and returns where its scores will arrive. Waits for
     /// room in the worker's queue (back-pressure) without blocking the async threads.
-    pub async fn submit(
-        &self,
-        key: &Key,
-        batch: RecordBatch,
-    ) -> Result<oneshot::Receiver<Result<Vec<f32>, String>>, String> {
+    pub async fn submit(&self, key: &Key, batch: RecordBatch) -> Result<oneshot::Receiver<Scored>, String> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         let (done, rx) = oneshot::channel();
         let sender = self.workers[i].clone();
@@ -85,10 +86,12 @@ impl Pool {
         match sender.try_send(job) {
             Ok(()) => {}
             Err(std::sync::mpsc::TrySendError::Full(job)) => {
-                tokio::task::spawn_blocking(move || sender.send(job))
+                let sent = tokio::task::spawn_blocking(move || sender.send(job).is_ok())
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|_| "the inference pool stopped".to_string())?;
+                    .map_err(|e| e.to_string())?;
+                if !sent {
+                    return Err("the inference pool stopped".into());
+                }
             }
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err("the inference pool stopped".into()),
         }
@@ -105,15 +108,15 @@ impl Pool {
 }
 
 fn worker(runtime: Runtime, jobs: Receiver<Job>, provider: Provider, intra_threads: usize) {
-    let mut sessions: HashMap<Key, vigil_models::Session> = HashMap::new();
+    let mut sessions: HashMap<Key, (vigil_models::Session, Graph)> = HashMap::new();
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Load { key, onnx, done } => {
+            Job::Load { key, onnx, graph, done } => {
                 let r = runtime
                     .session(&onnx, provider, intra_threads)
                     .map(|s| {
                         let p = s.provider();
-                        sessions.insert(key, s);
+                        sessions.insert(key, (s, graph));
                         p
                     })
                     .map_err(|e| vigil_runtime::error_chain(&e));
@@ -125,7 +128,7 @@ fn worker(runtime: Runtime, jobs: Receiver<Job>, provider: Provider, intra_threa
             Job::Run { key, batch, done } => {
                 let r = match sessions.get_mut(&key) {
                     None => Err(format!("{} v{} is not loaded", key.0, key.1)),
-                    Some(s) => run(s, &batch),
+                    Some((s, graph)) => run(s, graph, &batch),
                 };
                 let _ = done.send(r);
             }
@@ -133,12 +136,13 @@ fn worker(runtime: Runtime, jobs: Receiver<Job>, provider: Provider, intra_threa
     }
 }
 
-fn run(session: &mut vigil_models::Session, batch: &RecordBatch) -> Result<Vec<f32>, String> {
-    if let Some((values, rows, width)) = dense_view(batch) {
-        return session.run_f32(values, rows, width).map(|(_, v)| v).map_err(|e| vigil_runtime::error_chain(&e));
-    }
-    if let Some((indices, values, rows, len)) = text_view(batch) {
-        return session.run_text(indices, values, rows, len).map_err(|e| vigil_runtime::error_chain(&e));
-    }
-    Err("the batch has neither a features column nor indices / values".into())
+fn run(session: &mut vigil_models::Session, graph: &Graph, batch: &RecordBatch) -> Scored {
+    let scored = if let Some((values, rows, width)) = dense_view(batch) {
+        session.dense(graph, values, rows, width)
+    } else if let Some((indices, values, rows, len)) = text_view(batch) {
+        session.text(graph, indices, values, rows, len)
+    } else {
+        return Err("the batch has neither a features column nor indices / values".into());
+    };
+    scored.map_err(|e| vigil_runtime::error_chain(&e))
 }

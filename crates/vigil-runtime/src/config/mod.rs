@@ -138,12 +138,21 @@ pub struct InputConfig {
     pub topic: String,
     /// Value encoding: avro (single-object or Confluent framing, told apart by the first byte) or json.
     pub format: Encoding,
-    /// Full name of the record schema (reader schema), e.g. `dev.vigil.demo.Transaction`.
+    /// Full name of the record schema (reader schema), e.g. `dev.vigil.demo.Transaction`: one Vigil
+    /// ships, or the one `schema-file` or `schema-subject` holds (then it may be left out).
     pub schema: String,
+    /// An Avro schema file (`.avsc`, any namespace) to read the records with.
+    pub schema_file: String,
+    /// A schema registry subject whose latest version is the reader schema (needs
+    /// `schema-registry.url`).
+    pub schema_subject: String,
     /// The model that scores this topic.
     pub model: String,
     /// The topic carrying this input's labels; empty when there is none.
     pub labels: String,
+    /// A feature spec file (TOML) for a model that has no version yet: the learner trains it from
+    /// the first labels (see `vigil spec infer`).
+    pub spec: String,
 }
 
 impl Default for InputConfig {
@@ -152,13 +161,16 @@ impl Default for InputConfig {
             topic: String::new(),
             format: Encoding::Avro,
             schema: String::new(),
+            schema_file: String::new(),
+            schema_subject: String::new(),
             model: String::new(),
             labels: String::new(),
+            spec: String::new(),
         }
     }
 }
 
-fn validate_inputs(inputs: &[InputConfig]) -> Vec<String> {
+fn validate_inputs(inputs: &[InputConfig], registry: &SchemaRegistryConfig) -> Vec<String> {
     let mut p = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, input) in inputs.iter().enumerate() {
@@ -170,8 +182,16 @@ fn validate_inputs(inputs: &[InputConfig]) -> Vec<String> {
         if input.model.is_empty() {
             p.push(format!("inputs[{i}].model: must name the model that scores this topic"));
         }
-        if input.schema.is_empty() {
-            p.push(format!("inputs[{i}].schema: must name the record schema, e.g. dev.vigil.demo.Transaction"));
+        if input.schema.is_empty() && input.schema_file.is_empty() && input.schema_subject.is_empty() {
+            p.push(format!(
+                "inputs[{i}].schema: name the record schema (e.g. dev.vigil.demo.Transaction), a schema-file or a schema-subject"
+            ));
+        }
+        if !input.schema_file.is_empty() && !input.schema_subject.is_empty() {
+            p.push(format!("inputs[{i}].schema-file: give a schema-file or a schema-subject, not both"));
+        }
+        if !input.schema_subject.is_empty() && registry.url.is_empty() {
+            p.push(format!("inputs[{i}].schema-subject: needs schema-registry.url"));
         }
         if !input.labels.is_empty()
             && let Err(why) = valid_topic(&input.labels)
@@ -235,7 +255,7 @@ impl<Sc: Section, Le: Section, Dr: Section> Layered for Config<Sc, Le, Dr> {
         let mut p = self.kafka.validate();
         p.extend(self.schema_registry.validate());
         p.extend(self.topics.validate());
-        p.extend(validate_inputs(&self.inputs));
+        p.extend(validate_inputs(&self.inputs, &self.schema_registry));
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             p.push(format!("log.level: `{}` is not a tracing filter: {e}", self.log.level));
         }
