@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::models::ModelsCommand,
     },
+    /// Feature specs: infer one from a sample, list a spec's input columns.
+    Spec {
+        #[command(subcommand)]
+        command: commands::spec::SpecCommand,
+    },
     /// List the shipped Avro schemas with their versions and fingerprints.
     Schemas,
     /// Check the configuration (every section) and print it as TOML, secrets redacted.
@@ -70,6 +75,10 @@ fn main() -> ExitCode {
         }
     };
     vigil_runtime::telemetry::init_logging(&config.log);
+    if let Err(e) = vigil_kafka::client::check_features(&config.kafka) {
+        eprintln!("vigil: invalid configuration (1 problem)\n  - {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -84,6 +93,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => commands::tail::run(&config, args).await,
             Command::Produce(args) => commands::produce::run(&config, args).await,
             Command::Models { command } => commands::models::run(&config, command).await,
+            Command::Spec { command } => commands::spec::run(&config, command).await,
             Command::Schemas => commands::schemas(),
             Command::Config { defaults: true } => commands::print_defaults(),
             Command::Config { defaults: false } => commands::print_config(&config),

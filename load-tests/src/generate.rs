@@ -115,6 +115,19 @@ impl Source for TextSource {
 pub struct ReplaySource {
     /// The rows, in file order.
     pub rows: std::vec::IntoIter<Row>,
+    /// With the records' schema (its full name in the codec): Avro records; without: JSON.
+    pub avro: Option<(Arc<Codec>, String)>,
+}
+
+impl ReplaySource {
+    fn payload(&self, r: &Row) -> Option<Vec<u8>> {
+        let Some((codec, name)) = &self.avro else { return Some(r.record.to_string().into_bytes()) };
+        let schema = codec.schema(name).ok()?;
+        let value = vigil_events::json::from_json(&r.record, schema)
+            .map_err(|e| tracing::warn!(event = %r.event_id, error = %e, "a row does not fit the schema; skipped"))
+            .ok()?;
+        codec.encode_value(name, &value).ok()
+    }
 }
 
 impl Source for ReplaySource {
@@ -122,7 +135,7 @@ impl Source for ReplaySource {
         let r = self.rows.next()?;
         Some(Item {
             key: Some(r.event_id.clone().into_bytes()),
-            payload: r.record.to_string().into_bytes(),
+            payload: self.payload(&r)?,
             event_id: r.event_id,
             label: Some(r.label),
             label_source: "dataset",

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod byo;
 mod compose;
 mod config;
 mod dead_letters;

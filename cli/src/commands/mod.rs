@@ -3,6 +3,8 @@
 pub mod bootstrap;
 pub mod models;
 pub mod produce;
+pub mod records;
+pub mod spec;
 pub mod tail;
 pub mod topics;
 

@@ -110,7 +110,13 @@ impl Plan {
         let slot = |name: &str| wanted.iter().position(|x| x.as_ref() == name);
         let mut steps = Vec::with_capacity(w.fields.len());
         for f in &w.fields {
-            steps.push((kind(&f.schema)?, slot(&f.name)));
+            let s = slot(&f.name);
+            // A wanted field whose writer type the reader's does not take plainly: the value-tree
+            // decoder resolves it (or says why it cannot).
+            if s.is_some() && !field(r, &f.name).is_some_and(|rf| plainly_readable(&f.schema, &rf.schema)) {
+                return None;
+            }
+            steps.push((kind(&f.schema)?, s));
         }
         let mut defaults = Vec::new();
         for (i, name) in wanted.iter().map(AsRef::as_ref).enumerate() {
@@ -153,6 +159,37 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// Whether a value written as `w` reads as `r` with no more than the promotions the fast path does
+/// on its own (numbers widen; a union's non-null branch is the value; strings, bytes and enums
+/// read as text or bytes).
+fn plainly_readable(w: &Schema, r: &Schema) -> bool {
+    fn class(s: &Schema) -> Option<u8> {
+        Some(match s {
+            Schema::Null => 0,
+            Schema::Boolean => 1,
+            Schema::Int | Schema::Long | Schema::Date | Schema::TimeMillis | Schema::TimestampMillis => 2,
+            Schema::TimeMicros | Schema::TimestampMicros | Schema::LocalTimestampMillis => 2,
+            Schema::Float | Schema::Double => 3,
+            Schema::String | Schema::Uuid(_) | Schema::Enum(_) => 4,
+            Schema::Bytes | Schema::Fixed(_) => 5,
+            _ => return None,
+        })
+    }
+    fn branches(s: &Schema) -> Vec<&Schema> {
+        match s {
+            Schema::Union(u) => u.variants().iter().filter(|v| !matches!(v, Schema::Null)).collect(),
+            other => vec![other],
+        }
+    }
+    let readable: Vec<Option<u8>> = branches(r).into_iter().map(class).collect();
+    branches(w).into_iter().map(class).all(|c| match c {
+        None => false,
+        // An int reads as a float or double too.
+        Some(2) => readable.iter().any(|r| matches!(r, Some(2 | 3))),
+        c => readable.contains(&c),
+    })
 }
 
 fn field<'r>(r: &'r RecordSchema, name: &str) -> Option<&'r apache_avro::schema::RecordField> {

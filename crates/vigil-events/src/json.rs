@@ -245,3 +245,72 @@ pub fn to_json(value: &Value, bytes: BytesOut) -> Json {
         other => Json::String(format!("{other:?}")),
     }
 }
+
+/// A JSON record of `schema` (a record schema) from a table row's text cells, typed by the schema:
+/// a column named like a field gives its value (numbers, booleans — `true`/`false`/`1`/`0` — and
+/// strings as the field's type asks; an empty cell is null where the field may be null, and absent
+/// otherwise, so that its default applies); columns the schema does not name are left out. Convert
+/// the result with [`from_json`], which checks it against the schema.
+pub fn from_cells(header: &[String], cells: &[String], schema: &Schema) -> Result<Json, CodecError> {
+    let Schema::Record(r) = schema else {
+        return Err(CodecError::Json { schema: String::new(), path: "$".into(), reason: "not a record schema".into() });
+    };
+    let top = schema.name().map(|n| n.fullname(None)).unwrap_or_default();
+    let mut out = Map::new();
+    for f in &r.fields {
+        let Some(cell) = header.iter().position(|h| h == &f.name).and_then(|i| cells.get(i)) else { continue };
+        let cell = cell.trim();
+        let (nullable, ty) = match &f.schema {
+            Schema::Union(u) => (
+                u.variants().iter().any(|s| matches!(s, Schema::Null)),
+                u.variants().iter().find(|s| !matches!(s, Schema::Null)).unwrap_or(&Schema::Null),
+            ),
+            other => (false, other),
+        };
+        if cell.is_empty() && !matches!(ty, Schema::String | Schema::Uuid(_)) {
+            if nullable {
+                out.insert(f.name.clone(), Json::Null);
+            }
+            continue;
+        }
+        let value = typed_cell(cell, ty).ok_or_else(|| CodecError::Json {
+            schema: top.clone(),
+            path: format!("$.{}", f.name),
+            reason: format!("`{cell}` is not a {}", type_word(ty)),
+        })?;
+        out.insert(f.name.clone(), value);
+    }
+    Ok(Json::Object(out))
+}
+
+fn typed_cell(cell: &str, ty: &Schema) -> Option<Json> {
+    Some(match ty {
+        Schema::Int | Schema::Long | Schema::Date | Schema::TimestampMillis | Schema::TimestampMicros => {
+            match cell.parse::<i64>() {
+                Ok(i) => Json::from(i),
+                // Integral values written as decimals (`3.0`, `1e3`) are integers too.
+                Err(_) => cell
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| Json::from(f as i64))?,
+            }
+        }
+        Schema::Float | Schema::Double => Json::from(cell.parse::<f64>().ok()?),
+        Schema::Boolean => match cell.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Json::Bool(true),
+            "false" | "0" | "no" => Json::Bool(false),
+            _ => return None,
+        },
+        _ => Json::String(cell.to_string()),
+    })
+}
+
+fn type_word(ty: &Schema) -> &'static str {
+    match ty {
+        Schema::Int | Schema::Long | Schema::Date | Schema::TimestampMillis | Schema::TimestampMicros => "whole number",
+        Schema::Float | Schema::Double => "number",
+        Schema::Boolean => "boolean",
+        _ => "value of its field's type",
+    }
+}

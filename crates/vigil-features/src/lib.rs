@@ -1,9 +1,11 @@
-//! Features for Vigil's models: the feature spec ([`spec`], TOML, carried inside every checkpoint)
-//! and the featurisers that turn decoded records into model inputs ([`featurize`], [`text`]). Pure: no
+//! Features for Vigil's models: the feature spec ([`spec`], TOML, carried inside every checkpoint),
+//! the featurisers that turn decoded records into model inputs ([`featurize`], [`text`]) and specs
+//! inferred from a sample of records ([`infer`]). Pure: no
 //! I/O, so the scorer, the learner and the drift detector featurise identically.
 
 pub mod batch;
 pub mod featurize;
+pub mod infer;
 pub mod spec;
 pub mod text;
 

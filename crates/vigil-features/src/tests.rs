@@ -2,10 +2,10 @@
 
 use proptest::prelude::*;
 use vigil_events::schemas::{current, names};
-use vigil_events::{Codec, Encoding, Event, RecordReader, TextEvent, Transaction, Wanted};
+use vigil_events::{Codec, Encoding as Encoding_, Event, RecordReader, TextEvent, Transaction, Wanted};
 
 use crate::featurize::{FeatureError, Featurizer, Row};
-use crate::spec::FeatureSpec;
+use crate::spec::{Encoding, FeatureSpec};
 use crate::text::{hash_ngrams, tokens};
 use crate::{FRAUD_SPEC, SENTIMENT_SPEC};
 
@@ -31,7 +31,7 @@ fn tx() -> Transaction {
 /// The featurizer's row of an event, read the way the services read it.
 fn row_of<T: Event>(f: &Featurizer, event: &T) -> Result<Row, FeatureError> {
     let codec = Codec::new();
-    let reader = RecordReader::new(&codec, T::SCHEMA, Encoding::Avro, Wanted::new(f.fields())).unwrap();
+    let reader = RecordReader::new(&codec, T::SCHEMA, Encoding_::Avro, Wanted::new(f.fields())).unwrap();
     reader.read(&codec, &codec.encode_event(event).unwrap(), |fields| f.row(fields)).unwrap()
 }
 
@@ -163,4 +163,85 @@ proptest! {
         let norm: f32 = val.iter().map(|v| v * v).sum();
         prop_assert!(norm == 0.0 || (norm - 1.0).abs() < 1e-4);
     }
+}
+
+/// A sample of a record type of another shape: each field becomes what its type and values call
+/// for, the TOML says why and reads back as the same spec, and the spec featurises the records.
+#[test]
+fn specs_are_inferred_from_a_sample_with_their_reasons() {
+    use crate::infer::{InferOptions, infer};
+    use crate::spec::Transform;
+    use apache_avro::types::Value;
+    let text = r#"{"type": "record", "name": "Loan", "namespace": "it.acme", "fields": [
+            {"name": "loan_id", "type": "string"},
+            {"name": "applied_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "income", "type": ["null", "double"], "default": null},
+            {"name": "age", "type": "int"},
+            {"name": "term_months", "type": "int"},
+            {"name": "purpose", "type": "string"},
+            {"name": "region", "type": "string"},
+            {"name": "verified", "type": "boolean"},
+            {"name": "constant", "type": "double"},
+            {"name": "defaulted", "type": "int"}]}"#;
+    let schema = apache_avro::Schema::parse_str(text).unwrap();
+    let mut rng = vigil_events::schemas::names::SCORE.len() as u64;
+    let mut next = || {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (rng >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let rows: Vec<Value> = (0..2000)
+        .map(|i| {
+            let u = next();
+            Value::Record(vec![
+                ("loan_id".into(), Value::String(format!("L{i}"))),
+                ("applied_at".into(), Value::TimestampMillis(1_700_000_000_000 + i)),
+                (
+                    "income".into(),
+                    if i % 20 == 0 {
+                        Value::Union(0, Box::new(Value::Null))
+                    } else {
+                        Value::Union(1, Box::new(Value::Double((-(1.0 - u).ln() * 3.0).exp() * 1000.0)))
+                    },
+                ),
+                ("age".into(), Value::Int(20 + (next() * 50.0) as i32)),
+                ("term_months".into(), Value::Int([12, 24, 36, 60][i as usize % 4])),
+                ("purpose".into(), Value::String(["car", "home", "study"][i as usize % 3].into())),
+                ("region".into(), Value::String(format!("r{}", (next() * 200.0) as u32))),
+                ("verified".into(), Value::Boolean(i % 3 == 0)),
+                ("constant".into(), Value::Double(1.0)),
+                ("defaulted".into(), Value::Int(i32::from(u < 0.2))),
+            ])
+        })
+        .collect();
+    let opts = InferOptions { model: "loans".into(), label: Some("defaulted".into()), ..InferOptions::default() };
+    let inferred = infer(&schema, &rows, &opts).unwrap();
+    let spec = &inferred.spec;
+    let numeric: Vec<(&str, Transform)> = spec.numeric.iter().map(|n| (n.field.as_str(), n.transform)).collect();
+    assert_eq!(numeric, vec![("income", Transform::Log1p), ("age", Transform::None), ("verified", Transform::None)]);
+    let cats: Vec<(&str, Encoding)> = spec.categorical.iter().map(|c| (c.field.as_str(), c.encoding)).collect();
+    assert_eq!(
+        cats,
+        vec![("term_months", Encoding::OneHot), ("purpose", Encoding::OneHot), ("region", Encoding::Hash)]
+    );
+    let age = &spec.numeric[1];
+    assert!((age.mean - 44.5).abs() < 2.0 && (age.std - 14.4).abs() < 1.5, "{age:?}");
+    for (needle, why) in [
+        ("loan_id: an identifier", "ids are left out"),
+        ("applied_at: a time", "times are left out"),
+        ("defaulted: the label", "the label is left out"),
+        ("constant: constant", "constant fields are left out"),
+        ("heavy right tail", "the reason for log1p"),
+        ("5.0% missing, imputed at the mean", "missing values"),
+        ("hashed into", "high-cardinality strings are hashed"),
+    ] {
+        assert!(inferred.toml.contains(needle), "{why}: `{needle}` not in\n{}", inferred.toml);
+    }
+    assert_eq!(FeatureSpec::parse(&inferred.toml).unwrap(), *spec, "{}", inferred.toml);
+    let f = Featurizer::new(spec, &schema).unwrap();
+    assert_eq!(f.width(), spec.input_names().len());
+    let codec = Codec::new();
+    let (name, _) = codec.add_schema(text).unwrap();
+    let reader = RecordReader::new(&codec, &name, Encoding_::Avro, Wanted::new(f.fields())).unwrap();
+    let bytes = codec.encode_value(&name, &rows[20]).unwrap();
+    assert!(matches!(reader.read(&codec, &bytes, |fields| f.row(fields)).unwrap(), Ok(Row::Dense(_))));
 }

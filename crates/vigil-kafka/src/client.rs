@@ -7,6 +7,8 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+#[cfg(test)]
+use vigil_runtime::config::Compression;
 use vigil_runtime::config::{Delivery, KafkaConfig};
 
 /// Settings every client shares: brokers, identity, security, pass-through properties.
@@ -31,10 +33,12 @@ pub fn base_config(k: &KafkaConfig, role: &str) -> ClientConfig {
     c
 }
 
-/// An idempotent producer's settings (acks=all; batching and compression from the configuration).
+/// An idempotent producer's settings (acks=all; batching and compression from the configuration;
+/// keys hashed with murmur2 as Java producers do, so that a key lands where theirs does).
 pub fn producer_config(k: &KafkaConfig, role: &str) -> ClientConfig {
     let mut c = base_config(k, role);
     c.set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
         .set("acks", "all")
         .set("linger.ms", k.linger_ms.to_string())
         .set("batch.size", k.batch_size.to_string())
@@ -79,6 +83,33 @@ pub fn large_message_consumer_config(k: &KafkaConfig, role: &str, group: &str) -
     c.set("fetch.message.max.bytes", k.message_max_bytes.to_string())
         .set("max.partition.fetch.bytes", k.message_max_bytes.to_string());
     c
+}
+
+/// Refuses settings this build of librdkafka cannot honour: a compression codec it was built
+/// without (every codec a Java producer may use — gzip, snappy, lz4, zstd — is built in here), or a
+/// SASL mechanism it lacks (GSSAPI, OAUTHBEARER with OIDC).
+pub fn check_features(k: &KafkaConfig) -> Result<(), String> {
+    let native = ClientConfig::new().create_native_config().map_err(|e| e.to_string())?;
+    let features = native.get("builtin.features").map_err(|e| e.to_string())?;
+    let built: Vec<&str> = features.split(',').collect();
+    let codec = k.compression.as_str();
+    if codec != "none" && !built.contains(&codec) {
+        return Err(format!("kafka.compression: {codec} is not built into this librdkafka ({features})"));
+    }
+    let mechanism = k.sasl_mechanism.to_ascii_uppercase();
+    let needs = match mechanism.as_str() {
+        "GSSAPI" => Some("sasl_gssapi"),
+        "SCRAM-SHA-256" | "SCRAM-SHA-512" => Some("sasl_scram"),
+        "OAUTHBEARER" => Some("sasl_oauthbearer"),
+        "PLAIN" => Some("sasl_plain"),
+        _ => None,
+    };
+    if k.security_protocol.is_sasl()
+        && let Some(f) = needs.filter(|f| !built.contains(f))
+    {
+        return Err(format!("kafka.sasl-mechanism: {mechanism} needs {f}, which this librdkafka lacks ({features})"));
+    }
+    Ok(())
 }
 
 /// Whether the configuration asks for transactions.
@@ -169,8 +200,23 @@ mod tests {
         assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(c.get("client.id"), Some("vigil-scorer"));
+        assert_eq!(c.get("partitioner"), Some("murmur2_random"), "keys land where Java producers put them");
         let t = transactional_config(&k, "scorer", "scorer-0");
         assert_eq!(t.get("transactional.id"), Some("vigil-scorer-0"));
+    }
+
+    #[test]
+    fn every_codec_a_java_producer_uses_is_built_in() {
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let k = KafkaConfig { compression: codec, ..KafkaConfig::default() };
+            assert_eq!(check_features(&k), Ok(()), "{codec:?}");
+        }
+        let gssapi = KafkaConfig {
+            security_protocol: vigil_runtime::config::SecurityProtocol::SaslSsl,
+            sasl_mechanism: "GSSAPI".into(),
+            ..KafkaConfig::default()
+        };
+        assert!(check_features(&gssapi).unwrap_err().contains("GSSAPI"));
     }
 
     #[test]

@@ -81,6 +81,18 @@ pub fn read_all(kafka: &KafkaConfig, topic: &str, codec: &Codec) -> Result<Vec<M
             .map_err(|source| KafkaPlumbingError::Client { what: "creating the models reader", source })?;
     let (low, high) = client::watermarks(&consumer, topic, 0, Duration::from_secs(30))
         .map_err(|source| KafkaPlumbingError::Client { what: "reading the models topic's watermarks", source })?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|source| KafkaPlumbingError::Client { what: "reading the models topic's metadata", source })?;
+    if let Some(t) = md.topics().iter().find(|t| t.name() == topic)
+        && t.partitions().len() > 1
+    {
+        // Readers follow partition 0 only: transitions must be read in one order by everyone.
+        return Err(KafkaPlumbingError::Delivery(format!(
+            "the models topic {topic} has {} partitions; it must have one (`vigil topics create` makes it so)",
+            t.partitions().len()
+        )));
+    }
     let mut out = Vec::new();
     if high <= low {
         return Ok(out);

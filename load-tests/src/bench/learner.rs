@@ -33,6 +33,7 @@ fn csv_rows(
         id_column: None,
         drop: drop.iter().map(|s| s.to_string()).collect(),
         id_prefix: "b".into(),
+        schema: None,
     };
     let rows = load(path, &m)?;
     Ok(rows

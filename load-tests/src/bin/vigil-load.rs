@@ -163,9 +163,13 @@ struct ReplayArgs {
     /// The CSV file.
     #[arg(long)]
     csv: PathBuf,
-    /// Topic for the records (an input topic with `format = "json"`).
+    /// Topic for the records (an input topic with `format = "json"`, or Avro with --schema-file).
     #[arg(long)]
     topic: String,
+    /// Write Avro records of this schema (`.avsc`), typed column by column; the id column's value
+    /// is the event id as it is.
+    #[arg(long)]
+    schema_file: Option<PathBuf>,
     /// Topic for the labels.
     #[arg(long)]
     labels_topic: String,
@@ -297,15 +301,25 @@ async fn run(config: &vigil_runtime::Config, command: Command) -> Result<serde_j
             (Box::new(source), a.run.run_config(&a.topic, &a.labels_topic)?)
         }
         Command::Replay(a) => {
+            let avro = match &a.schema_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let (name, _) = codec.add_schema(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    Some(name)
+                }
+                None => None,
+            };
             let mapping = Mapping {
                 label_column: a.label_column.clone(),
                 positive: a.positive.clone(),
                 id_column: a.id_column.clone(),
                 drop: a.drop.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
                 id_prefix: a.run.id_prefix.clone(),
+                schema: avro.as_ref().and_then(|n| codec.schema(n).ok().cloned()),
             };
             let rows = replay::load(&a.csv, &mapping)?;
-            (Box::new(ReplaySource { rows: rows.into_iter() }), a.run.run_config(&a.topic, &a.labels_topic)?)
+            let source = ReplaySource { rows: rows.into_iter(), avro: avro.map(|n| (codec.clone(), n)) };
+            (Box::new(source), a.run.run_config(&a.topic, &a.labels_topic)?)
         }
         Command::Raw(a) => {
             let mut sim = FraudSim::new(FraudConfig::default());

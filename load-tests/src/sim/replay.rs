@@ -1,6 +1,8 @@
-//! Replay of a CSV dataset in file order as input records (JSON objects, for an input topic with
-//! `format = "json"`) plus their labels, through a mapping the user gives: which column is the label
-//! (and which value of it is positive), which column holds an id, which columns to leave out.
+//! Replay of a CSV dataset in file order as input records plus their labels, through a mapping the
+//! user gives: which column is the label (and which value of it is positive), which column holds an
+//! id, which columns to leave out. Records are JSON objects (for an input topic with
+//! `format = "json"`), or, with the user's Avro schema, records of that schema typed column by
+//! column (`vigil_events::json::from_cells`), whose id column is the event id as it is.
 
 use std::path::Path;
 
@@ -19,6 +21,8 @@ pub struct Mapping {
     pub drop: Vec<String>,
     /// Prefix of generated ids.
     pub id_prefix: String,
+    /// The records' Avro schema, when they are written as Avro.
+    pub schema: Option<apache_avro::Schema>,
 }
 
 /// One replayed row.
@@ -66,6 +70,16 @@ pub fn load(path: &Path, m: &Mapping) -> Result<Vec<Row>, String> {
                 format!("{}: row {}: label `{}` is not a number", path.display(), n + 1, cols[label_at])
             })?,
         };
+        if let Some(schema) = &m.schema {
+            let record = vigil_events::json::from_cells(&header, &cols, schema)
+                .map_err(|e| format!("{}: row {}: {e}", path.display(), n + 1))?;
+            let event_id = match id_at {
+                Some(i) => cols[i].clone(),
+                None => format!("{}-{n}", m.id_prefix),
+            };
+            rows.push(Row { event_id, record, label });
+            continue;
+        }
         let event_id = match id_at {
             Some(i) => format!("{}-{}", m.id_prefix, cols[i]),
             None => format!("{}-{n}", m.id_prefix),
@@ -126,6 +140,7 @@ mod tests {
             id_column: Some("ID".into()),
             drop: vec![],
             id_prefix: "r".into(),
+            schema: None,
         };
         let rows = load(&p, &m).unwrap();
         assert_eq!(rows.len(), 2);
@@ -154,6 +169,7 @@ mod tests {
                 id_column: None,
                 drop: vec!["Date".into()],
                 id_prefix: "elec2".into(),
+                schema: None,
             },
         )
         .unwrap();
@@ -167,6 +183,7 @@ mod tests {
                 id_column: Some("ID".into()),
                 drop: vec![],
                 id_prefix: "credit".into(),
+                schema: None,
             },
         )
         .unwrap();

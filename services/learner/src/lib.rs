@@ -32,6 +32,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     if models.is_empty() {
         return Err("no input has a label topic: nothing to learn from".into());
     }
+    vigil_kafka::client::check_features(&config.kafka)?;
     let mut registry = Registry::default();
     let metrics = Arc::new(telemetry::Metrics::new(&mut registry));
     let health = Health::new();

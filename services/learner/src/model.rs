@@ -76,7 +76,8 @@ impl Model {
         registry: &ModelRegistry,
         shared: &Shared,
     ) -> Result<Model, HandlerError> {
-        let names: Vec<&str> = std::iter::once("event_id").chain(trainer.fields().iter().map(String::as_str)).collect();
+        let id = input.id_field.as_str();
+        let names: Vec<&str> = std::iter::once(id).chain(trainer.fields().iter().map(String::as_str)).collect();
         let reader = RecordReader::new(&shared.codec, &input.schema, input.format, Wanted::new(&names))
             .map_err(|e| HandlerError(format!("{name}: {e}")))?;
         let mut model = Model {
@@ -122,9 +123,13 @@ impl Model {
     /// An input event: featurised for the candidates and the champion, it waits for its label.
     pub fn event(&mut self, r: &Record<'_>, shared: &Shared) {
         let payload = r.payload.unwrap_or(&[]);
-        let read = self.reader.read(&shared.codec, payload, |fields| match fields.first() {
-            Some(Field::Str(id)) => self.trainer.featurise(&fields[1..]).ok().map(|raw| (id.to_string(), raw)),
-            _ => None,
+        let read = self.reader.read(&shared.codec, payload, |fields| {
+            let id = match fields.first() {
+                Some(Field::Str(id)) => id.to_string(),
+                Some(Field::Int(id)) => id.to_string(),
+                _ => return None,
+            };
+            self.trainer.featurise(&fields[1..]).ok().map(|raw| (id, raw))
         });
         let Ok(Some((id, raw))) = read else {
             self.trainer.state.counts.bad_events += 1;

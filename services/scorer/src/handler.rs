@@ -27,6 +27,8 @@ pub struct Route {
     pub schema_name: String,
     /// Encoding.
     pub encoding: Encoding,
+    /// The record field holding the event id.
+    pub id_field: String,
     /// Records consumed from the topic (taken from the metrics on first use).
     pub events: Option<prometheus_client::metrics::counter::Counter>,
 }
@@ -66,8 +68,8 @@ struct Rows {
 /// Field layouts per input topic, with the (champion, challenger) versions they were made for.
 pub type Layouts = HashMap<String, ((i64, Option<i64>), Arc<Layout>)>;
 
-/// The fields a slot's featurisers read, as one reader: `event_id` first, then the champion's and
-/// the challenger's fields, each once.
+/// The fields a slot's featurisers read, as one reader: the event id first, then the champion's
+/// and the challenger's fields, each once.
 pub struct Layout {
     reader: RecordReader,
     champion: Vec<usize>,
@@ -76,7 +78,7 @@ pub struct Layout {
 
 impl Layout {
     fn new(codec: &Codec, route: &Route, slot: &Slot) -> Result<Layout, CodecError> {
-        let mut names: Vec<String> = vec!["event_id".to_string()];
+        let mut names: Vec<String> = vec![route.id_field.clone()];
         let mut map = |fields: &[String]| -> Vec<usize> {
             fields
                 .iter()
@@ -285,6 +287,7 @@ impl Scorer {
         let read = layout.reader.read(&self.codec, payload, |fields| {
             let id = match fields[0] {
                 Field::Str(s) => s.to_string(),
+                Field::Int(i) => i.to_string(),
                 _ => format!("{}/{}/{}", input.topic, input.partition, input.offset),
             };
             let champion = groups.rows(&slot.champion, capacity);

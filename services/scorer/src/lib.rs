@@ -57,6 +57,7 @@ pub async fn run(
     shutdown: CancellationToken,
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> Result<(), ScorerError> {
+    vigil_kafka::client::check_features(&config.kafka).map_err(start)?;
     let codec = Arc::new(Codec::new());
     load_schemas(&codec, &mut config.inputs, &config.schema_registry).await.map_err(|p| start(p.join("; ")))?;
     let sc = &config.scorer;
@@ -138,6 +139,7 @@ fn routes(config: &Config, served: &[String], codec: &Codec) -> Result<(Routes, 
                 model: input.model.clone(),
                 schema_name: input.schema.clone(),
                 encoding: input.format,
+                id_field: input.id_field.clone(),
                 events: None,
             },
         );

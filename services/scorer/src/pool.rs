@@ -86,9 +86,8 @@ impl Pool {
         match sender.try_send(job) {
             Ok(()) => {}
             Err(std::sync::mpsc::TrySendError::Full(job)) => {
-                let sent = tokio::task::spawn_blocking(move || sender.send(job).is_ok())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let sent =
+                    tokio::task::spawn_blocking(move || sender.send(job).is_ok()).await.map_err(|e| e.to_string())?;
                 if !sent {
                     return Err("the inference pool stopped".into());
                 }

@@ -146,6 +146,8 @@ pub struct InputConfig {
     /// A schema registry subject whose latest version is the reader schema (needs
     /// `schema-registry.url`).
     pub schema_subject: String,
+    /// The record field holding the event id (what scores are keyed by and labels refer to).
+    pub id_field: String,
     /// The model that scores this topic.
     pub model: String,
     /// The topic carrying this input's labels; empty when there is none.
@@ -163,6 +165,7 @@ impl Default for InputConfig {
             schema: String::new(),
             schema_file: String::new(),
             schema_subject: String::new(),
+            id_field: "event_id".into(),
             model: String::new(),
             labels: String::new(),
             spec: String::new(),
@@ -181,6 +184,9 @@ fn validate_inputs(inputs: &[InputConfig], registry: &SchemaRegistryConfig) -> V
         }
         if input.model.is_empty() {
             p.push(format!("inputs[{i}].model: must name the model that scores this topic"));
+        }
+        if input.id_field.is_empty() {
+            p.push(format!("inputs[{i}].id-field: must name the record field holding the event id"));
         }
         if input.schema.is_empty() && input.schema_file.is_empty() && input.schema_subject.is_empty() {
             p.push(format!(
