@@ -478,6 +478,40 @@ async fn models_trained_elsewhere_score_as_exported() {
             assert!((s.score - p.as_f64().unwrap()).abs() < 1e-5, "{name} r{r}: Vigil {} vs Python {p}", s.score);
         }
     }
+
+    // A version moves to another cluster (here: another models topic) unchanged.
+    let exported = own.dir.join("sk-logistic.vigil");
+    let (code, _, err) = own.vigil(&["models", "export", "sk-logistic", "1", "--out", exported.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let other_models = format!("{}-elsewhere", own.models);
+    create_topics(&[&other_models], 1).await;
+    let elsewhere =
+        own.file("elsewhere.toml", &std::fs::read_to_string(&own.config).unwrap().replace(&own.models, &other_models));
+    let at = |args: &[&str]| {
+        let mut all = vec!["--config", elsewhere.to_str().unwrap()];
+        all.extend_from_slice(args);
+        vigil(&all, &[], None)
+    };
+    let (code, out, err) = at(&["models", "import", exported.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("sk-logistic v1 imported as promoted"), "{out}");
+    let here = decode::<ModelCheckpoint>(&consume(&own.models, 3, T, "read_committed").await);
+    let there = decode::<ModelCheckpoint>(&consume(&other_models, 1, T, "read_committed").await);
+    let original = here.iter().find(|c| c.model == "sk-logistic").unwrap();
+    assert_eq!(&there[0], original, "the version arrives unchanged");
+    let (code, out, _) = at(&["models", "import", exported.to_str().unwrap()]);
+    assert!(code == 0 && out.contains("already here"), "{out}");
+    let (code, _, err) = own.vigil(&["models", "export", "lightgbm", "1", "--out", exported.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let renamed = Codec::new().encode_event(&ModelCheckpoint {
+        model: "sk-logistic".into(),
+        ..Codec::new().decode_event::<ModelCheckpoint>(&std::fs::read(&exported).unwrap()).unwrap()
+    });
+    std::fs::write(&exported, renamed.unwrap()).unwrap();
+    let (code, _, err) = at(&["models", "import", exported.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already here with another graph"), "{err}");
+    all.push(other_models);
     let names: Vec<&str> = all.iter().map(String::as_str).collect();
     delete_topics(&names).await;
 }

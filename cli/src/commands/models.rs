@@ -74,6 +74,22 @@ pub enum ModelsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a version — graph, spec, signature, lineage, status — to a file, to import elsewhere.
+    Export {
+        /// The model.
+        model: String,
+        /// The version.
+        version: i64,
+        /// The file (the checkpoint record as Avro, single-object encoded).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Publish a version exported from another cluster, unchanged (refused when this registry has
+    /// another graph under the same model and version).
+    Import {
+        /// The file `vigil models export` wrote.
+        file: PathBuf,
+    },
     /// Register starting models for the demo's fraud and sentiment inputs (hand-set weights), promoted.
     Bootstrap {
         /// Also when the model already has versions.
@@ -101,6 +117,8 @@ pub async fn run(config: &Config, cmd: ModelsCommand) -> anyhow::Result<ExitCode
             register(config, &codec, &onnx, &spec, promote, sign_key, no_validate).await
         }
         ModelsCommand::Keygen { out } => keygen(&out),
+        ModelsCommand::Export { model, version, out } => export(config, &codec, &model, version, &out),
+        ModelsCommand::Import { file } => import(config, &codec, &file).await,
         ModelsCommand::Bootstrap { force } => bootstrap(config, &codec, force).await,
     }
 }
@@ -236,6 +254,60 @@ async fn register(
     publish(config, codec, &cp).await?;
     println!("{} v{version} registered as {}", parsed.model, format!("{status:?}").to_lowercase());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil models export`.
+fn export(
+    config: &Config,
+    codec: &Codec,
+    model: &str,
+    version: i64,
+    out: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let r = registry(config, codec)?;
+    let cp = r.get(model, version).with_context(|| format!("{model} v{version} is not in the registry"))?;
+    if cp.onnx.is_none() {
+        bail!(
+            "{model} v{version} refers to its graph by URI ({}); only inline graphs travel",
+            cp.onnx_uri.as_deref().unwrap_or("-")
+        );
+    }
+    // Single-object encoding whatever the cluster's framing: the file reads without a registry.
+    let plain = Codec::new();
+    std::fs::write(out, plain.encode_event(cp)?).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{model} v{version} ({}, sha256 {}) written to {}",
+        status_name(cp.status),
+        &cp.sha256[..12],
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil models import`.
+async fn import(config: &Config, codec: &Codec, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let cp: ModelCheckpoint = Codec::new().decode_event(&bytes).context("the file is not an exported checkpoint")?;
+    let r = registry(config, codec)?;
+    if let Some(existing) = r.get(&cp.model, cp.version) {
+        if existing.sha256 == cp.sha256 {
+            println!("{} v{} is already here with the same graph; nothing to do", cp.model, cp.version);
+            return Ok(ExitCode::SUCCESS);
+        }
+        bail!(
+            "{} v{} is already here with another graph (sha256 {}); not importing",
+            cp.model,
+            cp.version,
+            &existing.sha256[..12]
+        );
+    }
+    publish(config, codec, &cp).await?;
+    println!("{} v{} imported as {} (sha256 {})", cp.model, cp.version, status_name(cp.status), &cp.sha256[..12]);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_name(s: CheckpointStatus) -> String {
+    format!("{s:?}").to_lowercase()
 }
 
 /// `vigil models keygen`.

@@ -41,6 +41,7 @@ enum Which {
     Scorer,
     Learner,
     Drift,
+    Byo,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +94,9 @@ fn main() -> ExitCode {
         }
         if matches!(cli.which, Which::All | Which::Drift) {
             bench::drift(&env).await?;
+        }
+        if matches!(cli.which, Which::All | Which::Byo) {
+            bench::byo(&env).await?;
         }
         eprintln!("\nbenchmarks took {:.0} s", started.elapsed().as_secs_f64());
         Ok::<(), bench::BenchError>(())
