@@ -3,7 +3,8 @@
 #   1. set up (scripts/setup.sh) and build Vigil (release);
 #   2. start Apache Kafka on 127.0.0.1:9092 with empty storage (VIGIL_DEMO_KEEP=1 keeps the last
 #      run's) and create Vigil's topics;
-#   3. register starting models and start Vigil's services (scorer, learner, drift);
+#   3. make a signing key, register signed starting models and start Vigil's services (scorer,
+#      learner, drift);
 #   4. drive them with vigil-load: card transactions with labels, and texts with labels, with drift
 #      injected halfway, printing a one-line summary every few seconds and a final summary;
 #   5. stop the services (the broker keeps running: `make broker-stop`).
@@ -23,6 +24,12 @@ export VIGIL_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$VIGIL_KAFKA_PORT"
 # Each demo tells its story from the start: a clean broker (VIGIL_DEMO_KEEP=1 keeps the last run's).
 [ "${VIGIL_DEMO_KEEP:-0}" = 1 ] || scripts/kafka.sh reset
 scripts/kafka.sh start
+# Checkpoints are signed and the scorer serves signed ones only: a key made for this run signs
+# the starting models and the learner's, and its public half is the scorer's trusted key.
+key="$VIGIL_CACHE/demo-signing.key"
+rm -f "$key"
+public=$("$bin/vigil" models keygen --out "$key" 2>/dev/null)
+export VIGIL_LEARNER__SIGN_KEY="$key" VIGIL_SCORER__TRUSTED_KEYS="[\"$public\"]"
 "$bin/vigil" topics create
 # Starting models, so that there is something to score with (the learner publishes better ones).
 "$bin/vigil" models bootstrap

@@ -132,6 +132,7 @@ partitions = 2
 [scorer]
 http-listen = "127.0.0.1:0"
 group-id = "{prefix}-scorer"
+require-signature = false
 
 [learner]
 http-listen = "127.0.0.1:0"

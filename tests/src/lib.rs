@@ -312,7 +312,7 @@ labels = "{text_labels}"
 [scorer]
 http-listen = "127.0.0.1:0"
 group-id = "{prefix}-scorer"
-{extra}
+{signatures}{extra}
 
 [learner]
 http-listen = "127.0.0.1:0"
@@ -334,6 +334,8 @@ group-id = "{prefix}-drift"
             tx_labels = stack.tx_labels,
             texts = stack.texts,
             text_labels = stack.text_labels,
+            // Most tests publish unsigned checkpoints; the ones about signatures set the keys.
+            signatures = if extra.contains("trusted-keys") { "" } else { "require-signature = false\n" },
         );
         let config = temp_file("vigil.toml", &text);
         let stack = Stack { config, ..stack };

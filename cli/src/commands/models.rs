@@ -1,5 +1,6 @@
-//! `vigil models list | show | promote | rollback | register | keygen | bootstrap`: the model registry
-//! on the `vigil.models` topic.
+//! `vigil models list | show | promote | rollback | register | keygen | export | import | prune |
+//! bootstrap`: the model registry on the `vigil.models` topic. Everything written is signed with
+//! `--sign-key` (or `learner.sign-key`) when there is one, and read back and checked after.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ pub enum ModelsCommand {
         /// Why (recorded in the registry).
         #[arg(long, default_value = "promoted by hand")]
         reason: String,
+        /// Sign the change with this ed25519 secret key (hex file; default: `learner.sign-key`).
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
     },
     /// Take the champion out of service; the previous promoted version serves again.
     Rollback {
@@ -48,6 +52,9 @@ pub enum ModelsCommand {
         /// Why.
         #[arg(long, default_value = "rolled back by hand")]
         reason: String,
+        /// Sign the change with this ed25519 secret key (hex file; default: `learner.sign-key`).
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
     },
     /// Register a model trained elsewhere: an ONNX file and the feature spec it expects.
     Register {
@@ -60,7 +67,7 @@ pub enum ModelsCommand {
         /// Promote it at once (otherwise it is a candidate, scored in shadow).
         #[arg(long)]
         promote: bool,
-        /// Sign it with this ed25519 secret key (hex file, see `keygen`).
+        /// Sign it with this ed25519 secret key (hex file, see `keygen`; default: `learner.sign-key`).
         #[arg(long)]
         sign_key: Option<PathBuf>,
         /// Publish without validating it here first.
@@ -90,11 +97,23 @@ pub enum ModelsCommand {
         /// The file `vigil models export` wrote.
         file: PathBuf,
     },
+    /// Delete old versions (tombstones) so that at most `--keep` of each model remain; never the
+    /// champion, the versions it falls back to, the challenger or the newest learner state.
+    Prune {
+        /// Only this model.
+        model: Option<String>,
+        /// Versions to keep per model.
+        #[arg(long)]
+        keep: usize,
+    },
     /// Register starting models for the demo's fraud and sentiment inputs (hand-set weights), promoted.
     Bootstrap {
         /// Also when the model already has versions.
         #[arg(long)]
         force: bool,
+        /// Sign them with this ed25519 secret key (hex file; default: `learner.sign-key`).
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
     },
 }
 
@@ -111,16 +130,31 @@ pub async fn run(config: &Config, cmd: ModelsCommand) -> anyhow::Result<ExitCode
     match cmd {
         ModelsCommand::List { model } => list(config, &codec, model),
         ModelsCommand::Show { model, version } => show(config, &codec, &model, version),
-        ModelsCommand::Promote { model, version, reason } => promote(config, &codec, &model, version, &reason).await,
-        ModelsCommand::Rollback { model, reason } => rollback(config, &codec, &model, &reason).await,
+        ModelsCommand::Promote { model, version, reason, sign_key } => {
+            promote(config, &codec, &model, version, &reason, signer(config, sign_key)?).await
+        }
+        ModelsCommand::Rollback { model, reason, sign_key } => {
+            rollback(config, &codec, &model, &reason, signer(config, sign_key)?).await
+        }
         ModelsCommand::Register { onnx, spec, promote, sign_key, no_validate } => {
-            register(config, &codec, &onnx, &spec, promote, sign_key, no_validate).await
+            register(config, &codec, &onnx, &spec, promote, signer(config, sign_key)?, no_validate).await
         }
         ModelsCommand::Keygen { out } => keygen(&out),
         ModelsCommand::Export { model, version, out } => export(config, &codec, &model, version, &out),
         ModelsCommand::Import { file } => import(config, &codec, &file).await,
-        ModelsCommand::Bootstrap { force } => bootstrap(config, &codec, force).await,
+        ModelsCommand::Prune { model, keep } => prune(config, &codec, model.as_deref(), keep).await,
+        ModelsCommand::Bootstrap { force, sign_key } => {
+            bootstrap(config, &codec, force, signer(config, sign_key)?).await
+        }
     }
+}
+
+/// The key that signs what this command writes: `--sign-key`, else `learner.sign-key`, else none.
+fn signer(config: &Config, path: Option<PathBuf>) -> anyhow::Result<Option<ed25519_dalek::SigningKey>> {
+    let path = path.or_else(|| Some(PathBuf::from(&config.learner.sign_key)).filter(|p| !p.as_os_str().is_empty()));
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the signing key {}", path.display()))?;
+    checkpoint::signing_key_from_hex(&text).map(Some).map_err(anyhow::Error::msg)
 }
 
 /// The model registry, read from the models topic to its end.
@@ -183,28 +217,43 @@ fn show(config: &Config, codec: &Codec, model: &str, version: i64) -> anyhow::Re
 }
 
 /// `vigil models promote`.
-async fn promote(config: &Config, codec: &Codec, model: &str, version: i64, reason: &str) -> anyhow::Result<ExitCode> {
+async fn promote(
+    config: &Config,
+    codec: &Codec,
+    model: &str,
+    version: i64,
+    reason: &str,
+    key: Option<ed25519_dalek::SigningKey>,
+) -> anyhow::Result<ExitCode> {
     let r = registry(config, codec)?;
     let cp = r.get(model, version).with_context(|| format!("{model} v{version} is not in the registry"))?;
     if cp.status == CheckpointStatus::Rejected {
         bail!("{model} v{version} was rejected ({}); register a new version instead", cp.status_reason);
     }
-    let promoted = transition(cp, CheckpointStatus::Promoted, reason, now_ms());
-    publish(config, codec, &promoted).await?;
+    let mut promoted = transition(cp, CheckpointStatus::Promoted, reason, now_ms());
+    sign(&mut promoted, key.as_ref());
+    publish(config, codec, &promoted, key.as_ref()).await?;
     alert(config, codec, AlertKind::ModelPromoted, &promoted, reason).await?;
     println!("{model} v{version} promoted");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `vigil models rollback`.
-async fn rollback(config: &Config, codec: &Codec, model: &str, reason: &str) -> anyhow::Result<ExitCode> {
+async fn rollback(
+    config: &Config,
+    codec: &Codec,
+    model: &str,
+    reason: &str,
+    key: Option<ed25519_dalek::SigningKey>,
+) -> anyhow::Result<ExitCode> {
     let r = registry(config, codec)?;
     let current = r.champion(model).with_context(|| format!("{model} has no champion"))?;
     let previous = r.previous_champion(model).with_context(|| {
         format!("{model} v{} is its only promoted version: nothing to roll back to", current.version)
     })?;
-    let rolled = transition(current, CheckpointStatus::RolledBack, reason, now_ms());
-    publish(config, codec, &rolled).await?;
+    let mut rolled = transition(current, CheckpointStatus::RolledBack, reason, now_ms());
+    sign(&mut rolled, key.as_ref());
+    publish(config, codec, &rolled, key.as_ref()).await?;
     alert(config, codec, AlertKind::ModelRolledBack, &rolled, reason).await?;
     println!("{model} v{} rolled back; v{} serves again", current.version, previous.version);
     Ok(ExitCode::SUCCESS)
@@ -217,18 +266,12 @@ async fn register(
     onnx: &std::path::Path,
     spec: &std::path::Path,
     promote: bool,
-    sign_key: Option<PathBuf>,
+    key: Option<ed25519_dalek::SigningKey>,
     no_validate: bool,
 ) -> anyhow::Result<ExitCode> {
     let onnx_bytes = std::fs::read(onnx).with_context(|| format!("reading {}", onnx.display()))?;
     let spec_text = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
     let parsed = FeatureSpec::parse(&spec_text)?;
-    let key = sign_key
-        .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
-        .transpose()?
-        .map(|t| checkpoint::signing_key_from_hex(&t))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
     let r = registry(config, codec)?;
     let version = r.next_version(&parsed.model);
     let status = if promote { CheckpointStatus::Promoted } else { CheckpointStatus::Candidate };
@@ -251,7 +294,7 @@ async fn register(
         let policy = Policy { trusted_keys: key.iter().map(|k| k.verifying_key()).collect(), ..Policy::default() };
         checkpoint::validate(&cp, schema, &policy, &runtime).map_err(anyhow::Error::msg)?;
     }
-    publish(config, codec, &cp).await?;
+    publish(config, codec, &cp, key.as_ref()).await?;
     println!("{} v{version} registered as {}", parsed.model, format!("{status:?}").to_lowercase());
     Ok(ExitCode::SUCCESS)
 }
@@ -301,7 +344,7 @@ async fn import(config: &Config, codec: &Codec, file: &std::path::Path) -> anyho
             &existing.sha256[..12]
         );
     }
-    publish(config, codec, &cp).await?;
+    publish(config, codec, &cp, None).await?;
     println!("{} v{} imported as {} (sha256 {})", cp.model, cp.version, status_name(cp.status), &cp.sha256[..12]);
     Ok(ExitCode::SUCCESS)
 }
@@ -323,7 +366,12 @@ fn keygen(out: &PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 /// `vigil models bootstrap`.
-async fn bootstrap(config: &Config, codec: &Codec, force: bool) -> anyhow::Result<ExitCode> {
+async fn bootstrap(
+    config: &Config,
+    codec: &Codec,
+    force: bool,
+    key: Option<ed25519_dalek::SigningKey>,
+) -> anyhow::Result<ExitCode> {
     let r = registry(config, codec)?;
     for (model, spec, onnx) in crate::commands::bootstrap::models() {
         if !force && !r.versions(model).is_empty() {
@@ -342,9 +390,9 @@ async fn bootstrap(config: &Config, codec: &Codec, force: bool) -> anyhow::Resul
                 reason: "bootstrap: hand-set weights until the learner publishes better".into(),
                 now_ms: now_ms(),
             },
-            None,
+            key.as_ref(),
         );
-        publish(config, codec, &cp).await?;
+        publish(config, codec, &cp, key.as_ref()).await?;
         println!("{model} v{version} registered and promoted");
     }
     Ok(ExitCode::SUCCESS)
@@ -363,9 +411,53 @@ fn write_secret(path: &PathBuf, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn publish(config: &Config, codec: &Codec, cp: &ModelCheckpoint) -> anyhow::Result<()> {
+/// `vigil models prune`.
+async fn prune(config: &Config, codec: &Codec, model: Option<&str>, keep: usize) -> anyhow::Result<ExitCode> {
+    if keep == 0 {
+        bail!("--keep must be at least 1");
+    }
+    let r = registry(config, codec)?;
+    let producer = models::producer(&config.kafka)?;
+    for m in r.models().into_iter().filter(|m| model.is_none_or(|x| x == m)) {
+        let gone = r.prunable(&m, keep);
+        for v in &gone {
+            models::tombstone(&producer, &config.topics.models, &m, *v).await?;
+        }
+        println!("{m}: {} of {} versions deleted {gone:?}", gone.len(), r.versions(&m).len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(cp: &mut ModelCheckpoint, key: Option<&ed25519_dalek::SigningKey>) {
+    if let Some(k) = key {
+        checkpoint::sign(cp, k);
+    }
+}
+
+/// Publishes `cp`, then reads the registry back: the version must hold exactly what was written
+/// (and its signature verify), or the command fails.
+async fn publish(
+    config: &Config,
+    codec: &Codec,
+    cp: &ModelCheckpoint,
+    key: Option<&ed25519_dalek::SigningKey>,
+) -> anyhow::Result<()> {
     let producer = models::producer(&config.kafka)?;
     models::publish(&producer, codec, &config.topics.models, cp).await?;
+    let r = registry(config, codec)?;
+    let held = r.get(&cp.model, cp.version);
+    if held != Some(cp) {
+        bail!(
+            "{} v{} was published but the registry holds something else for it (a newer record, or one dated in the future)",
+            cp.model,
+            cp.version
+        );
+    }
+    if let Some(k) = key {
+        let signer = checkpoint::verify(held.unwrap_or(cp), &[k.verifying_key()])
+            .map_err(|e| anyhow::anyhow!("{} v{} as read back: {e}", cp.model, cp.version))?;
+        eprintln!("{} v{} written, read back and verified (signed by {signer})", cp.model, cp.version);
+    }
     Ok(())
 }
 

@@ -50,6 +50,22 @@ pub fn parse(codec: &Codec, key: Option<&[u8]>, payload: Option<&[u8]>, offset: 
     }
 }
 
+/// Deletes `<model>/<version>` from the compacted topic (a tombstone) and waits for the
+/// acknowledgement.
+pub async fn tombstone(
+    producer: &FutureProducer<client::LogContext>,
+    topic: &str,
+    model: &str,
+    version: i64,
+) -> Result<(), KafkaPlumbingError> {
+    let key = format!("{model}/{version}");
+    producer
+        .send(FutureRecord::<_, [u8]>::to(topic).key(key.as_bytes()), Duration::from_secs(30))
+        .await
+        .map_err(|(source, _)| KafkaPlumbingError::Produce { topic: topic.to_string(), source })?;
+    Ok(())
+}
+
 /// Publishes a checkpoint (or transition) and waits for the acknowledgement.
 pub async fn publish(
     producer: &FutureProducer<client::LogContext>,

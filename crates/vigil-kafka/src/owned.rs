@@ -137,6 +137,12 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a tombstone: `key` is deleted from the compacted `topic`.
+    pub fn tombstone(&mut self, topic: &str, key: &str) {
+        let key = Some(key.as_bytes().to_vec());
+        self.send(Output { topic: topic.to_string(), key, payload: Vec::new(), headers: Vec::new(), timestamp: None });
+    }
+
     /// Records queued and not yet taken by the loop.
     pub fn len(&self) -> usize {
         self.outputs.len()
@@ -266,7 +272,7 @@ pub fn run<S: ModelService>(
     ready: impl FnOnce(),
     shutdown: &CancellationToken,
 ) -> Result<(), OwnedError> {
-    let mut registry = ModelRegistry::new();
+    let mut registry = ModelRegistry::slim();
     let records = models::read_all(kafka, &cfg.models_topic, codec)?;
     let models_seen = records.len() as i64;
     records.into_iter().for_each(|r| registry.apply_record(r));

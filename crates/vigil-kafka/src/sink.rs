@@ -23,7 +23,7 @@ pub struct Output {
     pub topic: String,
     /// Key bytes.
     pub key: Option<Vec<u8>>,
-    /// Value bytes.
+    /// Value bytes; empty: a null value (a tombstone on a compacted topic).
     pub payload: Vec<u8>,
     /// Headers as (name, value).
     pub headers: Vec<(String, Vec<u8>)>,
@@ -161,7 +161,10 @@ impl Sink {
         opaque: Box<Option<Ticket>>,
     ) -> Result<Option<Box<Option<Ticket>>>, KafkaPlumbingError> {
         let mut record: BaseRecord<'_, [u8], [u8], Box<Option<Ticket>>> =
-            BaseRecord::with_opaque_to(&output.topic, opaque).payload(&output.payload[..]);
+            BaseRecord::with_opaque_to(&output.topic, opaque);
+        if !output.payload.is_empty() {
+            record = record.payload(&output.payload[..]);
+        }
         if let Some(k) = &output.key {
             record = record.key(&k[..]);
         }

@@ -154,13 +154,20 @@ impl Learner {
     }
 
     /// Adds fresh challengers (e.g. after a concept-drift alert): one per current candidate's
-    /// configuration, with new seeds, trained from now on only.
-    pub fn add_fresh_challengers(&mut self) {
+    /// configuration, with new seeds, trained from now on only; the pool never grows past `max`
+    /// (the worst judged candidates outside the served ones make room). Returns how many joined.
+    pub fn add_fresh_challengers(&mut self, max: usize) -> usize {
         let hypers: Vec<Hyper> = self.pool.candidates.iter().map(|c| c.model.hyper().clone()).collect();
+        let mut added = 0;
         for (k, mut h) in hypers.into_iter().enumerate() {
+            if self.pool.candidates.len() >= max && !self.pool.evict_worst(self.setup.serve_top) {
+                break;
+            }
             h.seed = h.seed.wrapping_add(self.examples).wrapping_add(k as u64 * 7919);
             self.pool.add(h);
+            added += 1;
         }
+        added
     }
 
     /// Descriptions of the served candidates, best first.

@@ -199,6 +199,19 @@ impl Pool {
         });
     }
 
+    /// Removes the worst judged candidate outside the `keep` best, making room for a fresh one;
+    /// `false` when none is judged yet (a pool of newcomers is left alone).
+    pub fn evict_worst(&mut self, keep: usize) -> bool {
+        let top = self.top(keep.max(1));
+        let worst = (0..self.candidates.len())
+            .filter(|i| !top.contains(i) && self.candidates[*i].metrics.count() >= self.policy.min_age)
+            .min_by(|a, b| self.score(&self.candidates[*a]).total_cmp(&self.score(&self.candidates[*b])));
+        let Some(i) = worst else { return false };
+        self.candidates.remove(i);
+        self.ranking = self.rank();
+        true
+    }
+
     /// Examples seen.
     pub fn step(&self) -> u64 {
         self.step

@@ -1,9 +1,16 @@
-//! Checkpoints: building a `ModelCheckpoint` (SHA-256, size, optional ed25519 signature over the
-//! digest) and validating one before it may serve: size limit, checksum, signature, the feature spec,
-//! the graph's input / output signature against the spec, and a probe batch whose outputs must be
+//! Checkpoints: building a `ModelCheckpoint` (SHA-256, size, optional ed25519 signature) and
+//! validating one before it may serve: size limit, checksum, signature, the feature spec, static
+//! checks of the graph ([`crate::inspect`]), the graph's input / output signature against the spec
+//! (with a symbolic batch dimension), and probe batches of several sizes whose outputs must be
 //! finite probabilities. A checkpoint that fails is refused with the reason; nothing of it serves.
-
-use std::path::Path;
+//!
+//! **The signature covers the whole record** ([`digest`]): the graph (through its SHA-256 and the
+//! bytes themselves), the spec, the metrics and threshold, model, version, status, lineage, offsets,
+//! references and the learner's state — everything but the signature, the signer and the free-text
+//! status reason. A transition (promotion, rollback) is a new record and is signed anew.
+//!
+//! Reasons never carry a file path, a hash or an operating system's error text: they end up in
+//! alerts anyone may read; the details go to the log.
 
 use apache_avro::Schema;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -40,11 +47,10 @@ pub struct NewCheckpoint<'a> {
 }
 
 /// Builds a checkpoint record (without metrics, offsets or reference statistics, which the learner
-/// adds), signed when a key is given.
+/// adds and then signs), signed when a key is given.
 pub fn build(new: NewCheckpoint<'_>, key: Option<&SigningKey>) -> ModelCheckpoint {
     let digest = Sha256::digest(&new.onnx);
-    let signature = key.map(|k| k.sign(&digest).to_bytes().to_vec());
-    ModelCheckpoint {
+    let mut cp = ModelCheckpoint {
         model: new.model.to_string(),
         version: new.version,
         parent_version: new.parent,
@@ -61,18 +67,44 @@ pub fn build(new: NewCheckpoint<'_>, key: Option<&SigningKey>) -> ModelCheckpoin
         offsets: Vec::new(),
         reference: Vec::new(),
         learner_state: None,
-        signature,
-        signer: key.map(|k| hex::encode(k.verifying_key().to_bytes())[..16].to_string()),
+        signature: None,
+        signer: None,
+    };
+    if let Some(k) = key {
+        sign(&mut cp, k);
     }
+    cp
 }
 
-/// Re-signs a checkpoint (after its ONNX bytes are set).
+/// What a signature covers: the SHA-256 of the record's Avro encoding (single-object, current
+/// schema) with the signature, the signer and the status reason left empty.
+pub fn digest(cp: &ModelCheckpoint) -> [u8; 32] {
+    let covered = ModelCheckpoint { signature: None, signer: None, status_reason: String::new(), ..cp.clone() };
+    let bytes = vigil_events::Codec::new().encode_event(&covered).unwrap_or_default();
+    Sha256::digest(&bytes).into()
+}
+
+/// Signs the whole record (call after every field is set; a later change needs a new signature).
 pub fn sign(cp: &mut ModelCheckpoint, key: &SigningKey) {
-    if let Some(bytes) = &cp.onnx {
-        let digest = Sha256::digest(bytes);
-        cp.signature = Some(key.sign(&digest).to_bytes().to_vec());
-        cp.signer = Some(hex::encode(key.verifying_key().to_bytes())[..16].to_string());
-    }
+    cp.signature = Some(key.sign(&digest(cp)).to_bytes().to_vec());
+    cp.signer = Some(key_id(&key.verifying_key()));
+}
+
+/// A public key's short id (what `signer` holds).
+pub fn key_id(key: &VerifyingKey) -> String {
+    hex::encode(key.to_bytes())[..16].to_string()
+}
+
+/// Whether the record is signed by one of `keys`: `Ok` naming the signer, or why not.
+pub fn verify(cp: &ModelCheckpoint, keys: &[VerifyingKey]) -> Result<String, String> {
+    let sig = cp.signature.as_deref().ok_or("the checkpoint is not signed")?;
+    let sig: [u8; 64] = sig.try_into().map_err(|_| "a signature is 64 bytes")?;
+    let sig = Signature::from_bytes(&sig);
+    let d = digest(cp);
+    keys.iter()
+        .find(|k| k.verify(&d, &sig).is_ok())
+        .map(key_id)
+        .ok_or_else(|| "the signature does not verify with any trusted key".to_string())
 }
 
 /// Parses a hex ed25519 secret key (32 bytes, 64 hex digits).
@@ -98,13 +130,18 @@ pub struct Policy {
     pub require_signature: bool,
     /// Keys whose signatures are accepted.
     pub trusted_keys: Vec<VerifyingKey>,
+    /// Folders a checkpoint's `file://` graph may be read from (none: no URI is followed).
+    pub model_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_bytes: 64 << 20, require_signature: false, trusted_keys: Vec::new() }
+        Policy { max_bytes: 64 << 20, require_signature: false, trusted_keys: Vec::new(), model_dirs: Vec::new() }
     }
 }
+
+/// Batch sizes the probe runs: a graph must take any batch, not only one size.
+pub const PROBE_ROWS: [usize; 3] = [1, 4, 37];
 
 /// Why a checkpoint was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,7 +181,9 @@ pub fn validate(
         |check: &'static str, reason: String| Rejection { model: cp.model.clone(), version: cp.version, check, reason };
     let onnx = match (&cp.onnx, &cp.onnx_uri) {
         (Some(b), _) => b.clone(),
-        (None, Some(uri)) => read_uri(uri, policy.max_bytes).map_err(|e| reject("load", e))?,
+        (None, Some(uri)) => {
+            read_model_file(uri, &policy.model_dirs, policy.max_bytes).map_err(|e| reject("load", e))?
+        }
         (None, None) => return Err(reject("load", "the checkpoint carries neither ONNX bytes nor a URI".into())),
     };
     if onnx.len() > policy.max_bytes {
@@ -153,46 +192,63 @@ pub fn validate(
     if cp.size_bytes != onnx.len() as i64 {
         return Err(reject("size", format!("size_bytes says {}, the model has {}", cp.size_bytes, onnx.len())));
     }
-    let digest = Sha256::digest(&onnx);
-    if hex::encode(digest) != cp.sha256.to_ascii_lowercase() {
-        return Err(reject(
-            "checksum",
-            format!("SHA-256 {} does not match the recorded {}", hex::encode(digest), cp.sha256),
-        ));
+    if sha256_hex(&onnx) != cp.sha256.to_ascii_lowercase() {
+        return Err(reject("checksum", "the graph's SHA-256 is not the one the checkpoint records".into()));
     }
-    match &cp.signature {
-        Some(sig) => {
-            let sig: [u8; 64] =
-                sig.as_slice().try_into().map_err(|_| reject("signature", "a signature is 64 bytes".into()))?;
-            let sig = Signature::from_bytes(&sig);
-            if !policy.trusted_keys.iter().any(|k| k.verify(&digest, &sig).is_ok()) {
-                return Err(reject("signature", "the signature does not verify with any trusted key".into()));
-            }
+    match verify(cp, &policy.trusted_keys) {
+        Ok(_) => {}
+        Err(_) if cp.signature.is_none() && !policy.require_signature => {}
+        Err(e) if cp.signature.is_none() => {
+            return Err(reject("signature", format!("{e}, and signatures are required")));
         }
-        None if policy.require_signature => {
-            return Err(reject("signature", "unsigned, and signatures are required".into()));
-        }
-        None => {}
+        Err(e) => return Err(reject("signature", e)),
     }
     let spec = FeatureSpec::parse(&cp.feature_spec).map_err(|e| reject("spec", e.to_string()))?;
     if spec.model != cp.model {
         return Err(reject("spec", format!("the spec is for model `{}`", spec.model)));
     }
     let featurizer = Featurizer::new(&spec, schema).map_err(|p| reject("spec", p.join("; ")))?;
+    crate::inspect::inspect(&onnx).map_err(|e| reject("graph", e))?;
     let mut session =
         runtime.session(&onnx, Provider::Cpu, 1).map_err(|e| reject("load", vigil_runtime::error_chain(&e)))?;
     check_signature(&spec, &session.inputs(), &session.outputs()).map_err(|e| reject("signature-mismatch", e))?;
-    probe(&spec, &featurizer, &mut session).map_err(|e| reject("probe", e))?;
+    for rows in PROBE_ROWS {
+        probe(&spec, &featurizer, &mut session, rows).map_err(|e| reject("probe", e))?;
+    }
     Ok(Validated { checkpoint: cp.clone(), onnx: std::sync::Arc::new(onnx), spec, featurizer })
 }
 
-fn read_uri(uri: &str, max: usize) -> Result<Vec<u8>, String> {
-    let path = uri.strip_prefix("file://").ok_or_else(|| format!("only file:// URIs are supported, not {uri}"))?;
-    let len = std::fs::metadata(Path::new(path)).map_err(|e| format!("{uri}: {e}"))?.len();
-    if len as usize > max {
-        return Err(format!("{uri}: {len} bytes, more than the {max} allowed"));
+/// Reads a `file://` graph: only a regular file inside one of `dirs`, and at most `max` bytes (a
+/// larger one, a device or a pipe is refused without reading it whole). The reason given back names
+/// neither the path nor the system's error; the log has them.
+fn read_model_file(uri: &str, dirs: &[std::path::PathBuf], max: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let refuse = |why: &str, detail: String| {
+        tracing::warn!(uri, detail, "refusing a checkpoint's graph file");
+        why.to_string()
+    };
+    let path = uri.strip_prefix("file://").ok_or_else(|| "only file:// URIs are followed".to_string())?;
+    let real = std::fs::canonicalize(path).map_err(|e| refuse("the graph file cannot be read", e.to_string()))?;
+    let allowed = dirs.iter().filter_map(|d| std::fs::canonicalize(d).ok()).any(|d| real.starts_with(&d));
+    if !allowed {
+        return Err(refuse(
+            "the graph file is outside the folders models may be read from (scorer.model-dirs)",
+            String::new(),
+        ));
     }
-    std::fs::read(path).map_err(|e| format!("{uri}: {e}"))
+    let meta = std::fs::metadata(&real).map_err(|e| refuse("the graph file cannot be read", e.to_string()))?;
+    if !meta.is_file() {
+        return Err(refuse("the graph is not a regular file", format!("{:?}", meta.file_type())));
+    }
+    let file = std::fs::File::open(&real).map_err(|e| refuse("the graph file cannot be read", e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse("the graph file cannot be read", e.to_string()))?;
+    if bytes.len() > max {
+        return Err(format!("the graph file holds more than the {max} bytes allowed"));
+    }
+    Ok(bytes)
 }
 
 /// The graph's inputs and output must be what the spec feeds it and reads from it (`[graph]`).
@@ -221,6 +277,12 @@ pub fn check_signature(spec: &FeatureSpec, inputs: &[TensorInfo], outputs: &[Ten
         }
         if i.shape.len() != 2 {
             return Err(format!("input `{name}` has shape {:?}, not [batch, n]", i.shape));
+        }
+        if i.shape[0] >= 0 {
+            return Err(format!(
+                "input `{name}` takes batches of {} rows only: its batch dimension must be symbolic",
+                i.shape[0]
+            ));
         }
         let fixed = i.shape[1];
         if width >= 0 && fixed >= 0 && fixed != width {
@@ -255,15 +317,15 @@ pub fn check_signature(spec: &FeatureSpec, inputs: &[TensorInfo], outputs: &[Ten
     Ok(())
 }
 
-/// Runs a small batch through the session; every probability must be finite and in [0, 1].
-fn probe(spec: &FeatureSpec, f: &Featurizer, session: &mut crate::runtime::Session) -> Result<(), String> {
-    let rows = 4;
+/// Runs a batch of `rows` made-up rows through the session; every probability must be finite and
+/// in [0, 1].
+fn probe(spec: &FeatureSpec, f: &Featurizer, session: &mut crate::runtime::Session, rows: usize) -> Result<(), String> {
     let probabilities = if let Some(t) = &spec.text {
         let len = f.text_len();
         let mut idx = vec![0i64; rows * len];
         let mut val = vec![0f32; rows * len];
         for r in 0..rows {
-            for k in 0..len.min(8 * r) {
+            for k in 0..len.min(8 * (r % 5)) {
                 idx[r * len + k] = ((k * 7919 + r * 104_729) % t.buckets as usize) as i64;
                 val[r * len + k] = 0.25;
             }
@@ -273,7 +335,7 @@ fn probe(spec: &FeatureSpec, f: &Featurizer, session: &mut crate::runtime::Sessi
         let d = f.width();
         let mut x = vec![0f32; rows * d];
         for (i, v) in x.iter_mut().enumerate() {
-            *v = match i / d {
+            *v = match (i / d) % 4 {
                 0 => 0.0,
                 1 => 1.0,
                 2 => -1.0,

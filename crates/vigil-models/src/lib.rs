@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod families;
 pub mod graph;
+pub mod inspect;
 pub mod onnx;
 pub mod runtime;
 

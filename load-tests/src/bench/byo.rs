@@ -279,7 +279,7 @@ async fn foreign_speed(env: &Env) -> Result<Json, BenchError> {
     };
     generate::run(&env.kafka, &mut source, &cfg, &Codec::new(), Arc::new(Progress::default())).await?;
     let config = format!(
-        "[topics]\nscores = \"{{output}}\"\nmodels = \"{models}\"\ndlq = \"{{output}}\"\nalerts = \"{{output}}\"\n\n[[inputs]]\ntopic = \"{{input}}\"\nschema-file = \"{}\"\nmodel = \"trees\"\n\n[scorer]\ngroup-id = \"{{group}}\"\nhttp-listen = \"127.0.0.1:{{port}}\"\nchallenger-share = 0.0\n",
+        "[topics]\nscores = \"{{output}}\"\nmodels = \"{models}\"\ndlq = \"{{output}}\"\nalerts = \"{{output}}\"\n\n[[inputs]]\ntopic = \"{{input}}\"\nschema-file = \"{}\"\nmodel = \"trees\"\n\n[scorer]\ngroup-id = \"{{group}}\"\nhttp-listen = \"127.0.0.1:{{port}}\"\nchallenger-share = 0.0\nrequire-signature = false\n",
         schema_file.display()
     );
     let scorer = System {

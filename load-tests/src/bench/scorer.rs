@@ -66,6 +66,7 @@ labels = ""
 group-id = "{{group}}"
 http-listen = "127.0.0.1:{{port}}"
 challenger-share = 0.0
+require-signature = false
 "#
     );
     System {

@@ -15,7 +15,6 @@ use crate::monitor::Finding;
 struct Open {
     last_sent: i64,
     clean: u32,
-    finding: Finding,
 }
 
 /// What happened to a finding.
@@ -55,6 +54,23 @@ impl AlertBook {
         k
     }
 
+    /// Takes an alert read back from the alerts topic (this service's, from before a restart, or
+    /// its own echo): a FIRING one opens its condition as sent at its time, so that it is not fired
+    /// again within the cool-down; a RESOLVED one closes a condition opened before it.
+    pub fn restore(&mut self, a: &Alert) {
+        match a.state {
+            AlertState::Firing => {
+                let o = self.open.entry(a.dedup_key.clone()).or_insert(Open { last_sent: a.time, clean: 0 });
+                o.last_sent = o.last_sent.max(a.time);
+            }
+            AlertState::Resolved => {
+                if self.open.get(&a.dedup_key).is_some_and(|o| o.last_sent <= a.time) {
+                    self.open.remove(&a.dedup_key);
+                }
+            }
+        }
+    }
+
     /// Records `f` for `model` (at `now`, champion `version`, live window `window`) and returns the
     /// alert to send, if any.
     pub fn observe(
@@ -68,12 +84,11 @@ impl AlertBook {
         let key = f.key(model);
         let outcome = match (self.open.get_mut(&key), f.active) {
             (None, true) => {
-                self.open.insert(key.clone(), Open { last_sent: now, clean: 0, finding: f.clone() });
+                self.open.insert(key.clone(), Open { last_sent: now, clean: 0 });
                 Outcome::Fired
             }
             (Some(o), true) => {
                 o.clean = 0;
-                o.finding = f.clone();
                 if now - o.last_sent >= self.cooldown_ms {
                     o.last_sent = now;
                     Outcome::Repeated

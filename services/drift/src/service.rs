@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::config::{Config, StartFrom};
 use vigil_events::schemas::names;
-use vigil_events::{Codec, DriftReport, Encoding, Field, Label, RecordReader, Wanted};
+use vigil_events::{Alert, Codec, DriftReport, Encoding, Field, Label, RecordReader, Wanted};
 use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
 use vigil_kafka::schema_registry::Resolver;
 use vigil_kafka::{HandlerError, ModelRegistry, now_ms};
@@ -35,6 +35,9 @@ pub struct Drift {
     /// outside means the alerts are on their topic).
     sent: Vec<(usize, Evaluation)>,
 }
+
+/// Alerts read back per partition of the alerts topic at start (to restore the open conditions).
+const ALERT_HISTORY: i64 = 5000;
 
 /// The fields of a score the service reads.
 const SCORE_FIELDS: [&str; 7] = ["event_id", "model", "variant", "score", "predicted_label", "event_time", "scored_at"];
@@ -85,6 +88,17 @@ impl Drift {
             }
             Ok(_) => self.metrics.undecodable(&w.monitor.model, "labels", "label is not a number"),
             Err(e) => self.metrics.undecodable(&w.monitor.model, "labels", &e.to_string()),
+        }
+    }
+
+    /// An alert read back: the book takes the ones about watched models' drift conditions.
+    fn restore(&mut self, r: &Record<'_>) {
+        let Ok(a) = self.codec.decode_event::<Alert>(r.payload.unwrap_or(&[])) else { return };
+        let mut parts = a.dedup_key.split('/');
+        let (kind, model) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let drift = ["data-drift", "prediction-drift", "concept-drift", "performance", "latency"].contains(&kind);
+        if drift && self.watched.iter().any(|w| w.monitor.model == model) {
+            self.book.restore(&a);
         }
     }
 
@@ -139,7 +153,10 @@ impl ModelService for Drift {
                 }
             }
         }
-        topics.into_iter().map(|topic| Source { topic, start: start.clone() }).collect()
+        let mut sources: Vec<Source> = topics.into_iter().map(|topic| Source { topic, start: start.clone() }).collect();
+        // Recent alerts, to restore the open conditions (not fired again after a restart).
+        sources.push(Source { topic: self.config.topics.alerts.clone(), start: Start::Last(ALERT_HISTORY) });
+        sources
     }
 
     fn on_models(&mut self, registry: &ModelRegistry, _out: &mut Outbox) -> Result<(), HandlerError> {
@@ -153,6 +170,10 @@ impl ModelService for Drift {
         self.resolver.prepare(&self.codec, r.payload.unwrap_or(&[]));
         if r.topic == self.config.topics.scores {
             self.score(r);
+            return Ok(());
+        }
+        if r.topic == self.config.topics.alerts {
+            self.restore(r);
             return Ok(());
         }
         for i in 0..self.watched.len() {

@@ -336,3 +336,23 @@ fn alerts_fire_once_per_cool_down_and_resolve_after_clean_evaluations() {
     assert_eq!(book.observe("m", None, &finding(true), 65_000, w).0, Outcome::Fired);
     assert_eq!(book.open_keys(), vec!["data-drift/m/amount/ks", "data-drift/n/amount/ks"]);
 }
+
+/// A restarted service reads its open alerts back: a condition fired before the restart is not
+/// fired again within the cool-down, and one resolved before it fires anew.
+#[test]
+fn the_alert_book_is_restored_from_alerts_read_back() {
+    let w = (0, 10);
+    let mut before = AlertBook::new(std::time::Duration::from_secs(60), 1);
+    let fired = before.observe("m", Some(2), &finding(true), 1_000, w).1.unwrap();
+    let mut after = AlertBook::new(std::time::Duration::from_secs(60), 1);
+    after.restore(&fired);
+    assert_eq!(after.open_keys(), vec!["data-drift/m/amount/ks"]);
+    assert_eq!(after.observe("m", Some(2), &finding(true), 30_000, w).0, Outcome::Suppressed);
+    assert_eq!(after.observe("m", Some(2), &finding(true), 61_000, w).0, Outcome::Repeated);
+    let resolved = before.observe("m", Some(2), &finding(false), 2_000, w).1.unwrap();
+    let mut again = AlertBook::new(std::time::Duration::from_secs(60), 1);
+    again.restore(&fired);
+    again.restore(&resolved);
+    assert!(again.open_keys().is_empty());
+    assert_eq!(again.observe("m", Some(2), &finding(true), 3_000, w).0, Outcome::Fired);
+}

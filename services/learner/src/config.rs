@@ -46,6 +46,14 @@ pub struct LearnerConfig {
     pub seed: u64,
     /// Sign checkpoints with this ed25519 secret key file (hex); empty: unsigned.
     pub sign_key: String,
+    /// Besides its own key's, the public keys (hex) whose signed checkpoints the learner resumes
+    /// from (an operator who promotes with `vigil models promote --sign-key`).
+    pub trusted_keys: Vec<String>,
+    /// Most candidates in the pool (concept-drift alerts add fresh ones up to this).
+    pub max_candidates: usize,
+    /// Versions of each model kept on the models topic; older ones get tombstones (never the
+    /// champion, its fallbacks, the challenger or the newest state). 0: keep every version.
+    pub keep_versions: usize,
 }
 
 impl Default for LearnerConfig {
@@ -67,6 +75,9 @@ impl Default for LearnerConfig {
             anchor: 0.0,
             seed: 42,
             sign_key: String::new(),
+            trusted_keys: Vec::new(),
+            max_candidates: 32,
+            keep_versions: 50,
         }
     }
 }
@@ -82,6 +93,14 @@ impl Section for LearnerConfig {
         }
         if !(self.promote_margin >= 0.0 && self.replay_ratio >= 0.0 && self.anchor >= 0.0) {
             p.push("learner.promote-margin, replay-ratio and anchor must not be negative".into());
+        }
+        if self.max_candidates == 0 {
+            p.push("learner.max-candidates: must be at least 1".into());
+        }
+        for (i, k) in self.trusted_keys.iter().enumerate() {
+            if vigil_models::checkpoint::verifying_key_from_hex(k).is_err() {
+                p.push(format!("learner.trusted-keys[{i}]: an ed25519 public key is 64 hex digits"));
+            }
         }
         p.extend(check_models("learner", &self.models, inputs, true));
         p

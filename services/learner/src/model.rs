@@ -61,6 +61,8 @@ pub struct Model {
     applied: HashMap<i32, i64>,
     /// Examples learnt (the metric).
     trained: prometheus_client::metrics::counter::Counter,
+    /// Versions given a tombstone.
+    pruned: std::collections::HashSet<i64>,
 }
 
 /// The label stream is quiet for this long: checkpoint what was learnt.
@@ -93,6 +95,7 @@ impl Model {
             next_version: registry.next_version(name),
             applied,
             trained: shared.metrics.trained_counter(name),
+            pruned: Default::default(),
         };
         model.follow(registry, shared);
         Ok(model)
@@ -292,7 +295,11 @@ impl Model {
         out: &mut Outbox,
     ) -> Result<(), HandlerError> {
         let (version, topics) = (cp.version, &shared.config.topics);
-        let promoted = model_registry::transition(cp, CheckpointStatus::Promoted, &format!("learner: {why}"), now_ms());
+        let mut promoted =
+            model_registry::transition(cp, CheckpointStatus::Promoted, &format!("learner: {why}"), now_ms());
+        if let Some(k) = &shared.key {
+            vigil_models::checkpoint::sign(&mut promoted, k);
+        }
         out.event(&shared.codec, &topics.models, &promoted.key(), &promoted)?;
         let metric = shared.config.learner.metric;
         let alert = Alert {
@@ -321,9 +328,23 @@ impl Model {
         Ok(())
     }
 
-    /// A concept-drift alert for this model: fresh challengers learn from post-drift events.
-    pub fn concept_drift(&mut self, why: &str, metrics: &Metrics) {
-        self.trainer.state.learner.add_fresh_challengers();
-        metrics.challengers_added(&self.name, why);
+    /// A concept-drift alert for this model: fresh challengers learn from post-drift events (the
+    /// pool stays within `learner.max-candidates`).
+    pub fn concept_drift(&mut self, why: &str, shared: &Shared) {
+        let added = self.trainer.state.learner.add_fresh_challengers(shared.config.learner.max_candidates);
+        shared.metrics.challengers_added(&self.name, added, why);
+    }
+
+    /// Tombstones for the versions beyond `learner.keep-versions` (each sent once).
+    pub fn prune(&mut self, registry: &ModelRegistry, shared: &Shared, out: &mut Outbox) {
+        let keep = shared.config.learner.keep_versions;
+        if keep == 0 {
+            return;
+        }
+        for v in registry.prunable(&self.name, keep) {
+            if self.pruned.insert(v) {
+                out.tombstone(&shared.config.topics.models, &format!("{}/{v}", self.name));
+            }
+        }
     }
 }

@@ -62,7 +62,8 @@ impl Learner {
         let latest =
             registry.versions(name).into_iter().filter(|cp| cp.learner_state.is_some()).max_by_key(|cp| cp.version);
         let lc = &self.shared.config.learner;
-        let resumed = latest.and_then(|cp| match resume_state(cp) {
+        let trusted = self.trusted_keys()?;
+        let resumed = latest.and_then(|cp| match resume_state(cp, trusted.as_deref()) {
             Ok(state) => Some((cp, state)),
             Err(e) => {
                 tracing::warn!(model = name, version = cp.version, error = %e, "cannot resume from this state: starting fresh");
@@ -92,18 +93,35 @@ impl Learner {
         Model::new(name, &input, trainer, applied, registry, &self.shared)
     }
 
+    /// The keys whose states may be resumed: the learner's own and `learner.trusted-keys`; `None`
+    /// (any state) when the learner signs nothing.
+    fn trusted_keys(&self) -> Result<Option<Vec<ed25519_dalek::VerifyingKey>>, HandlerError> {
+        let Some(own) = &self.shared.key else { return Ok(None) };
+        let mut keys = vec![own.verifying_key()];
+        for k in &self.shared.config.learner.trusted_keys {
+            keys.push(vigil_models::checkpoint::verifying_key_from_hex(k).map_err(HandlerError)?);
+        }
+        Ok(Some(keys))
+    }
+
     fn alert(&mut self, r: &Record<'_>) {
         let Ok(a) = self.shared.codec.decode_event::<Alert>(r.payload.unwrap_or(&[])) else { return };
         if a.kind != AlertKind::ConceptDrift || a.state != AlertState::Firing {
             return;
         }
         if let Some(m) = self.models.iter_mut().find(|m| a.model.as_deref() == Some(m.name.as_str())) {
-            m.concept_drift(&a.message, &self.shared.metrics);
+            m.concept_drift(&a.message, &self.shared);
         }
     }
 }
 
-fn resume_state(cp: &ModelCheckpoint) -> Result<State, HandlerError> {
+/// The state a checkpoint carries; with `trusted` keys, only from a checkpoint one of them signed
+/// (an unsigned or foreign state is never resumed and then signed as the learner's own).
+fn resume_state(cp: &ModelCheckpoint, trusted: Option<&[ed25519_dalek::VerifyingKey]>) -> Result<State, HandlerError> {
+    if let Some(keys) = trusted {
+        vigil_models::checkpoint::verify(cp, keys)
+            .map_err(|e| HandlerError(format!("{} v{}: {e}", cp.model, cp.version)))?;
+    }
     serde_json::from_slice(cp.learner_state.as_deref().unwrap_or_default())
         .map_err(|e| HandlerError(format!("{} v{}: learner state: {e}", cp.model, cp.version)))
 }
@@ -129,9 +147,10 @@ impl ModelService for Learner {
         sources
     }
 
-    fn on_models(&mut self, registry: &ModelRegistry, _out: &mut Outbox) -> Result<(), HandlerError> {
+    fn on_models(&mut self, registry: &ModelRegistry, out: &mut Outbox) -> Result<(), HandlerError> {
         for m in &mut self.models {
             m.follow(registry, &self.shared);
+            m.prune(registry, &self.shared, out);
         }
         Ok(())
     }

@@ -70,11 +70,7 @@ impl Metrics {
         r.register("bad_events", "Input events that could not be decoded or featurised", m.bad_events.clone());
         r.register("checkpoints", "Checkpoints published", m.checkpoints.clone());
         r.register("promotions", "Checkpoints promoted", m.promotions.clone());
-        r.register(
-            "fresh_challengers",
-            "Times fresh challengers were started after a concept-drift alert",
-            m.challengers.clone(),
-        );
+        r.register("fresh_challengers", "Fresh challengers started after concept-drift alerts", m.challengers.clone());
         r.register("waiting_labels", "Labels waiting for their event", m.waiting_labels.clone());
         r.register("buffered_events", "Events waiting for their label (join window)", m.buffered_events.clone());
         r.register("evicted_events", "Events evicted from the join window without a label", m.evicted.clone());
@@ -113,9 +109,9 @@ impl Metrics {
     }
 
     /// Fresh challengers were started.
-    pub fn challengers_added(&self, name: &str, why: &str) {
-        tracing::info!(model = name, why, "concept drift: fresh challengers start on post-drift data");
-        self.challengers.get_or_create(&model(name)).inc();
+    pub fn challengers_added(&self, name: &str, added: usize, why: &str) {
+        tracing::info!(model = name, added, why, "concept drift: fresh challengers start on post-drift data");
+        self.challengers.get_or_create(&model(name)).inc_by(added as u64);
     }
 
     /// Updates the gauges of a model.

@@ -1,17 +1,19 @@
-//! The model book: which version of each served model is champion and which is challenger, kept in
-//! step with the models topic. A new champion or challenger is validated and loaded into every
-//! inference worker before it replaces the old one in a single pointer swap, so scoring never pauses
-//! and never sees half a model. A checkpoint that fails validation is refused with an alert, and the
-//! serving version stays.
+//! The model book: which version of each served model is champion, which is challenger and which
+//! is the fallback (the promoted version before the champion), kept in step with the models topic.
+//! A new version is validated and loaded into every inference worker before it replaces the old
+//! one in a single pointer swap, so scoring never pauses and never sees half a model. A checkpoint
+//! that fails validation is refused with an alert and the serving version stays; when the newest
+//! champion is refused, the previous promoted version serves. A version that keeps failing at run
+//! time is taken out of service here (the champion's fallback takes over, a challenger stops) with
+//! an alert; the registry is the operator's to change.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::config::Config;
 use apache_avro::Schema;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use vigil_events::{Alert, AlertKind, AlertState, Codec, ModelCheckpoint, Severity, Variant};
 use vigil_features::Featurizer;
@@ -21,7 +23,8 @@ use vigil_kafka::{client, now_ms};
 use vigil_models::Runtime;
 use vigil_models::checkpoint::{self, Policy};
 
-use crate::pool::{Key, Pool};
+use crate::config::Config;
+use crate::pool::{Key, Loaded, Pool};
 use crate::telemetry::Metrics;
 
 /// A model version ready to score.
@@ -29,10 +32,14 @@ use crate::telemetry::Metrics;
 pub struct Served {
     /// Model and version.
     pub key: Key,
+    /// Its graph's SHA-256 (a version is the same version only with the same graph).
+    pub sha256: String,
     /// Featuriser of its spec, bound to the input schema.
     pub featurizer: Featurizer,
     /// Decision threshold.
     pub threshold: f64,
+    /// Its sessions stay loaded while anything holds this.
+    pub loaded: Loaded,
 }
 
 /// What scores a model's events now.
@@ -42,15 +49,43 @@ pub struct Slot {
     pub champion: Arc<Served>,
     /// Scores a share of events in shadow.
     pub challenger: Option<Arc<Served>>,
+    /// Takes over when the champion keeps failing at run time.
+    pub fallback: Option<Arc<Served>>,
+}
+
+/// Consecutive failed batches after which a version is taken out of service.
+pub const RUNTIME_FAILURES: u32 = 3;
+
+/// A version taken out of service because it failed at run time.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The version.
+    pub key: Key,
+    /// As which variant it failed.
+    pub variant: Variant,
+    /// The last error.
+    pub reason: String,
+    /// The version that serves instead (a champion's fallback).
+    pub replaced_by: Option<i64>,
 }
 
 /// The served models.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Book {
     slots: RwLock<HashMap<String, Arc<Slot>>>,
+    failures: Mutex<HashMap<Key, u32>>,
+    broken: Mutex<HashSet<(Key, String)>>,
+    events: mpsc::UnboundedSender<Failure>,
 }
 
 impl Book {
+    /// An empty book; what it takes out of service is reported on the returned channel.
+    pub fn new() -> (Book, mpsc::UnboundedReceiver<Failure>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let book = Book { slots: Default::default(), failures: Default::default(), broken: Default::default(), events };
+        (book, rx)
+    }
+
     /// The current slot of `model`.
     pub fn get(&self, model: &str) -> Option<Arc<Slot>> {
         self.slots.read().ok()?.get(model).cloned()
@@ -65,6 +100,51 @@ impl Book {
     /// Those of `models` that have a champion, in their order.
     pub fn serving(&self, models: &[String]) -> Vec<String> {
         models.iter().filter(|m| self.get(m).is_some()).cloned().collect()
+    }
+
+    /// Whether a version (with this graph) was taken out of service.
+    pub fn is_broken(&self, key: &Key, sha256: &str) -> bool {
+        self.broken.lock().map(|b| b.contains(&(key.clone(), sha256.to_string()))).unwrap_or(false)
+    }
+
+    /// How a batch went for `served`; after [`RUNTIME_FAILURES`] failures in a row the version is
+    /// taken out of service: a champion gives way to its fallback, a challenger stops.
+    pub fn report(&self, served: &Served, variant: Variant, result: Result<(), &str>) {
+        let Ok(mut failures) = self.failures.lock() else { return };
+        let Err(reason) = result else {
+            failures.remove(&served.key);
+            return;
+        };
+        let n = failures.entry(served.key.clone()).or_default();
+        *n += 1;
+        if *n < RUNTIME_FAILURES {
+            return;
+        }
+        failures.remove(&served.key);
+        drop(failures);
+        if let Ok(mut b) = self.broken.lock() {
+            b.insert((served.key.clone(), served.sha256.clone()));
+        }
+        let model = &served.key.0;
+        let Some(slot) = self.get(model) else { return };
+        let mut next = (*slot).clone();
+        let mut replaced_by = None;
+        match variant {
+            Variant::Champion if slot.champion.key == served.key => match next.fallback.take() {
+                Some(f) => {
+                    replaced_by = Some(f.key.1);
+                    next.champion = f;
+                }
+                // Nothing to fall back to: it keeps serving, its failing batches are dead letters.
+                None => return,
+            },
+            Variant::Challenger if next.challenger.as_ref().is_some_and(|c| c.key == served.key) => {
+                next.challenger = None;
+            }
+            _ => return,
+        }
+        self.set(model, next);
+        let _ = self.events.send(Failure { key: served.key.clone(), variant, reason: reason.to_string(), replaced_by });
     }
 }
 
@@ -88,18 +168,22 @@ pub struct Follower {
     pub metrics: Arc<Metrics>,
     /// Tells the service which of its models have a champion.
     pub ready: watch::Sender<Vec<String>>,
+    /// Stops the follower (and a validation in progress).
+    pub shutdown: CancellationToken,
 }
 
 impl Follower {
-    /// Follows the models topic until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), String> {
+    /// Follows the models topic until `shutdown`; publishes an alert for every version the book
+    /// takes out of service (`failures`).
+    pub async fn run(self, mut failures: mpsc::UnboundedReceiver<Failure>) -> Result<(), String> {
+        let shutdown = self.shutdown.clone();
         let topic = self.config.topics.models.clone();
         let consumer = models::follower(&self.config.kafka, &topic, "scorer-models")
             .map_err(|e| vigil_runtime::error_chain(&e))?;
         let alerts: FutureProducer<client::LogContext> = client::producer_config(&self.config.kafka, "scorer-alerts")
             .create_with_context(client::LogContext)
             .map_err(|e| e.to_string())?;
-        let mut registry = ModelRegistry::new();
+        let mut registry = ModelRegistry::slim();
         let mut refused: HashSet<(String, i64, String)> = HashSet::new();
         let mut end = models::end_offset(&consumer, &topic).map_err(|e| vigil_runtime::error_chain(&e))?;
         let mut caught_up = end == 0;
@@ -111,6 +195,10 @@ impl Follower {
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                Some(f) = failures.recv() => {
+                    self.failed(&alerts, &f).await;
+                    continue;
+                }
                 r = models::next_with_offset(&consumer, &self.codec) => r,
             };
             let (offset, record) = match next {
@@ -141,7 +229,9 @@ impl Follower {
         }
     }
 
-    /// Brings the model's slot in line with the registry.
+    /// Brings the model's slot in line with the registry: the newest promoted version that can be
+    /// served is champion, the one after it the fallback, the newest candidate above the champion
+    /// the challenger.
     async fn reconcile(
         &self,
         model: &str,
@@ -150,59 +240,72 @@ impl Follower {
         alerts: &FutureProducer<client::LogContext>,
     ) {
         let current = self.book.get(model);
-        let want_champion = registry.champion(model);
-        let want_challenger = registry.challenger(model);
-        let mut champion = current.as_ref().map(|s| s.champion.clone());
-        let mut challenger = current.as_ref().and_then(|s| s.challenger.clone());
-        let mut changed = false;
-
-        if let Some(cp) = want_champion
-            && champion.as_ref().map(|c| c.key.1) != Some(cp.version)
+        let loaded: Vec<Arc<Served>> = current
+            .iter()
+            .flat_map(|s| std::iter::once(s.champion.clone()).chain(s.challenger.clone()).chain(s.fallback.clone()))
+            .collect();
+        let mut promoted = Vec::new();
+        for cp in registry.promoted(model) {
+            if promoted.len() == 2 {
+                break;
+            }
+            if let Some(served) = self.serve(cp, &loaded, refused, alerts).await {
+                promoted.push(served);
+            }
+        }
+        let mut promoted = promoted.into_iter();
+        let Some(champion) = promoted.next() else { return };
+        let fallback = promoted.next();
+        let challenger = match registry.challenger(model) {
+            Some(cp) if cp.version != champion.key.1 => self.serve(cp, &loaded, refused, alerts).await,
+            _ => None,
+        };
+        let same = |a: &Option<Arc<Served>>, b: &Option<Arc<Served>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if let Some(c) = &current
+            && Arc::ptr_eq(&c.champion, &champion)
+            && same(&c.challenger, &challenger)
+            && same(&c.fallback, &fallback)
         {
-            // A version already loaded as challenger is promoted without reloading.
-            if let Some(c) = challenger.as_ref().filter(|c| c.key.1 == cp.version) {
-                champion = Some(c.clone());
-                changed = true;
-            } else if let Some(served) = self.admit(cp, refused, alerts).await {
-                champion = Some(served);
-                changed = true;
-            }
-        }
-        match want_challenger {
-            Some(cp) if challenger.as_ref().map(|c| c.key.1) != Some(cp.version) => {
-                if let Some(served) = self.admit(cp, refused, alerts).await {
-                    challenger = Some(served);
-                    changed = true;
-                }
-            }
-            None if challenger.is_some() => {
-                challenger = None;
-                changed = true;
-            }
-            _ => {}
-        }
-        if challenger.as_ref().zip(champion.as_ref()).is_some_and(|(a, b)| a.key == b.key) {
-            challenger = None;
-        }
-        if !changed {
             return;
         }
-        let Some(champion) = champion else { return };
-        let old: Vec<Key> = current
-            .iter()
-            .flat_map(|s| std::iter::once(s.champion.key.clone()).chain(s.challenger.iter().map(|c| c.key.clone())))
-            .collect();
+        if let Some(newest) = registry.champion(model).filter(|cp| cp.version != champion.key.1) {
+            tracing::warn!(
+                model,
+                serving = champion.key.1,
+                refused = newest.version,
+                "the newest champion cannot be served; the previous promoted version serves"
+            );
+        }
         self.metrics.serving(model, Variant::Champion, champion.key.1, "");
         match &challenger {
             Some(c) => self.metrics.serving(model, Variant::Challenger, c.key.1, ""),
             None => self.metrics.not_serving(model, Variant::Challenger),
         }
-        let keep: Vec<Key> =
-            std::iter::once(champion.key.clone()).chain(challenger.iter().map(|c| c.key.clone())).collect();
-        self.book.set(model, Slot { champion, challenger });
-        for key in old.into_iter().filter(|k| !keep.contains(k)) {
-            self.pool.unload(&key);
+        // Versions no longer in the slot unload when the last batch holding them lets go.
+        self.book.set(model, Slot { champion, challenger, fallback });
+    }
+
+    /// `cp` ready to serve: the loaded version when it is one, else validated and loaded; `None`
+    /// when it was refused or taken out of service.
+    async fn serve(
+        &self,
+        cp: &ModelCheckpoint,
+        loaded: &[Arc<Served>],
+        refused: &mut HashSet<(String, i64, String)>,
+        alerts: &FutureProducer<client::LogContext>,
+    ) -> Option<Arc<Served>> {
+        let key: Key = (cp.model.clone(), cp.version);
+        if self.book.is_broken(&key, &cp.sha256) {
+            return None;
         }
+        if let Some(s) = loaded.iter().find(|s| s.key == key && s.sha256 == cp.sha256) {
+            return Some(s.clone());
+        }
+        self.admit(cp, refused, alerts).await
     }
 
     /// Validates a checkpoint and loads it into every worker; `None` (with an alert) if refused.
@@ -218,22 +321,32 @@ impl Follower {
         }
         let schema = *self.schemas.get(&cp.model)?;
         let (runtime, policy, owned) = (self.runtime.clone(), self.policy.clone(), cp.clone());
-        let validated = tokio::task::spawn_blocking(move || checkpoint::validate(&owned, schema, &policy, &runtime))
-            .await
-            .map_err(|e| checkpoint::Rejection {
-                model: cp.model.clone(),
-                version: cp.version,
-                check: "load",
-                reason: e.to_string(),
-            })
-            .and_then(|r| r);
+        let reject = |check, reason: String| checkpoint::Rejection {
+            model: cp.model.clone(),
+            version: cp.version,
+            check,
+            reason,
+        };
+        let limit = self.config.scorer.validation_timeout;
+        let task = tokio::task::spawn_blocking(move || checkpoint::validate(&owned, schema, &policy, &runtime));
+        // The blocking validation cannot be stopped; past the limit (or at shutdown) it is left to
+        // finish on its own and its result is dropped.
+        let validated = tokio::select! {
+            _ = self.shutdown.cancelled() => return None,
+            r = tokio::time::timeout(limit, task) => match r {
+                Err(_) => Err(reject("time", format!("validation took longer than {} ms", limit.as_millis()))),
+                Ok(Err(e)) => Err(reject("load", e.to_string())),
+                Ok(Ok(r)) => r,
+            },
+        };
         let key: Key = (cp.model.clone(), cp.version);
         let result = match validated {
             Ok(v) => match self.pool.load(&key, v.onnx.clone(), &v.spec.graph).await {
                 Ok(provider) => {
                     tracing::info!(model = %cp.model, version = cp.version, provider, "checkpoint validated and loaded");
                     let threshold = cp.metrics.as_ref().map(|m| m.threshold).unwrap_or(self.config.scorer.threshold);
-                    Ok(Arc::new(Served { key, featurizer: v.featurizer, threshold }))
+                    let loaded = self.pool.loaded(&key);
+                    Ok(Arc::new(Served { key, sha256: cp.sha256.clone(), featurizer: v.featurizer, threshold, loaded }))
                 }
                 Err(reason) => {
                     Err(checkpoint::Rejection { model: cp.model.clone(), version: cp.version, check: "load", reason })
@@ -250,6 +363,39 @@ impl Follower {
                 None
             }
         }
+    }
+
+    /// The alert for a version taken out of service at run time.
+    async fn failed(&self, producer: &FutureProducer<client::LogContext>, f: &Failure) {
+        let (model, version) = (&f.key.0, f.key.1);
+        self.metrics.rejected(model, version, "run-time", &f.reason);
+        let (kind, what) = match (f.variant, f.replaced_by) {
+            (Variant::Champion, Some(v)) => (AlertKind::ModelRolledBack, format!("v{v} serves instead")),
+            _ => (AlertKind::ModelRejected, "its shadow scores stop".to_string()),
+        };
+        let alert = Alert {
+            alert_id: format!("model-failed-{model}-{version}-{}", now_ms()),
+            time: now_ms(),
+            kind,
+            state: AlertState::Firing,
+            severity: Severity::Critical,
+            model: Some(model.clone()),
+            model_version: Some(version),
+            feature: None,
+            detector: Some("scorer".into()),
+            statistic: Some("run-time".into()),
+            value: None,
+            threshold: None,
+            p_value: None,
+            window_start: None,
+            window_end: None,
+            message: format!(
+                "scorer: {model} v{version} failed {} batches in a row ({}); {what}",
+                RUNTIME_FAILURES, f.reason
+            ),
+            dedup_key: format!("model-failed/{model}/{version}"),
+        };
+        self.send_alert(producer, &alert).await;
     }
 
     async fn alert(&self, producer: &FutureProducer<client::LogContext>, r: &checkpoint::Rejection) {
@@ -275,10 +421,14 @@ impl Follower {
             ),
             dedup_key: format!("model-rejected/{}/{}", r.model, r.version),
         };
-        let Ok(payload) = self.codec.encode_event(&alert) else { return };
+        self.send_alert(producer, &alert).await;
+    }
+
+    async fn send_alert(&self, producer: &FutureProducer<client::LogContext>, alert: &Alert) {
+        let Ok(payload) = self.codec.encode_event(alert) else { return };
         let record = FutureRecord::to(&self.config.topics.alerts).key(alert.dedup_key.as_bytes()).payload(&payload[..]);
         if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
-            tracing::warn!(error = %e, "cannot publish the model-rejected alert");
+            tracing::warn!(error = %e, key = %alert.dedup_key, "cannot publish an alert");
         }
     }
 }

@@ -34,12 +34,18 @@ pub struct ScorerConfig {
     pub challenger_share: f64,
     /// Decision threshold when a checkpoint records none.
     pub threshold: f64,
-    /// Refuse checkpoints that are not signed by a trusted key.
+    /// Refuse checkpoints that are not signed by a trusted key (on by default: set the keys, or
+    /// turn this off knowingly).
     pub require_signature: bool,
     /// Ed25519 public keys (hex) whose signatures are trusted.
     pub trusted_keys: Vec<String>,
     /// Largest ONNX model accepted, bytes.
     pub max_model_bytes: u64,
+    /// Folders a checkpoint's `onnx_uri` (`file://`) may point into; empty: URIs are not followed.
+    pub model_dirs: Vec<String>,
+    /// Longest a checkpoint's validation (load and probe) may take, ms.
+    #[serde(rename = "validation-timeout-ms", with = "millis")]
+    pub validation_timeout: Duration,
     /// Stable id of this instance (part of its transactional id under exactly-once delivery).
     pub instance_id: String,
     /// How often offsets are committed (at-least-once) or transactions committed (exactly-once), ms.
@@ -65,9 +71,11 @@ impl Default for ScorerConfig {
             max_wait: Duration::from_millis(2),
             challenger_share: 0.1,
             threshold: 0.5,
-            require_signature: false,
+            require_signature: true,
             trusted_keys: Vec::new(),
             max_model_bytes: 64 << 20,
+            model_dirs: Vec::new(),
+            validation_timeout: Duration::from_secs(30),
             instance_id: "0".into(),
             commit_interval: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(10),
@@ -96,8 +104,13 @@ impl Section for ScorerConfig {
                 p.push(format!("scorer.trusted-keys[{i}]: an ed25519 public key is 64 hex digits"));
             }
         }
-        if self.require_signature && self.trusted_keys.is_empty() {
-            p.push("scorer.require-signature: needs at least one scorer.trusted-keys entry".into());
+        for (i, d) in self.model_dirs.iter().enumerate() {
+            if !std::path::Path::new(d).is_absolute() {
+                p.push(format!("scorer.model-dirs[{i}]: `{d}` is not an absolute path"));
+            }
+        }
+        if self.validation_timeout.is_zero() {
+            p.push("scorer.validation-timeout-ms: must be at least 1".into());
         }
         if self.commit_interval.is_zero() {
             p.push("scorer.commit-interval-ms: must be at least 1".into());

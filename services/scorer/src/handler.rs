@@ -13,6 +13,7 @@ use vigil_features::batch::BatchBuilder;
 use vigil_features::text::hash_str;
 use vigil_kafka::dlq::Reason;
 use vigil_kafka::{Handler, HandlerError, Input, Outcome, Output, now_ms};
+use vigil_models::Probabilities;
 
 use crate::book::{Book, Served, Slot};
 use crate::pool::Pool;
@@ -137,6 +138,15 @@ impl Groups {
     }
 }
 
+/// One model version's part of a batch after inference.
+struct Ran {
+    served: Arc<Served>,
+    variant: Variant,
+    inputs: Vec<usize>,
+    result: Result<Probabilities, String>,
+    seconds: f64,
+}
+
 impl Handler for Scorer {
     async fn handle(&mut self, batch: &[Input]) -> Result<Vec<Outcome>, HandlerError> {
         self.metrics.batch(batch.len());
@@ -150,88 +160,46 @@ impl Handler for Scorer {
                 Err(reason) => outcomes[i] = Some(self.dead(reason)),
             }
         }
-        let Groups { rows: groups, slots } = groups;
-
-        // Inference: every model version's batch is queued on the pool first, so they run at once.
-        let mut pending = Vec::new();
-        for (key, rows) in groups {
-            let variant = slots
-                .get(&key.0)
-                .map(|s| if s.champion.key == key { Variant::Champion } else { Variant::Challenger })
-                .unwrap_or(Variant::Champion);
-            let started = Instant::now();
-            let Rows { served, builder, inputs } = rows;
-            let record_batch = builder.finish().map_err(|e| HandlerError(format!("building a batch: {e}")))?;
-            let rx = self
-                .pool
-                .submit(&key, record_batch)
-                .await
-                .map_err(|e| HandlerError(format!("{} v{}: {e}", key.0, key.1)))?;
-            pending.push((served, variant, inputs, rx, started));
-        }
-        let mut results = Vec::with_capacity(pending.len());
-        for (served, variant, inputs, rx, started) in pending {
-            let scores = rx
-                .await
-                .map_err(|_| HandlerError("an inference worker stopped".into()))?
-                .map_err(|e| HandlerError(format!("{} v{}: {e}", served.key.0, served.key.1)))?;
-            results.push(Ok::<_, HandlerError>((served, variant, inputs, scores, started.elapsed().as_secs_f64())));
-        }
+        let ran = self.infer(groups).await;
         let now = now_ms();
         let mut produced: Vec<Vec<Output>> = vec![Vec::new(); batch.len()];
-        for r in results {
-            let (served, variant, inputs, probabilities, seconds) = r?;
-            if probabilities.rows() != inputs.len() {
-                return Err(HandlerError(format!("{} rows gave {} scores", inputs.len(), probabilities.rows())));
-            }
-            let model = self.model_metrics(&served.key.0);
-            model.inference(seconds);
-            model.scored(variant, inputs.len() as u64);
-            // Every class's probability goes out when there are more than two.
-            let mut classes: Vec<f64> = Vec::new();
-            for (r, i) in inputs.into_iter().enumerate() {
-                let input = &batch[i];
-                let p = f64::from(probabilities.positive(r));
-                if probabilities.classes > 2 {
-                    classes.clear();
-                    classes.extend(probabilities.row(r).iter().map(|v| f64::from(*v)));
+        for r in ran {
+            let probabilities = match self.check(&r) {
+                Ok(p) => p,
+                Err(reason) => {
+                    // A failing champion costs its rows (dead letters at stage `score`); a failing
+                    // challenger only its shadow scores.
+                    if r.variant == Variant::Champion {
+                        for i in &r.inputs {
+                            outcomes[*i] = Some(self.dead(reason.clone()));
+                        }
+                    } else {
+                        self.metrics.shadow_lost(&r.served.key.0, r.inputs.len() as u64, &reason.error);
+                    }
+                    continue;
                 }
-                let event_time = input.timestamp.unwrap_or(now);
-                let score = ScoreRef {
-                    event_id: &ids[i],
-                    model: &served.key.0,
-                    model_version: served.key.1,
-                    variant,
-                    score: p,
-                    scores: &classes,
-                    predicted_label: if p >= served.threshold { 1.0 } else { 0.0 },
-                    event_time,
-                    scored_at: now,
-                    source_topic: &input.topic,
-                    source_partition: input.partition,
-                    source_offset: input.offset,
-                };
-                if variant == Variant::Champion {
-                    self.metrics.latency((now - event_time).max(0) as f64 / 1000.0);
-                }
-                // Written field by field, from borrowed parts (the generic serializer was an eighth of
-                // the scorer's CPU).
-                let mut payload = Vec::with_capacity(48 + ids[i].len() + served.key.0.len() + input.topic.len());
-                self.codec
-                    .encode_score_into(&score, &mut payload)
-                    .map_err(|e| HandlerError(format!("encoding a score: {e}")))?;
-                let output = Output {
-                    topic: self.scores_topic.clone(),
-                    key: Some(ids[i].as_bytes().to_vec()),
-                    payload,
-                    headers: Vec::new(),
-                    timestamp: None,
-                };
-                // Champion first, then challenger, whatever order the batches finished in.
-                if variant == Variant::Champion {
-                    produced[i].insert(0, output);
-                } else {
-                    produced[i].push(output);
+            };
+            let model = self.model_metrics(&r.served.key.0);
+            model.inference(r.seconds);
+            model.scored(r.variant, r.inputs.len() as u64);
+            for (row, i) in r.inputs.iter().enumerate() {
+                match self.score(&r, &probabilities, row, &batch[*i], &ids[*i], now)? {
+                    Some(output) if r.variant == Variant::Champion => produced[*i].insert(0, output),
+                    Some(output) => produced[*i].push(output),
+                    None if r.variant == Variant::Champion => {
+                        let reason = Reason {
+                            stage: "score",
+                            kind: "not-a-probability",
+                            error: format!(
+                                "{} v{} gave {} for this record",
+                                r.served.key.0,
+                                r.served.key.1,
+                                probabilities.positive(row)
+                            ),
+                        };
+                        outcomes[*i] = Some(self.dead(reason));
+                    }
+                    None => {}
                 }
             }
         }
@@ -240,6 +208,104 @@ impl Handler for Scorer {
 }
 
 impl Scorer {
+    /// Runs every model version's rows (all queued on the pool first, so that they run at once).
+    async fn infer(&mut self, groups: Groups) -> Vec<Ran> {
+        let Groups { rows: groups, slots } = groups;
+        let mut pending = Vec::new();
+        for (key, rows) in groups {
+            let variant = slots
+                .get(&key.0)
+                .map(|s| if s.champion.key == key { Variant::Champion } else { Variant::Challenger })
+                .unwrap_or(Variant::Champion);
+            let started = Instant::now();
+            let Rows { served, builder, inputs } = rows;
+            let submitted = match builder.finish() {
+                Ok(record_batch) => self.pool.submit(&key, record_batch).await,
+                Err(e) => Err(format!("building a batch: {e}")),
+            };
+            pending.push((served, variant, inputs, submitted, started));
+        }
+        let mut ran = Vec::with_capacity(pending.len());
+        for (served, variant, inputs, submitted, started) in pending {
+            let result = match submitted {
+                Ok(rx) => rx.await.unwrap_or_else(|_| Err("an inference worker stopped".into())),
+                Err(e) => Err(e),
+            };
+            ran.push(Ran { served, variant, inputs, result, seconds: started.elapsed().as_secs_f64() });
+        }
+        ran
+    }
+
+    /// The probabilities of a model version's rows, or why they cannot be used; reports the
+    /// outcome to the book (a version that keeps failing is taken out of service).
+    fn check(&self, r: &Ran) -> Result<Probabilities, Reason> {
+        let result = match &r.result {
+            Ok(p) if p.rows() == r.inputs.len() => Ok(p.clone()),
+            Ok(p) => Err(format!("{} rows gave {} rows of probabilities", r.inputs.len(), p.rows())),
+            Err(e) => Err(e.clone()),
+        };
+        self.book.report(&r.served, r.variant, result.as_ref().map(|_| ()).map_err(String::as_str));
+        result.map_err(|e| Reason {
+            stage: "score",
+            kind: "inference",
+            error: format!("{} v{} failed on the batch: {e}", r.served.key.0, r.served.key.1),
+        })
+    }
+
+    /// The score record of one row; `None` when the model gave no probability for it (NaN, out of
+    /// [0, 1]).
+    fn score(
+        &self,
+        r: &Ran,
+        probabilities: &Probabilities,
+        row: usize,
+        input: &Input,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<Output>, HandlerError> {
+        let p = f64::from(probabilities.positive(row));
+        if !(0.0..=1.0).contains(&p) {
+            return Ok(None);
+        }
+        // Every class's probability goes out when there are more than two.
+        let classes: Vec<f64> = if probabilities.classes > 2 {
+            probabilities.row(row).iter().map(|v| f64::from(*v)).collect()
+        } else {
+            Vec::new()
+        };
+        let event_time = input.timestamp.unwrap_or(now);
+        let served = &r.served;
+        let score = ScoreRef {
+            event_id: id,
+            model: &served.key.0,
+            model_version: served.key.1,
+            variant: r.variant,
+            score: p,
+            scores: &classes,
+            predicted_label: if p >= served.threshold { 1.0 } else { 0.0 },
+            event_time,
+            scored_at: now,
+            source_topic: &input.topic,
+            source_partition: input.partition,
+            source_offset: input.offset,
+        };
+        if r.variant == Variant::Champion {
+            self.metrics.latency((now - event_time).max(0) as f64 / 1000.0);
+        }
+        // Written field by field, from borrowed parts (the generic serializer was an eighth of the
+        // scorer's CPU).
+        let mut payload = Vec::with_capacity(48 + id.len() + served.key.0.len() + input.topic.len());
+        self.codec
+            .encode_score_into(&score, &mut payload)
+            .map_err(|e| HandlerError(format!("encoding a score: {e}")))?;
+        Ok(Some(Output {
+            topic: self.scores_topic.clone(),
+            key: Some(id.as_bytes().to_vec()),
+            payload,
+            headers: Vec::new(),
+            timestamp: None,
+        }))
+    }
     /// Fetches the writer schemas of the batch's Confluent-framed records whose ids the codec does
     /// not know (a record whose schema cannot be fetched is then dead-lettered with its unknown id).
     async fn fetch_writer_schemas(&mut self, batch: &[Input]) {

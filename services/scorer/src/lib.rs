@@ -80,8 +80,10 @@ pub async fn run(
         let _ = tx.send(Running { http: http.addr });
     }
 
-    let book = Arc::new(Book::default());
+    let (book, failures) = Book::new();
+    let book = Arc::new(book);
     let (ready_tx, ready_rx) = watch::channel(Vec::new());
+    let follow_stop = shutdown.child_token();
     let follower = Follower {
         config: config.clone(),
         schemas,
@@ -92,9 +94,9 @@ pub async fn run(
         book: book.clone(),
         metrics: metrics.clone(),
         ready: ready_tx,
+        shutdown: follow_stop.clone(),
     };
-    let follow_stop = shutdown.child_token();
-    let follow_task = tokio::spawn(follower.run(follow_stop.clone()));
+    let follow_task = tokio::spawn(follower.run(failures));
 
     let handler = Scorer {
         routes,
@@ -166,11 +168,28 @@ async fn register_schemas(config: &Config, codec: &Codec) -> Result<Option<Arc<S
     Ok(Some(Arc::new(registry)))
 }
 
-/// The checkpoint validation rules of the configuration.
+/// The checkpoint validation rules of the configuration. Signatures are required by default, so a
+/// scorer with no trusted key does not start (the rest of the document is valid without one: the
+/// CLI and the other services load it too).
 fn policy(sc: &ScorerConfig) -> Result<Policy, ScorerError> {
+    if sc.require_signature && sc.trusted_keys.is_empty() {
+        return Err(start(
+            "scorer.require-signature is on (the default) and scorer.trusted-keys is empty: make a key pair with \
+             `vigil models keygen --out key.hex`, sign with it (learner.sign-key, vigil models … --sign-key) and \
+             list its public key in scorer.trusted-keys, or set scorer.require-signature = false to serve \
+             unsigned checkpoints"
+                .into(),
+        ));
+    }
     let trusted_keys =
         sc.trusted_keys.iter().map(|k| verifying_key_from_hex(k).map_err(start)).collect::<Result<_, _>>()?;
-    Ok(Policy { max_bytes: sc.max_model_bytes as usize, require_signature: sc.require_signature, trusted_keys })
+    let model_dirs = sc.model_dirs.iter().map(std::path::PathBuf::from).collect();
+    Ok(Policy {
+        max_bytes: sc.max_model_bytes as usize,
+        require_signature: sc.require_signature,
+        trusted_keys,
+        model_dirs,
+    })
 }
 
 /// Consumes the input topics of the models that have a champion (the others' records wait in Kafka,

@@ -1,6 +1,8 @@
 //! The inference pool: worker threads off the async runtime, each holding one ONNX Runtime session
 //! per loaded model version, fed by bounded channels. A batch goes to one worker (round robin); a
-//! model version is loaded into every worker before it may serve, and unloaded after it stops.
+//! model version is loaded into every worker before it may serve, and unloaded when the last holder
+//! of its [`Loaded`] handle lets go — the model book and every batch in flight hold one, so a swap
+//! never unloads a version a batch still needs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +25,32 @@ enum Job {
     Load { key: Key, onnx: Arc<Vec<u8>>, graph: Graph, done: oneshot::Sender<Result<&'static str, String>> },
     Unload { key: Key },
     Run { key: Key, batch: RecordBatch, done: oneshot::Sender<Scored> },
+}
+
+/// A loaded model version; dropping it unloads the version's sessions.
+pub struct Loaded {
+    key: Key,
+    workers: Vec<SyncSender<Job>>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Loaded({} v{})", self.key.0, self.key.1)
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        for w in std::mem::take(&mut self.workers) {
+            let job = Job::Unload { key: self.key.clone() };
+            if let Err(std::sync::mpsc::TrySendError::Full(job)) = w.try_send(job) {
+                // Never block whoever dropped it (an async thread): a helper waits for room.
+                std::thread::spawn(move || {
+                    let _ = w.send(job);
+                });
+            }
+        }
+    }
 }
 
 /// The pool.
@@ -69,11 +97,9 @@ impl Pool {
         Ok(provider)
     }
 
-    /// Drops a model version's sessions (after batches already queued for it ran).
-    pub fn unload(&self, key: &Key) {
-        for w in &self.workers {
-            let _ = w.send(Job::Unload { key: key.clone() });
-        }
+    /// The handle whose last drop unloads `key` from every worker.
+    pub fn loaded(&self, key: &Key) -> Loaded {
+        Loaded { key: key.clone(), workers: self.workers.clone() }
     }
 
     /// Queues a batch for a loaded model version and returns where its scores will arrive. Waits for

@@ -48,6 +48,7 @@ pub struct Metrics {
     latency: Histogram,
     model_version: Family<VariantLabels, Gauge>,
     rejected: Family<ModelLabel, Counter>,
+    shadow_lost: Family<ModelLabel, Counter>,
     /// Consumer lag (records behind the partitions' ends), updated from librdkafka statistics.
     pub lag: Gauge,
     /// The pipeline's own counters (consumed, produced, commits, aborts).
@@ -100,6 +101,7 @@ impl Metrics {
             latency: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             model_version: Family::default(),
             rejected: Family::default(),
+            shadow_lost: Family::default(),
             lag: Gauge::default(),
             pipeline: Arc::new(Counters::default()),
         };
@@ -111,7 +113,16 @@ impl Metrics {
         r.register("inference_seconds", "ONNX Runtime time per micro-batch, by model", m.inference.clone());
         r.register("end_to_end_latency_seconds", "Input record timestamp to score, seconds", m.latency.clone());
         r.register("model_version", "Model version in use, by model and variant", m.model_version.clone());
-        r.register("models_rejected", "Checkpoints refused by validation, by model", m.rejected.clone());
+        r.register(
+            "models_rejected",
+            "Checkpoints refused by validation or taken out of service, by model",
+            m.rejected.clone(),
+        );
+        r.register(
+            "shadow_scores_lost",
+            "Challenger scores lost to a failing challenger, by model",
+            m.shadow_lost.clone(),
+        );
         r.register("consumer_lag_records", "Records behind the input partitions' ends", m.lag.clone());
         m
     }
@@ -159,6 +170,12 @@ impl Metrics {
         let variant = variant_name(variant);
         tracing::info!(model, variant, "no model version serves this variant now");
         self.model_version.get_or_create(&VariantLabels { model: model.to_string(), variant }).set(0);
+    }
+
+    /// A challenger failed on `n` rows: only their shadow scores are lost.
+    pub fn shadow_lost(&self, model: &str, n: u64, error: &str) {
+        tracing::warn!(model, rows = n, error, "the challenger failed on a batch; its shadow scores are lost");
+        self.shadow_lost.get_or_create(&ModelLabel { model: model.to_string() }).inc_by(n);
     }
 
     /// A checkpoint was refused.
