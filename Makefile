@@ -1,5 +1,5 @@
 # Vigil's entry points. Each target sets up what it needs itself (scripts/setup.sh).
-.PHONY: demo test bench setup build lint fmt broker-start broker-stop clean
+.PHONY: demo test bench soak setup build lint fmt broker-start broker-stop clean
 
 ## Run the main job end to end on a local broker started here.
 demo:
@@ -12,6 +12,10 @@ test:
 ## Benchmarks with their baselines; reports under target/bench/.
 bench:
 	@scripts/bench.sh
+
+## The demo's workload for an hour with every service's memory sampled; target/soak/report.json.
+soak:
+	@scripts/soak.sh
 
 setup:
 	@scripts/setup.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything Vigil's tests, demo and benchmarks need on a fresh Debian machine, installed once:
-#   - Debian packages: kcat (interop tests) and the build tools librdkafka's bundled build uses;
+#   - Debian packages: kcat (interop tests), openssl (the secured test broker's certificates) and
+#     the build tools librdkafka's bundled build uses;
 #   - a project-local Python virtual environment (.venv) with ONNX Runtime (its libonnxruntime.so is
 #     what the Rust services load), onnx, fastavro, confluent-kafka, numpy, scipy and River;
 #   - Apache Kafka's jars from Maven Central (scripts/kafka.sh fetch);
@@ -11,7 +12,7 @@ source "$(dirname "$0")/env.sh"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_apt=()
-for pkg in kcat curl make g++ pkg-config libssl-dev zlib1g-dev; do
+for pkg in kcat curl openssl make g++ pkg-config libssl-dev zlib1g-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v java >/dev/null || need_apt+=(default-jre-headless)

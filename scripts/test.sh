@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: set up what the tests need, check formatting and lints, start a local broker (on its
-# own port, so a demo broker on 9092 is left alone) and a schema registry (Apicurio), run every test,
-# stop what it started.
+# own port, so a demo broker on 9092 is left alone), a secured broker (SASL_SSL with ACLs) and a
+# schema registry (Apicurio), run every test, stop what it started.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"
@@ -29,7 +29,19 @@ if ! scripts/registry.sh status >/dev/null 2>&1; then
   registry_started=1
 fi
 export VIGIL_TEST_REGISTRY=$(scripts/registry.sh status)
+# A secured broker (SASL_SSL, SCRAM-SHA-512, ACLs) beside the plain one; its env file names the
+# address, the CA and the users.
+export VIGIL_SECURE_PORT=${VIGIL_TEST_SECURE_PORT:-19192}
+secure_started=0
+if ! scripts/kafka-secure.sh status >/dev/null 2>&1; then
+  scripts/kafka-secure.sh start
+  secure_started=1
+fi
+set -a
+source "$VIGIL_CACHE/kafka-secure-$VIGIL_SECURE_PORT/env"
+set +a
 stop() {
+  [ "$secure_started" = 1 ] && scripts/kafka-secure.sh stop || true
   [ "$registry_started" = 1 ] && scripts/registry.sh stop || true
   [ "$started" = 1 ] && scripts/kafka.sh stop || true
 }
@@ -38,3 +50,10 @@ trap stop EXIT
 echo "== cargo test (broker $VIGIL_TEST_BOOTSTRAP, registry $VIGIL_TEST_REGISTRY, ONNX Runtime $ORT_DYLIB_PATH)" >&2
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"
+# The soak's short version: a minute of the demo's workload on its own broker, every service up at
+# the end (`make soak` runs an hour and judges memory).
+if [ $# -eq 0 ]; then
+  echo "== soak (short)" >&2
+  VIGIL_SOAK_SECONDS=60 VIGIL_SOAK_PROFILE=debug VIGIL_SOAK_KAFKA_PORT=19492 VIGIL_SOAK_HTTP_PORT=19571 \
+    VIGIL_SOAK_OUT="$VIGIL_ROOT/target/soak-short" scripts/soak.sh
+fi

@@ -11,6 +11,8 @@ mod drift;
 mod graphs;
 mod learner;
 mod load;
+mod safety;
 mod scorer;
+mod secure;
 mod topics;
 mod wire;

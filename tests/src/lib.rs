@@ -140,7 +140,8 @@ async fn read_n(c: &StreamConsumer, topic: &str, n: usize, deadline: Duration) -
     out
 }
 
-fn consumer(topic: &str, isolation: &str) -> StreamConsumer {
+/// A consumer of `topic` from the beginning, in its own group.
+pub fn consumer(topic: &str, isolation: &str) -> StreamConsumer {
     let c: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", unique("reader"))
@@ -361,6 +362,23 @@ group-id = "{prefix}-drift"
         cmd.spawn().unwrap()
     }
 
+    /// Like [`Stack::spawn`], with the service's output (at `info`) in `log` and its HTTP endpoint
+    /// on `port`.
+    pub fn spawn_logged(&self, program: &str, port: u16, log: &std::path::Path) -> std::process::Child {
+        let file = std::fs::File::create(log).unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let section = program.trim_start_matches("vigil-").to_uppercase();
+        std::process::Command::new(bin(program))
+            .env("VIGIL_CONFIG", &self.config)
+            .env("VIGIL_LOG__LEVEL", "info")
+            .env(format!("VIGIL_{section}__HTTP_LISTEN"), listen)
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs `vigil-load` with this stack's Kafka settings; returns its JSON summary.
     pub fn load(&self, args: &[&str]) -> serde_json::Value {
         let out = std::process::Command::new(bin("vigil-load"))
@@ -392,6 +410,26 @@ group-id = "{prefix}-drift"
     pub async fn delete(&self) {
         delete_topics(&self.topics()).await;
     }
+}
+
+/// Resident memory of a process, MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
+}
+
+/// Waits until a service's `/readyz` on `port` answers 200; returns how long that took.
+pub fn wait_ready(port: u16, deadline: Duration, what: &str) -> Duration {
+    let start = Instant::now();
+    while http_get(port, "/readyz").is_none_or(|(status, _)| status != 200) {
+        assert!(start.elapsed() < deadline, "{what} not ready within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
 }
 
 /// Stops a child process: SIGTERM, waiting at most `deadline`, then SIGKILL. Returns whether it

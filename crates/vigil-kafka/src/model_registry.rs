@@ -8,8 +8,9 @@
 //!
 //! A service's registry is [`ModelRegistry::slim`]: it keeps the heavy parts (graph, learner state,
 //! references) of the versions that may serve or resume — the three newest promoted, the newest
-//! candidate, the newest with a learner state — and only the metadata of the others, so that its
-//! memory does not grow with the topic's history. Pure: the Kafka side reads the topic and feeds
+//! candidate (the challenger, or the one a rollback makes challenger again), the newest with a
+//! learner state — and only the metadata of the others, so that its memory does not grow with the
+//! topic's history. Pure: the Kafka side reads the topic and feeds
 //! records here.
 
 use std::collections::BTreeMap;
@@ -20,6 +21,10 @@ use crate::models::ModelRecord;
 
 /// Promoted versions a slim registry keeps whole: the champion and two to fall back to.
 pub const KEEP_PROMOTED: usize = 3;
+
+/// Heavy records a slim registry takes before it slims their model again (bounded memory,
+/// linear replay).
+const SLIM_AFTER: usize = 4;
 
 /// How far ahead of this machine's clock a record's `updated_at` may be; a record dated later is
 /// ignored (it would outrank every later change of its version).
@@ -33,6 +38,8 @@ pub struct ModelRegistry {
     order: BTreeMap<(String, i64), u64>,
     applied: u64,
     slim: bool,
+    /// Per model, heavy records applied since it was last slimmed.
+    heavy: BTreeMap<String, usize>,
 }
 
 impl ModelRegistry {
@@ -75,9 +82,16 @@ impl ModelRegistry {
         self.applied += 1;
         self.order.insert(key.clone(), self.applied);
         let model = cp.model.clone();
+        let heavy = cp.onnx.is_some() || cp.learner_state.is_some() || !cp.reference.is_empty();
         self.versions.insert(key, cp);
-        if self.slim {
-            self.slim_model(&model);
+        if self.slim && heavy {
+            // Slimming scans the model's versions: done once a few heavy records gathered, so
+            // that replaying a long history stays linear.
+            let n = self.heavy.entry(model.clone()).or_default();
+            *n += 1;
+            if *n > SLIM_AFTER {
+                self.slim_model(&model);
+            }
         }
     }
 
@@ -90,8 +104,16 @@ impl ModelRegistry {
 
     /// Drops the heavy parts of the versions of `model` that will neither serve nor resume.
     fn slim_model(&mut self, model: &str) {
+        self.heavy.insert(model.to_string(), 0);
         let mut serve: Vec<i64> = self.promoted(model).iter().take(KEEP_PROMOTED).map(|cp| cp.version).collect();
-        serve.extend(self.challenger(model).map(|cp| cp.version));
+        // The newest candidate, even below the champion: a rollback makes it the challenger again.
+        let newest = self
+            .versions(model)
+            .into_iter()
+            .filter(|cp| cp.status == CheckpointStatus::Candidate)
+            .map(|cp| cp.version)
+            .max();
+        serve.extend(newest);
         let state = self.versions(model).into_iter().filter(|cp| cp.learner_state.is_some()).map(|cp| cp.version).max();
         for ((_, v), cp) in self.versions.iter_mut().filter(|((m, _), _)| m == model) {
             if !serve.contains(v) {

@@ -151,7 +151,8 @@ pub struct Rejection {
     pub model: String,
     /// Version.
     pub version: i64,
-    /// Which check failed (`size`, `checksum`, `signature`, `spec`, `signature-mismatch`, `probe`, `load`).
+    /// Which check failed (`size`, `checksum`, `signature`, `threshold`, `spec`, `graph`,
+    /// `signature-mismatch`, `probe`, `load`, `time`).
     pub check: &'static str,
     /// Why, for people.
     pub reason: String,
@@ -202,6 +203,11 @@ pub fn validate(
             return Err(reject("signature", format!("{e}, and signatures are required")));
         }
         Err(e) => return Err(reject("signature", e)),
+    }
+    if let Some(t) = cp.metrics.as_ref().map(|m| m.threshold)
+        && !(t > 0.0 && t < 1.0)
+    {
+        return Err(reject("threshold", format!("decision threshold {t} is not in (0, 1)")));
     }
     let spec = FeatureSpec::parse(&cp.feature_spec).map_err(|e| reject("spec", e.to_string()))?;
     if spec.model != cp.model {

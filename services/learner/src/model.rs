@@ -63,6 +63,8 @@ pub struct Model {
     trained: prometheus_client::metrics::counter::Counter,
     /// Versions given a tombstone.
     pruned: std::collections::HashSet<i64>,
+    /// Tombstones to send.
+    prunes: Vec<i64>,
 }
 
 /// The label stream is quiet for this long: checkpoint what was learnt.
@@ -96,8 +98,10 @@ impl Model {
             applied,
             trained: shared.metrics.trained_counter(name),
             pruned: Default::default(),
+            prunes: Vec::new(),
         };
         model.follow(registry, shared);
+        model.plan_prunes(registry, shared);
         Ok(model)
     }
 
@@ -176,6 +180,7 @@ impl Model {
         shared: &Shared,
         out: &mut Outbox,
     ) -> Result<(), HandlerError> {
+        self.send_prunes(shared, out);
         if self.join.waiting() > 0 {
             let caught_up = progress.caught_up(&self.input);
             for (joined, origin) in self.join.drain(caught_up) {
@@ -335,16 +340,24 @@ impl Model {
         shared.metrics.challengers_added(&self.name, added, why);
     }
 
-    /// Tombstones for the versions beyond `learner.keep-versions` (each sent once).
-    pub fn prune(&mut self, registry: &ModelRegistry, shared: &Shared, out: &mut Outbox) {
+    /// Plans tombstones for the versions beyond `learner.keep-versions` (each version once); they
+    /// go out with the next round ([`Model::send_prunes`]).
+    pub fn plan_prunes(&mut self, registry: &ModelRegistry, shared: &Shared) {
         let keep = shared.config.learner.keep_versions;
         if keep == 0 {
             return;
         }
         for v in registry.prunable(&self.name, keep) {
             if self.pruned.insert(v) {
-                out.tombstone(&shared.config.topics.models, &format!("{}/{v}", self.name));
+                self.prunes.push(v);
             }
+        }
+    }
+
+    /// Sends the planned tombstones.
+    pub fn send_prunes(&mut self, shared: &Shared, out: &mut Outbox) {
+        for v in self.prunes.drain(..) {
+            out.tombstone(&shared.config.topics.models, &format!("{}/{v}", self.name));
         }
     }
 }

@@ -150,7 +150,8 @@ impl ModelService for Learner {
     fn on_models(&mut self, registry: &ModelRegistry, out: &mut Outbox) -> Result<(), HandlerError> {
         for m in &mut self.models {
             m.follow(registry, &self.shared);
-            m.prune(registry, &self.shared, out);
+            m.plan_prunes(registry, &self.shared);
+            m.send_prunes(&self.shared, out);
         }
         Ok(())
     }
@@ -169,5 +170,47 @@ impl ModelService for Learner {
 
     fn on_round(&mut self, progress: &mut Progress<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
         self.models.iter_mut().try_for_each(|m| m.settle(progress, &self.shared, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn with_state(state: &[u8]) -> ModelCheckpoint {
+        use vigil_models::checkpoint::{NewCheckpoint, build};
+        let new = NewCheckpoint {
+            model: "fraud",
+            version: 3,
+            parent: None,
+            onnx: vec![1, 2, 3],
+            spec: "",
+            status: vigil_events::CheckpointStatus::Candidate,
+            reason: String::new(),
+            now_ms: 1,
+        };
+        ModelCheckpoint { learner_state: Some(state.to_vec()), ..build(new, None) }
+    }
+
+    /// A state is resumed (and later signed as the learner's own) only from a checkpoint one of its
+    /// trusted keys signed; with no key of its own the learner takes any state.
+    #[test]
+    fn only_a_state_signed_by_a_trusted_key_is_resumed() {
+        let (own, stranger) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+        let trusted = [own.verifying_key()];
+        let unsigned = with_state(b"not json");
+        let err = |r: Result<State, HandlerError>| r.err().map(|e| e.0).unwrap_or_default();
+        assert!(err(resume_state(&unsigned, Some(&trusted))).contains("not signed"));
+        let mut foreign = unsigned.clone();
+        vigil_models::checkpoint::sign(&mut foreign, &stranger);
+        assert!(err(resume_state(&foreign, Some(&trusted))).contains("does not verify"));
+        let mut mine = unsigned.clone();
+        vigil_models::checkpoint::sign(&mut mine, &own);
+        assert!(err(resume_state(&mine, Some(&trusted))).contains("learner state"), "past the signature");
+        let mut tampered = mine.clone();
+        tampered.learner_state = Some(b"{}".to_vec());
+        assert!(err(resume_state(&tampered, Some(&trusted))).contains("does not verify"));
+        assert!(err(resume_state(&unsigned, None)).contains("learner state"), "no key: any state is read");
     }
 }

@@ -196,7 +196,7 @@ impl Follower {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(f) = failures.recv() => {
-                    self.failed(&alerts, &f).await;
+                    self.failed(&alerts, &f);
                     continue;
                 }
                 r = models::next_with_offset(&consumer, &self.codec) => r,
@@ -359,14 +359,14 @@ impl Follower {
             Err(r) => {
                 self.metrics.rejected(&r.model, r.version, r.check, &r.reason);
                 refused.insert(id);
-                self.alert(alerts, &r).await;
+                self.alert(alerts, &r);
                 None
             }
         }
     }
 
     /// The alert for a version taken out of service at run time.
-    async fn failed(&self, producer: &FutureProducer<client::LogContext>, f: &Failure) {
+    fn failed(&self, producer: &FutureProducer<client::LogContext>, f: &Failure) {
         let (model, version) = (&f.key.0, f.key.1);
         self.metrics.rejected(model, version, "run-time", &f.reason);
         let (kind, what) = match (f.variant, f.replaced_by) {
@@ -395,10 +395,10 @@ impl Follower {
             ),
             dedup_key: format!("model-failed/{model}/{version}"),
         };
-        self.send_alert(producer, &alert).await;
+        self.send_alert(producer, &alert);
     }
 
-    async fn alert(&self, producer: &FutureProducer<client::LogContext>, r: &checkpoint::Rejection) {
+    fn alert(&self, producer: &FutureProducer<client::LogContext>, r: &checkpoint::Rejection) {
         let alert = Alert {
             alert_id: format!("model-rejected-{}-{}-{}", r.model, r.version, now_ms()),
             time: now_ms(),
@@ -421,14 +421,28 @@ impl Follower {
             ),
             dedup_key: format!("model-rejected/{}/{}", r.model, r.version),
         };
-        self.send_alert(producer, &alert).await;
+        self.send_alert(producer, &alert);
     }
 
-    async fn send_alert(&self, producer: &FutureProducer<client::LogContext>, alert: &Alert) {
+    /// Publishes an alert, at least once: a failed delivery is tried again (after the producer's
+    /// own retries) until it is acknowledged or the scorer shuts down — in a task of its own, so
+    /// that a broker refusing alerts never stops the follower.
+    fn send_alert(&self, producer: &FutureProducer<client::LogContext>, alert: &Alert) {
         let Ok(payload) = self.codec.encode_event(alert) else { return };
-        let record = FutureRecord::to(&self.config.topics.alerts).key(alert.dedup_key.as_bytes()).payload(&payload[..]);
-        if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
-            tracing::warn!(error = %e, key = %alert.dedup_key, "cannot publish an alert");
-        }
+        let (producer, topic, key) = (producer.clone(), self.config.topics.alerts.clone(), alert.dedup_key.clone());
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(500);
+            loop {
+                let record = FutureRecord::to(&topic).key(key.as_bytes()).payload(&payload[..]);
+                let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await else { return };
+                tracing::warn!(error = %e, key, "cannot publish an alert yet; trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        });
     }
 }
