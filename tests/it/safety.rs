@@ -305,6 +305,7 @@ async fn a_flaky_challenger_swapped_under_load_costs_no_champion_score() {
     let mut scorer = Running(stack.spawn_logged("vigil-scorer", port, &log));
     wait_ready(port, T, "the scorer");
     let producing = load(&stack, 4000, (swaps as u32 / 4).max(20), "flaky");
+    let mut rss = vec![rss_mib(scorer.0.id())];
     let (producer, codec) = (models::producer(&kafka_config()).unwrap(), Codec::new());
     let mut served = 0;
     let start = Instant::now();
@@ -320,6 +321,9 @@ async fn a_flaky_challenger_swapped_under_load_costs_no_champion_score() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         served += i64::from(challenger_version(port) == Some(v));
+        if v % 50 == 0 {
+            rss.push(rss_mib(scorer.0.id()));
+        }
     }
     let events = producing.join().unwrap();
     assert!(served >= swaps * 9 / 10, "only {served} of {swaps} swaps served before the load ended");
@@ -338,7 +342,12 @@ async fn a_flaky_challenger_swapped_under_load_costs_no_champion_score() {
     assert!(lost > 0.0, "the flaky challenger never failed (so this test showed nothing)");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("not loaded"), "{text}");
-    println!("{served} swaps in {:.1} s, {events} events, {lost} shadow scores lost", start.elapsed().as_secs_f64());
+    let rss: Vec<String> = rss.iter().map(|m| format!("{m:.0}")).collect();
+    println!(
+        "{served} swaps in {:.1} s, {events} events, {lost} shadow scores lost; scorer RSS every 50 swaps (MiB): {}",
+        start.elapsed().as_secs_f64(),
+        rss.join(" ")
+    );
     terminate(&mut scorer.0, Duration::from_secs(20));
     stack.delete().await;
 }
