@@ -52,6 +52,17 @@ pub fn producer_config(k: &KafkaConfig, role: &str) -> ClientConfig {
     c
 }
 
+/// A service's idempotent producer: like [`producer_config`], but a record is never given up while
+/// the broker is away (`message.timeout.ms = 0`): a service waits out an outage of any length, its
+/// queue full (back-pressure), rather than failing a delivery and exiting.
+pub fn service_producer_config(k: &KafkaConfig, role: &str) -> ClientConfig {
+    let mut c = producer_config(k, role);
+    if !k.properties.contains_key("message.timeout.ms") {
+        c.set("message.timeout.ms", "0");
+    }
+    c
+}
+
 /// A transactional producer's settings (exactly-once); `id` must be stable for the instance.
 pub fn transactional_config(k: &KafkaConfig, role: &str, id: &str) -> ClientConfig {
     let mut c = producer_config(k, role);

@@ -277,7 +277,7 @@ pub fn run<S: ModelService>(
     let models_seen = records.len() as i64;
     records.into_iter().for_each(|r| registry.apply_record(r));
     let mut service = build(&registry)?;
-    let sink = Sink::new(&client::producer_config(kafka, &cfg.service), Arc::new(Mutex::new(Tracker::new())))?;
+    let sink = Sink::new(&client::service_producer_config(kafka, &cfg.service), Arc::new(Mutex::new(Tracker::new())))?;
     let consumer: BaseConsumer<client::LogContext> = client::consumer_config(kafka, &cfg.service, &cfg.group)
         .create_with_context(client::LogContext)
         .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })?;

@@ -279,7 +279,8 @@ pub async fn run<H: Handler>(
                 break Err(e);
             }
             let transactional = txn.is_some();
-            if let Err(e) = process(&batch, handler, &sink, &tracker, cfg, &counters, transactional).await {
+            let out = Out { sink: &sink, tracker: &tracker, transactional, shutdown: &shutdown };
+            if let Err(e) = process(&batch, handler, out, cfg, &counters).await {
                 break Err(e);
             }
             Counters::add(&counters.batches, 1);
@@ -333,7 +334,7 @@ fn connect(
 ) -> Result<(Sink, Option<TxnHandle>, StreamConsumer<DrainingContext>), KafkaPlumbingError> {
     let producer_config = match &cfg.transactional_id {
         Some(id) => client::transactional_config(kafka, &cfg.service, id),
-        None => client::producer_config(kafka, &cfg.service),
+        None => client::service_producer_config(kafka, &cfg.service),
     };
     let sink = Sink::new(&producer_config, tracker.clone())?;
     let txn = match &cfg.transactional_id {
@@ -368,15 +369,23 @@ fn connect(
     Ok((sink, txn, consumer))
 }
 
+/// Where a batch's outputs go: the producer, the tracker of their inputs (at-least-once), and the
+/// shutdown that stops a wait for room in the producer's queue.
+struct Out<'a> {
+    sink: &'a Sink,
+    tracker: &'a Arc<Mutex<Tracker>>,
+    transactional: bool,
+    shutdown: &'a CancellationToken,
+}
+
 async fn process<H: Handler>(
     batch: &[Input],
     handler: &mut H,
-    sink: &Sink,
-    tracker: &Arc<Mutex<Tracker>>,
+    out: Out<'_>,
     cfg: &PipelineConfig,
     counters: &Counters,
-    transactional: bool,
 ) -> Result<(), KafkaPlumbingError> {
+    let Out { sink, tracker, transactional, shutdown } = out;
     let outcomes = handler.handle(batch).await.map_err(KafkaPlumbingError::Handler)?;
     if outcomes.len() != batch.len() {
         return Err(KafkaPlumbingError::Handler(HandlerError(format!(
@@ -407,7 +416,7 @@ async fn process<H: Handler>(
             ))
         };
         for output in &outputs {
-            sink.send(output, ticket.clone()).await?;
+            sink.send_until(output, ticket.clone(), shutdown).await?;
         }
         Counters::add(&counters.produced, outputs.len() as u64);
     }

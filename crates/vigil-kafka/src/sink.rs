@@ -93,6 +93,13 @@ impl ProducerContext for SinkContext {
     }
 }
 
+fn queue_full_at_shutdown(output: &Output) -> KafkaPlumbingError {
+    KafkaPlumbingError::Delivery(format!(
+        "shutting down with the producer's queue full: a record for {} was not sent",
+        output.topic
+    ))
+}
+
 /// An idempotent producer tied to a tracker.
 pub struct Sink {
     producer: Arc<ThreadedProducer<SinkContext>>,
@@ -127,6 +134,27 @@ impl Sink {
         }
     }
 
+    /// [`Sink::send`] unless `shutdown` is cancelled while the queue is full (then the record is not
+    /// enqueued and the call fails: stopping never waits on a queue a broker outage keeps full).
+    pub async fn send_until(
+        &self,
+        output: &Output,
+        ticket: Option<Ticket>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), KafkaPlumbingError> {
+        let mut opaque = Box::new(ticket);
+        loop {
+            match self.enqueue(output, opaque)? {
+                None => return Ok(()),
+                Some(_) if shutdown.is_cancelled() => return Err(queue_full_at_shutdown(output)),
+                Some(back) => {
+                    opaque = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+
     /// [`Sink::send`] for a blocking thread: waits while the queue is full, unless `shutdown` is
     /// cancelled (then the record is not enqueued and the call fails, so that stopping never spins
     /// on a queue a broker outage keeps full).
@@ -140,12 +168,7 @@ impl Sink {
         loop {
             match self.enqueue(output, opaque)? {
                 None => return Ok(()),
-                Some(_) if shutdown.is_cancelled() => {
-                    return Err(KafkaPlumbingError::Delivery(format!(
-                        "shutting down with the producer's queue full: a record for {} was not sent",
-                        output.topic
-                    )));
-                }
+                Some(_) if shutdown.is_cancelled() => return Err(queue_full_at_shutdown(output)),
                 Some(back) => {
                     opaque = back;
                     std::thread::sleep(Duration::from_millis(1));

@@ -1,10 +1,17 @@
 //! The label join: events wait (bounded, oldest evicted first) for the label that carries their event
 //! id; labels are applied strictly in label-topic order, so training is the same whatever the
 //! interleaving of the two topics. A label whose event has not been read yet waits at the head of
-//! the queue until the input catches up; if the input is caught up and the event is still unknown,
-//! the label is reported unknown (or late, when its event was evicted from the window).
+//! the queue until the input catches up; if the input stays caught up for [`GRACE`] and the event is
+//! still unknown, the label is reported unknown (or late, when its event was evicted from the
+//! window). A second label for an event already labelled is a duplicate. Labels waiting are bounded
+//! too: past the window's size a new label overflows (the caller dead-letters it).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long a label waits, with the input caught up, for an event that is not there (the input's
+/// end may have been read just before the event arrived).
+pub const GRACE: Duration = Duration::from_secs(3);
 
 /// Where an event was read from (to resume the input from the oldest waiting event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +31,32 @@ pub enum Joined<E> {
     Late(String),
     /// No event with its id was seen.
     Unknown(String),
+    /// Its event was already labelled.
+    Duplicate(String),
+}
+
+/// A remembered set of ids, bounded (the oldest forgotten first).
+#[derive(Debug, Default)]
+struct Recent {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Recent {
+    fn insert(&mut self, id: String, capacity: usize) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            while self.order.len() > capacity {
+                if let Some(x) = self.order.pop_front() {
+                    self.ids.remove(&x);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 /// The join buffer of one model.
@@ -32,9 +65,11 @@ pub struct Join<E> {
     capacity: usize,
     events: HashMap<String, (E, Origin)>,
     order: VecDeque<String>,
-    evicted: HashSet<String>,
-    evicted_order: VecDeque<String>,
+    evicted: Recent,
+    labelled: Recent,
     pending: VecDeque<(String, f64, Origin)>,
+    /// Since when the head label's event has been missing with the input caught up.
+    missing_since: Option<Instant>,
     /// Events evicted without a label.
     pub evictions: u64,
 }
@@ -46,9 +81,10 @@ impl<E: Clone> Join<E> {
             capacity: capacity.max(1),
             events: HashMap::new(),
             order: VecDeque::new(),
-            evicted: HashSet::new(),
-            evicted_order: VecDeque::new(),
+            evicted: Recent::default(),
+            labelled: Recent::default(),
             pending: VecDeque::new(),
+            missing_since: None,
             evictions: 0,
         }
     }
@@ -62,44 +98,55 @@ impl<E: Clone> Join<E> {
             let Some(old) = self.order.pop_front() else { break };
             if self.events.remove(&old).is_some() {
                 self.evictions += 1;
-                self.remember_evicted(old);
+                self.evicted.insert(old, self.capacity);
             }
         }
-    }
-
-    fn remember_evicted(&mut self, id: String) {
-        if self.evicted.insert(id.clone()) {
-            self.evicted_order.push_back(id);
-            while self.evicted_order.len() > self.capacity {
-                if let Some(x) = self.evicted_order.pop_front() {
-                    self.evicted.remove(&x);
-                }
-            }
+        // Labelled events leave the order queue lazily; drop their ids once they outnumber the
+        // waiting events, so that the queue stays within twice the window.
+        if self.order.len() > 2 * self.events.len() + 1024 {
+            let events = &self.events;
+            self.order.retain(|id| events.contains_key(id));
         }
     }
 
     /// A label arrived (from `origin` on the label topic); it is queued behind any label still
-    /// waiting.
-    pub fn label(&mut self, id: String, y: f64, origin: Origin) {
+    /// waiting — or, when as many labels as the window holds are waiting already, given back
+    /// (overflow: the caller dead-letters it).
+    pub fn label(&mut self, id: String, y: f64, origin: Origin) -> Result<(), String> {
+        if self.pending.len() >= self.capacity {
+            return Err(id);
+        }
         self.pending.push_back((id, y, origin));
+        Ok(())
     }
 
-    /// Labels that can be settled now, in order, each with where it was read. With
-    /// `input_caught_up`, a label whose event is missing is settled as late or unknown; otherwise it
-    /// waits (and so do the labels behind it).
+    /// Labels that can be settled now, in order, each with where it was read. A label whose event
+    /// is missing is settled as a duplicate at once when its event was labelled before, as late or
+    /// unknown once the input has been caught up for [`GRACE`]; until then it waits (and so do the
+    /// labels behind it).
     pub fn drain(&mut self, input_caught_up: bool) -> Vec<(Joined<E>, Origin)> {
+        self.drain_at(input_caught_up, Instant::now())
+    }
+
+    fn drain_at(&mut self, input_caught_up: bool, now: Instant) -> Vec<(Joined<E>, Origin)> {
         let mut out = Vec::new();
         while let Some((id, y, origin)) = self.pending.front().cloned() {
-            if let Some((e, _)) = self.events.remove(&id) {
-                self.pending.pop_front();
-                out.push((Joined::Ready(e, y), origin));
-            } else if input_caught_up {
-                self.pending.pop_front();
-                let j = if self.evicted.contains(&id) { Joined::Late(id) } else { Joined::Unknown(id) };
-                out.push((j, origin));
+            let joined = if let Some((e, _)) = self.events.remove(&id) {
+                self.labelled.insert(id, self.capacity);
+                Joined::Ready(e, y)
+            } else if self.labelled.contains(&id) {
+                Joined::Duplicate(id)
+            } else if input_caught_up && now.duration_since(*self.missing_since.get_or_insert(now)) >= GRACE {
+                if self.evicted.contains(&id) { Joined::Late(id) } else { Joined::Unknown(id) }
             } else {
+                if !input_caught_up {
+                    self.missing_since = None;
+                }
                 break;
-            }
+            };
+            self.missing_since = None;
+            self.pending.pop_front();
+            out.push((joined, origin));
         }
         // Labelled events leave the order queue lazily (their ids no longer map to events).
         while let Some(front) = self.order.front() {
@@ -145,15 +192,43 @@ mod tests {
     fn labels_apply_in_order_and_wait_for_late_events() {
         let mut j: Join<u32> = Join::new(10);
         j.event("a".into(), 1, o(0));
-        j.label("b".into(), 1.0, o(10));
-        j.label("a".into(), 0.0, o(11));
+        j.label("b".into(), 1.0, o(10)).unwrap();
+        j.label("a".into(), 0.0, o(11)).unwrap();
         assert!(j.drain(false).is_empty(), "b waits for its event, and a waits behind it");
         j.event("b".into(), 2, o(1));
         assert_eq!(j.drain(false), vec![(Joined::Ready(2, 1.0), o(10)), (Joined::Ready(1, 0.0), o(11))]);
-        j.label("zz".into(), 1.0, o(12));
+        j.label("zz".into(), 1.0, o(12)).unwrap();
         assert!(j.drain(false).is_empty());
-        assert_eq!(j.drain(true), vec![(Joined::Unknown("zz".into()), o(12))]);
+        let t = Instant::now();
+        assert!(j.drain_at(true, t).is_empty(), "the event may be just behind the input's end");
+        assert_eq!(j.drain_at(true, t + GRACE), vec![(Joined::Unknown("zz".into()), o(12))]);
         assert_eq!(j.buffered(), 0);
+    }
+
+    #[test]
+    fn duplicates_are_named_and_waiting_labels_are_bounded() {
+        let mut j: Join<u32> = Join::new(2);
+        j.event("a".into(), 1, o(0));
+        j.label("a".into(), 1.0, o(10)).unwrap();
+        j.label("a".into(), 1.0, o(11)).unwrap();
+        assert_eq!(j.drain(false), vec![(Joined::Ready(1, 1.0), o(10)), (Joined::Duplicate("a".into()), o(11))]);
+        j.label("x".into(), 1.0, o(12)).unwrap();
+        j.label("y".into(), 1.0, o(13)).unwrap();
+        assert_eq!(j.label("z".into(), 1.0, o(14)), Err("z".into()), "two labels wait already");
+    }
+
+    #[test]
+    fn the_order_queue_stays_bounded_when_most_events_are_labelled() {
+        let mut j: Join<u32> = Join::new(100);
+        j.event("never".into(), 0, o(0));
+        for i in 1..100_000 {
+            let id = format!("e{i}");
+            j.event(id.clone(), i, o(i as i64));
+            j.label(id, 1.0, o(i as i64)).unwrap();
+            j.drain(false);
+        }
+        assert_eq!(j.buffered(), 1);
+        assert!(j.order.len() < 2000, "{}", j.order.len());
     }
 
     #[test]
@@ -164,8 +239,10 @@ mod tests {
         }
         assert_eq!(j.buffered(), 2);
         assert_eq!(j.evictions, 1);
-        j.label("a".into(), 1.0, o(5));
-        assert_eq!(j.drain(true), vec![(Joined::Late("a".into()), o(5))]);
+        j.label("a".into(), 1.0, o(5)).unwrap();
+        let t = Instant::now();
+        assert!(j.drain_at(true, t).is_empty());
+        assert_eq!(j.drain_at(true, t + GRACE), vec![(Joined::Late("a".into()), o(5))]);
         assert_eq!(j.oldest_waiting().get(&0), Some(&1));
     }
 }

@@ -152,7 +152,11 @@ impl Model {
         self.last_label = Instant::now();
         match shared.codec.decode_event::<Label>(r.payload.unwrap_or(&[])) {
             Ok(l) if l.label.is_finite() && (0.0..=1.0).contains(&l.label) => {
-                self.join.label(l.event_id, l.label, Origin { partition: r.partition, offset: r.offset });
+                let origin = Origin { partition: r.partition, offset: r.offset };
+                if let Err(id) = self.join.label(l.event_id, l.label, origin) {
+                    let error = format!("{id}: as many labels as the join window holds wait for their events");
+                    self.malformed(&r.to_input(), "label-overflow", error, shared, out);
+                }
             }
             Ok(l) => {
                 self.malformed(&r.to_input(), "label-value", format!("label {} is not in [0, 1]", l.label), shared, out)
@@ -229,6 +233,10 @@ impl Model {
             Joined::Unknown(id) => {
                 self.trainer.state.counts.unknown += 1;
                 (id, "unknown-event", "no event with this id was seen")
+            }
+            Joined::Duplicate(id) => {
+                self.trainer.state.counts.duplicates += 1;
+                (id, "duplicate-label", "its event was labelled already; the first label was learnt")
             }
         };
         shared.metrics.label_problem(&self.name, kind);

@@ -26,7 +26,7 @@ pub enum Row {
 /// Counters of the join and of training.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
-    /// Labels settled: applied, late, unknown or malformed (labels read but still waiting for their
+    /// Labels settled: applied, late, unknown, duplicate or malformed (labels read but still waiting for their
     /// event are not counted yet, so that the count matches the offsets a checkpoint records).
     pub labels: u64,
     /// Labels applied (joined and learnt from).
@@ -35,6 +35,9 @@ pub struct Counts {
     pub late: u64,
     /// Labels for events never seen.
     pub unknown: u64,
+    /// Second labels for an event already learnt from.
+    #[serde(default)]
+    pub duplicates: u64,
     /// Labels that did not decode or had no usable value.
     pub malformed: u64,
     /// Events that could not be featurised.

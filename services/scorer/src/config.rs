@@ -46,7 +46,9 @@ pub struct ScorerConfig {
     /// Longest a checkpoint's validation (load and probe) may take, ms.
     #[serde(rename = "validation-timeout-ms", with = "millis")]
     pub validation_timeout: Duration,
-    /// Stable id of this instance (part of its transactional id under exactly-once delivery).
+    /// Stable id of this instance (part of its transactional id under exactly-once delivery);
+    /// empty: the host's name, so that replicas on different hosts never fence each other (set it
+    /// per replica when several run on one host).
     pub instance_id: String,
     /// How often offsets are committed (at-least-once) or transactions committed (exactly-once), ms.
     #[serde(rename = "commit-interval-ms", with = "millis")]
@@ -76,7 +78,7 @@ impl Default for ScorerConfig {
             max_model_bytes: 64 << 20,
             model_dirs: Vec::new(),
             validation_timeout: Duration::from_secs(30),
-            instance_id: "0".into(),
+            instance_id: String::new(),
             commit_interval: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(10),
             onnxruntime: String::new(),

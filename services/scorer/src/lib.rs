@@ -168,6 +168,19 @@ async fn register_schemas(config: &Config, codec: &Codec) -> Result<Option<Arc<S
     Ok(Some(Arc::new(registry)))
 }
 
+/// `scorer.instance-id`, or the host's name when it is empty.
+fn instance_id(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    host.unwrap_or_else(|| "0".into())
+}
+
 /// The checkpoint validation rules of the configuration. Signatures are required by default, so a
 /// scorer with no trusted key does not start (the rest of the document is valid without one: the
 /// CLI and the other services load it too).
@@ -256,7 +269,7 @@ async fn consume(
     cfg.commit_interval = sc.commit_interval;
     cfg.drain_timeout = sc.drain_timeout;
     if config.kafka.delivery == Delivery::ExactlyOnce {
-        cfg.transactional_id = Some(format!("scorer-{}-{}", sc.group_id, sc.instance_id));
+        cfg.transactional_id = Some(format!("scorer-{}-{}", sc.group_id, instance_id(&sc.instance_id)));
     }
     let lag_task = follow_lag(metrics.clone(), shutdown.child_token());
     let mut rebuilds = 0;
