@@ -1,5 +1,5 @@
 # Vigil's entry points. Each target sets up what it needs itself (scripts/setup.sh).
-.PHONY: demo test bench soak setup build lint fmt broker-start broker-stop clean
+.PHONY: demo test bench soak chaos setup build lint fmt broker-start broker-stop clean
 
 ## Run the main job end to end on a local broker started here.
 demo:
@@ -12,6 +12,10 @@ test:
 ## Benchmarks with their baselines; reports under target/bench/.
 bench:
 	@scripts/bench.sh
+
+## The fault table at full length (broker killed 20 s, black hole 30 s, latency 60 s; 50k events at 2k/s).
+chaos:
+	@VIGIL_CHAOS=full scripts/test.sh -p vigil-e2e --test it faults:: -- --nocapture
 
 ## The demo's workload for an hour with every service's memory sampled; target/soak/report.json.
 soak:

@@ -6,9 +6,11 @@
 #   scripts/kafka.sh stop     stop the broker this script started (SIGTERM, then SIGKILL after 30 s)
 #   scripts/kafka.sh status   print whether it runs; exit 0 if it answers
 #   scripts/kafka.sh reset    stop the broker this script started and delete its data (a clean slate)
+#   scripts/kafka.sh kill     SIGKILL the broker this script started (a crash, for fault tests)
 #
 # Settings (environment): VIGIL_KAFKA_HOST (127.0.0.1), VIGIL_KAFKA_PORT (9092),
-# VIGIL_KAFKA_CONTROLLER_PORT (port + 1), VIGIL_CACHE (<repo>/.cache), KAFKA_HEAP_OPTS.
+# VIGIL_KAFKA_CONTROLLER_PORT (port + 1), VIGIL_KAFKA_ADVERTISED_PORT (port: the port clients are
+# told to connect to — a fault proxy's), VIGIL_CACHE (<repo>/.cache), KAFKA_HEAP_OPTS.
 # Running start twice is harmless: a broker that already answers is left alone.
 set -euo pipefail
 
@@ -18,6 +20,7 @@ cache=${VIGIL_CACHE:-$repo/.cache}
 host=${VIGIL_KAFKA_HOST:-127.0.0.1}
 port=${VIGIL_KAFKA_PORT:-9092}
 cport=${VIGIL_KAFKA_CONTROLLER_PORT:-$((port + 1))}
+aport=${VIGIL_KAFKA_ADVERTISED_PORT:-$port}
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
 libs="$cache/kafka-$version/libs"
 state="$cache/kafka-broker-$port"
@@ -63,6 +66,7 @@ start() {
   fetch
   mkdir -p "$data" "$logs"
   sed -e "s|@HOST@|$host|g" -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$cport|g" -e "s|@DATA@|$data|g" \
+    -e "s|@ADVERTISED_PORT@|$aport|g" \
     "$here/kafka/server.properties.in" > "$state/server.properties"
   if [ ! -f "$data/meta.properties" ]; then
     local cluster
@@ -113,6 +117,15 @@ stop() {
   log "stopped"
 }
 
+crash() {
+  local pid
+  pid=$(running_pid) || { log "no broker started by this script runs on port $port"; return 1; }
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  while kill -0 -- "-$pid" 2>/dev/null; do sleep 0.1; done
+  rm -f "$pidfile"
+  log "killed the broker on port $port (SIGKILL)"
+}
+
 reset() {
   stop
   if answers; then
@@ -138,5 +151,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   reset) reset ;;
-  *) echo "usage: $0 fetch|start|stop|status|reset" >&2; exit 2 ;;
+  kill) crash ;;
+  *) echo "usage: $0 fetch|start|stop|status|reset|kill" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: set up what the tests need, check formatting and lints, start a local broker (on its
-# own port, so a demo broker on 9092 is left alone), a secured broker (SASL_SSL with ACLs) and a
-# schema registry (Apicurio), run every test, stop what it started.
+# own port, so a demo broker on 9092 is left alone), a secured broker (SASL_SSL with ACLs), a fault
+# broker (killed and restarted by the fault tests, reached through their proxy) and a schema
+# registry (Apicurio), run every test, stop what it started.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"
@@ -40,7 +41,13 @@ fi
 set -a
 source "$VIGIL_CACHE/kafka-secure-$VIGIL_SECURE_PORT/env"
 set +a
+# The fault broker: storage of its own, advertising a port where the fault tests run a proxy.
+export VIGIL_FAULT_BROKER_PORT=${VIGIL_TEST_FAULT_PORT:-19692} VIGIL_FAULT_PROXY_PORT=${VIGIL_TEST_FAULT_PROXY_PORT:-19690}
+fault_env=(env VIGIL_KAFKA_PORT="$VIGIL_FAULT_BROKER_PORT" VIGIL_KAFKA_ADVERTISED_PORT="$VIGIL_FAULT_PROXY_PORT")
+"${fault_env[@]}" scripts/kafka.sh reset >/dev/null
+"${fault_env[@]}" scripts/kafka.sh start
 stop() {
+  "${fault_env[@]}" scripts/kafka.sh stop || true
   [ "$secure_started" = 1 ] && scripts/kafka-secure.sh stop || true
   [ "$registry_started" = 1 ] && scripts/registry.sh stop || true
   [ "$started" = 1 ] && scripts/kafka.sh stop || true

@@ -8,6 +8,7 @@ mod compose;
 mod config;
 mod dead_letters;
 mod drift;
+mod faults;
 mod graphs;
 mod learner;
 mod load;

@@ -16,9 +16,25 @@ use rdkafka::{ClientConfig, Message};
 use vigil_kafka::Input;
 use vigil_runtime::config::KafkaConfig;
 
-/// The broker the tests use: `VIGIL_TEST_BOOTSTRAP` (set by `make test`), else 127.0.0.1:19092.
+pub mod fault;
+
+thread_local! {
+    static BROKER: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The broker the tests use: the one [`use_broker`] chose on this thread, else
+/// `VIGIL_TEST_BOOTSTRAP` (set by `make test`), else 127.0.0.1:19092.
 pub fn bootstrap() -> String {
+    if let Some(b) = BROKER.with(|b| b.borrow().clone()) {
+        return b;
+    }
     std::env::var("VIGIL_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+/// Points this thread's helpers (stacks, consumers, producers, admin) at another broker (the fault
+/// broker's proxy); each test runs on a thread of its own.
+pub fn use_broker(bootstrap: &str) {
+    BROKER.with(|b| *b.borrow_mut() = Some(bootstrap.to_string()));
 }
 
 /// Vigil's Kafka settings pointed at the test broker.
@@ -365,18 +381,31 @@ group-id = "{prefix}-drift"
     /// Like [`Stack::spawn`], with the service's output (at `info`) in `log` and its HTTP endpoint
     /// on `port`.
     pub fn spawn_logged(&self, program: &str, port: u16, log: &std::path::Path) -> std::process::Child {
+        self.spawn_logged_with(program, port, log, &[])
+    }
+
+    /// [`Stack::spawn_logged`] with extra environment.
+    pub fn spawn_logged_with(
+        &self,
+        program: &str,
+        port: u16,
+        log: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> std::process::Child {
         let file = std::fs::File::create(log).unwrap();
         let listen = format!("127.0.0.1:{port}");
         let section = program.trim_start_matches("vigil-").to_uppercase();
-        std::process::Command::new(bin(program))
-            .env("VIGIL_CONFIG", &self.config)
+        let mut cmd = std::process::Command::new(bin(program));
+        cmd.env("VIGIL_CONFIG", &self.config)
             .env("VIGIL_LOG__LEVEL", "info")
             .env(format!("VIGIL_{section}__HTTP_LISTEN"), listen)
             .stdin(std::process::Stdio::null())
             .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap()
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
     }
 
     /// Runs `vigil-load` with this stack's Kafka settings; returns its JSON summary.
