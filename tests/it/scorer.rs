@@ -215,6 +215,8 @@ async fn a_new_champion_takes_over_without_a_gap_and_bad_checkpoints_are_refused
             None,
         );
         s.updated_at = now_ms();
+        // Signed after its last change: the signature covers the whole record.
+        vigil_models::checkpoint::sign(&mut s, &trusted);
         s
     })
     .await;
@@ -278,7 +280,18 @@ async fn a_new_champion_takes_over_without_a_gap_and_bad_checkpoints_are_refused
         assert!(v[first_new..].iter().all(|(_, ver)| *ver == 4), "partition {p} went back to v1 after v4");
     }
     let codec = Codec::new();
-    let alerts = collect_until(&stack.alerts, "read_committed", T, "two model-rejected alerts", |r| r.len() >= 2).await;
+    let versions = |r: &[vigil_kafka::Input]| -> HashSet<i64> {
+        r.iter()
+            .filter_map(|m| codec.decode_event::<vigil_events::Alert>(m.payload.as_deref()?).ok())
+            .filter(|a| a.kind == AlertKind::ModelRejected && a.model.as_deref() == Some("fraud"))
+            .filter_map(|a| a.model_version)
+            .collect()
+    };
+    let alerts = collect_until(&stack.alerts, "read_committed", T, "alerts for v2 and v3", |r| {
+        let v = versions(r);
+        v.contains(&2) && v.contains(&3)
+    })
+    .await;
     let alerts: Vec<vigil_events::Alert> =
         alerts.iter().map(|m| codec.decode_event(m.payload.as_deref().unwrap()).unwrap()).collect();
     let rejected: HashMap<i64, String> = alerts

@@ -109,6 +109,8 @@ pub struct Counters {
     pub commits: AtomicU64,
     /// Transactions aborted.
     pub aborts: AtomicU64,
+    /// Revocations seen (the batch being filled belongs to the generation it started in).
+    pub revocations: AtomicU64,
     /// Records behind the ends of the assigned partitions (from librdkafka's statistics every 5 s;
     /// -1 until known).
     pub lag: std::sync::atomic::AtomicI64,
@@ -174,6 +176,7 @@ impl ClientContext for DrainingContext {
 impl ConsumerContext for DrainingContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else { return };
+        self.counters.revocations.fetch_add(1, Ordering::SeqCst);
         if let Some((producer, txn)) = &self.txn {
             // Eager assignment under exactly-once: everything is revoked, so commit (or abort) it all;
             // the next owner starts from the committed offsets.
@@ -262,16 +265,36 @@ pub async fn run<H: Handler>(
             },
             _ = tokio::time::sleep(cfg.commit_interval) => {}
         }
-        // Fill the batch for at most max_wait.
+        // Fill the batch for at most max_wait. Under exactly-once every partition is revoked at a
+        // rebalance and the next owner starts from the committed offsets: records taken before a
+        // revocation are read again, so they leave the batch (kept, they would be scored twice).
         if !batch.is_empty() {
             let deadline = tokio::time::Instant::now() + cfg.max_wait;
+            let mut generation = counters.revocations.load(Ordering::SeqCst);
+            let mut stale = |batch: &mut Vec<Input>| {
+                let now = counters.revocations.load(Ordering::SeqCst);
+                if txn.is_some() && now != generation {
+                    tracing::info!(
+                        records = batch.len(),
+                        "a rebalance came while the batch filled; its records are read again"
+                    );
+                    batch.clear();
+                }
+                generation = now;
+            };
             while batch.len() < cfg.max_batch {
                 match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                    Ok(Ok(m)) => batch.push(Input::from_message(&m)),
+                    Ok(Ok(m)) => {
+                        stale(&mut batch);
+                        batch.push(Input::from_message(&m));
+                    }
                     Ok(Err(e)) => tracing::warn!(error = %e, "consume error"),
                     Err(_) => break,
                 }
             }
+            stale(&mut batch);
+        }
+        if !batch.is_empty() {
             Counters::add(&counters.consumed, batch.len() as u64);
             if let Some((producer, t)) = &txn
                 && let Err(e) = open_txn(producer, t, &batch)

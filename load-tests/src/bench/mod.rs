@@ -23,6 +23,7 @@ pub mod forwarder;
 pub mod learner;
 pub mod process;
 pub mod report;
+pub mod scale;
 pub mod scorer;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ pub use self::forwarder::forwarder;
 pub use self::learner::learner;
 pub use self::process::{cpu_seconds, free_port, metric_value, rss_mb, scrape_metrics, stop};
 pub use self::report::{commit, machine, median, repo_root, spread, table, write_report};
+pub use self::scale::scale;
 pub use self::scorer::scorer;
 
 /// Errors of a benchmark run.
@@ -273,13 +275,31 @@ fn output_span(env: &Env, topic: &str) -> Result<(i64, Option<(i64, i64)>), Benc
 
 /// Maximum sustainable rate of `system` over a preloaded `input` of `n` records.
 pub async fn throughput(env: &Env, system: &System, input: &str, n: u64) -> Result<Throughput, BenchError> {
+    throughput_of(env, system, input, n, 1).await
+}
+
+/// Maximum sustainable rate of `instances` copies of `system` in one consumer group over a
+/// preloaded `input` of `n` records (memory and CPU summed over the copies; metrics of the first).
+pub async fn throughput_of(
+    env: &Env,
+    system: &System,
+    input: &str,
+    n: u64,
+    instances: usize,
+) -> Result<Throughput, BenchError> {
     let output = unique(&format!("{}-out", system.name));
     topics(env, &[&output]).await?;
-    let port = free_port()?;
-    let mut child = system.spawn_on(env, input, &output, &unique(&system.name), port)?;
+    let group = unique(&system.name);
+    let mut children = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..instances.max(1) {
+        let port = free_port()?;
+        children.push(system.spawn_on(env, input, &output, &group, port)?);
+        ports.push(port);
+    }
     let deadline = Instant::now() + Duration::from_secs(600);
     let result = loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = children.iter_mut().find_map(|c| c.try_wait().ok().flatten()) {
             break Err(format!("{} exited early ({status})", system.name).into());
         }
         match output_span(env, &output) {
@@ -294,11 +314,11 @@ pub async fn throughput(env: &Env, system: &System, input: &str, n: u64) -> Resu
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let cpu_s = cpu_seconds(child.id()).unwrap_or(f64::NAN);
+    let cpu_s = children.iter().map(|c| cpu_seconds(c.id()).unwrap_or(f64::NAN)).sum();
     let uses_port = system.config.as_deref().unwrap_or_default().contains("{port}")
         || system.args.iter().chain(system.env.iter().map(|(_, v)| v)).any(|a| a.contains("{port}"));
-    let metrics = if uses_port { scrape_metrics(port) } else { None };
-    let rss_mb = stop(&mut child);
+    let metrics = if uses_port { scrape_metrics(ports[0]) } else { None };
+    let rss_mb = children.iter_mut().map(stop).sum();
     drop_topics(env, &[&output]).await;
     result.map(|events_per_s| Throughput { events_per_s, rss_mb, cpu_s, metrics })
 }

@@ -5,7 +5,7 @@ use super::*;
 
 /// Registers the benchmark's models on `topic`: a fraud MLP (spec width → 64 → 1) and a hashed-text
 /// sentiment model, both promoted.
-async fn register_models(env: &Env, topic: &str) -> Result<(), BenchError> {
+pub(super) async fn register_models(env: &Env, topic: &str) -> Result<(), BenchError> {
     use vigil_events::CheckpointStatus;
     use vigil_models::checkpoint::{self, NewCheckpoint};
     use vigil_models::families::{Dense, Model};
@@ -43,7 +43,7 @@ async fn register_models(env: &Env, topic: &str) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn scorer_system(workload: Workload, models_topic: &str) -> System {
+pub(super) fn scorer_system(workload: Workload, models_topic: &str) -> System {
     let (model, schema) = match workload {
         Workload::Fraud => ("fraud", "dev.vigil.demo.Transaction"),
         Workload::Text => ("sentiment", "dev.vigil.demo.TextEvent"),

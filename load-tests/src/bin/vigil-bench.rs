@@ -42,6 +42,7 @@ enum Which {
     Learner,
     Drift,
     Byo,
+    Scale,
 }
 
 fn main() -> ExitCode {
@@ -97,6 +98,9 @@ fn main() -> ExitCode {
         }
         if matches!(cli.which, Which::All | Which::Byo) {
             bench::byo(&env).await?;
+        }
+        if matches!(cli.which, Which::All | Which::Scale) {
+            bench::scale(&env).await?;
         }
         eprintln!("\nbenchmarks took {:.0} s", started.elapsed().as_secs_f64());
         Ok::<(), bench::BenchError>(())

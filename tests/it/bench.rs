@@ -1,0 +1,26 @@
+//! The benchmarks' short version (`make bench` runs them at length): `vigil-bench scale` with a
+//! few thousand events writes a report whose figures are measured, not made up.
+
+use vigil_e2e::*;
+
+#[test]
+fn the_scale_out_benchmark_writes_its_report() {
+    let out = std::env::temp_dir().join(unique("bench"));
+    let status = std::process::Command::new(bin("vigil-bench"))
+        .args(["scale", "--events", "3000", "--rounds", "1", "--out", out.to_str().unwrap()])
+        .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    let forwarder = report["forwarder_events_per_s"].as_f64().unwrap();
+    assert!(forwarder > 0.0, "{report}");
+    let runs = report["scorers"].as_array().unwrap();
+    assert_eq!(runs.iter().map(|r| r["instances"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    for r in runs {
+        let rate = r["events_per_s"].as_f64().unwrap();
+        assert!(rate > 0.0 && (r["vs_forwarder"].as_f64().unwrap() - rate / forwarder).abs() < 1e-9, "{r}");
+        assert!(r["rss_mb_total"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
