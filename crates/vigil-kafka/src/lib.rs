@@ -9,6 +9,7 @@ pub mod client;
 pub mod dlq;
 pub mod input;
 pub mod inputs;
+pub mod lease;
 pub mod model_registry;
 pub mod models;
 pub mod owned;

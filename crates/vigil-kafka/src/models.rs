@@ -91,6 +91,17 @@ pub fn producer(kafka: &KafkaConfig) -> Result<FutureProducer<client::LogContext
 
 /// Reads every record of the (single-partition) models topic from the beginning to its current end.
 pub fn read_all(kafka: &KafkaConfig, topic: &str, codec: &Codec) -> Result<Vec<ModelRecord>, KafkaPlumbingError> {
+    read_to_end(kafka, topic, codec).map(|(records, _)| records)
+}
+
+/// [`read_all`], with the offset after the end it read to (where a follower goes on from).
+/// Transactional writers leave control records on the topic that are never delivered, so the end
+/// is the consumer's position reaching the high watermark, not a record's offset.
+pub fn read_to_end(
+    kafka: &KafkaConfig,
+    topic: &str,
+    codec: &Codec,
+) -> Result<(Vec<ModelRecord>, i64), KafkaPlumbingError> {
     let consumer: BaseConsumer<client::LogContext> =
         client::large_message_consumer_config(kafka, "models-reader", &format!("vigil-models-{}", now_ms()))
             .create_with_context(client::LogContext)
@@ -111,7 +122,7 @@ pub fn read_all(kafka: &KafkaConfig, topic: &str, codec: &Codec) -> Result<Vec<M
     }
     let mut out = Vec::new();
     if high <= low {
-        return Ok(out);
+        return Ok((out, high));
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
@@ -121,23 +132,30 @@ pub fn read_all(kafka: &KafkaConfig, topic: &str, codec: &Codec) -> Result<Vec<M
         .map_err(|source| KafkaPlumbingError::Client { what: "assigning the models topic", source })?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                out.push(parse(codec, m.key(), m.payload(), m.offset()));
-                if m.offset() + 1 >= high {
-                    break;
-                }
-            }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(parse(codec, m.key(), m.payload(), m.offset())),
             Some(Err(e)) => tracing::warn!(error = %e, "reading the models topic"),
-            None if std::time::Instant::now() > deadline => {
-                return Err(KafkaPlumbingError::Delivery(format!(
-                    "the models topic did not reach offset {high} within 60 s"
-                )));
-            }
             None => {}
         }
+        if position(&consumer, topic).is_some_and(|p| p >= high) {
+            return Ok((out, high));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(KafkaPlumbingError::Delivery(format!(
+                "the models topic did not reach offset {high} within 60 s (a transaction left open?)"
+            )));
+        }
     }
-    Ok(out)
+}
+
+/// Where a consumer of the models topic is: the offset of the next record it will deliver
+/// (control records of transactions passed over).
+pub fn position<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(consumer: &C, topic: &str) -> Option<i64> {
+    let tpl = consumer.position().ok()?;
+    match tpl.find_partition(topic, 0)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
 }
 
 /// A consumer that follows the models topic from the beginning (no group: every instance sees

@@ -24,14 +24,18 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::Producer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use vigil_events::{Codec, Event};
 use vigil_runtime::config::KafkaConfig;
+use vigil_runtime::metrics::Health;
 
+use crate::lease::{Held, Lease, LeaseConfig};
 use crate::model_registry::ModelRegistry;
-use crate::sink::{Output, Sink};
+use crate::sink::{Output, Sink, SinkContext};
 use crate::tracker::Tracker;
 use crate::{HandlerError, Input, KafkaPlumbingError, client, models};
 
@@ -235,6 +239,11 @@ pub struct OwnedConfig {
     pub poll_wait: Duration,
     /// Deadline for delivering what is in flight at shutdown.
     pub drain_timeout: Duration,
+    /// The lease that makes one instance of several the one that works (none: this one does).
+    pub lease: Option<LeaseConfig>,
+    /// Writes in Kafka transactions under this id (shared by the lease's holders, so that a new
+    /// holder fences a former one whose writes are still in flight); none: an idempotent producer.
+    pub transactional_id: Option<String>,
 }
 
 impl OwnedConfig {
@@ -247,6 +256,8 @@ impl OwnedConfig {
             max_round: 2000,
             poll_wait: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(10),
+            lease: None,
+            transactional_id: None,
         }
     }
 }
@@ -260,30 +271,41 @@ pub enum OwnedError {
     /// The service could not be built or failed.
     #[error("{0}")]
     Service(#[from] HandlerError),
+    /// Another instance holds the lease now (or fenced this one's writes): this one stops writing.
+    #[error("another instance took over ({0}); this one stops (restarted, it stands by)")]
+    Superseded(String),
 }
 
-/// Replays the models topic, builds the service with `build`, calls `ready`, then runs rounds until
+/// Waits for the lease (if any; standing by, not ready, while another instance holds it), replays
+/// the models topic, builds the service with `build`, marks `health` ready, then runs rounds until
 /// `shutdown` (call from a blocking thread).
 pub fn run<S: ModelService>(
     kafka: &KafkaConfig,
     cfg: &OwnedConfig,
     codec: &Codec,
     build: impl FnOnce(&ModelRegistry) -> Result<S, HandlerError>,
-    ready: impl FnOnce(),
+    health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<(), OwnedError> {
+    let lease = cfg.lease.as_ref().map(|l| Lease::join(kafka, &cfg.service, l)).transpose()?;
+    if let Some(l) = &lease
+        && !l.acquire(shutdown, || health.set_not_ready("standing by: another instance holds the lease"))
+    {
+        return Ok(());
+    }
+    // The producer first: initialising its transactional id aborts what a former holder left open,
+    // which would otherwise hold back reading the models topic to its end.
+    let sink = producer(kafka, cfg, shutdown)?;
     let mut registry = ModelRegistry::slim();
-    let records = models::read_all(kafka, &cfg.models_topic, codec)?;
-    let models_seen = records.len() as i64;
+    let (records, models_end) = models::read_to_end(kafka, &cfg.models_topic, codec)?;
     records.into_iter().for_each(|r| registry.apply_record(r));
     let mut service = build(&registry)?;
-    let sink = Sink::new(&client::service_producer_config(kafka, &cfg.service), Arc::new(Mutex::new(Tracker::new())))?;
     let consumer: BaseConsumer<client::LogContext> = client::consumer_config(kafka, &cfg.service, &cfg.group)
         .create_with_context(client::LogContext)
         .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })?;
     let partitions = assign(&consumer, &service.sources())?;
-    let follower = models::follower_from(kafka, &cfg.models_topic, &format!("{}-models", cfg.service), models_seen)?;
-    ready();
+    let follower = models::follower_from(kafka, &cfg.models_topic, &format!("{}-models", cfg.service), models_end)?;
+    health.set_ready();
     tracing::info!(service = %cfg.service, topics = ?partitions.keys().collect::<Vec<_>>(), "reading");
 
     let mut rounds = Rounds { next: HashMap::new(), high: HashMap::new(), out: Outbox::default() };
@@ -291,8 +313,16 @@ pub fn run<S: ModelService>(
         if shutdown.is_cancelled() {
             break Ok(());
         }
+        if lease.as_ref().is_some_and(|l| l.poll() == Held::No) {
+            break Err(OwnedError::Superseded("the lease moved".into()));
+        }
         let step = rounds.round(&mut service, &mut registry, (&consumer, &follower, codec), &partitions, cfg);
-        match step.and_then(|()| deliver(&sink, &mut rounds.out, cfg.drain_timeout, shutdown)) {
+        let delivered = match step {
+            Ok(()) if cfg.transactional_id.is_some() => deliver_in_transaction(&sink, &mut rounds.out, cfg, shutdown),
+            Ok(()) => deliver(&sink, &mut rounds.out, cfg.drain_timeout, shutdown),
+            Err(e) => Err(e),
+        };
+        match delivered {
             Ok(true) => service.on_delivered(),
             Ok(false) => {}
             Err(e) => break Err(e),
@@ -301,6 +331,91 @@ pub fn run<S: ModelService>(
     let flushed = sink.flush(cfg.drain_timeout);
     tracing::info!(service = %cfg.service, flushed = flushed.is_ok(), "stopped reading");
     result.and(flushed.map_err(OwnedError::from))
+}
+
+/// The service's producer: transactional (its id initialised, which fences a former holder's
+/// open transaction) or idempotent.
+fn producer(kafka: &KafkaConfig, cfg: &OwnedConfig, shutdown: &CancellationToken) -> Result<Sink, OwnedError> {
+    let tracker = Arc::new(Mutex::new(Tracker::new()));
+    let Some(id) = &cfg.transactional_id else {
+        return Ok(Sink::new(&client::service_producer_config(kafka, &cfg.service), tracker)?);
+    };
+    let sink = Sink::new(&client::transactional_config(kafka, &cfg.service, id), tracker)?;
+    let p = sink.shared();
+    let started = Instant::now();
+    // A broker that is away is waited for; anything else is fatal.
+    loop {
+        match p.init_transactions(Duration::from_secs(30)) {
+            Ok(()) => {
+                tracing::info!(id, took_s = started.elapsed().as_secs_f64(), "transactions initialised");
+                return Ok(sink);
+            }
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && !shutdown.is_cancelled() => {
+                tracing::warn!(error = %e, "initialising transactions; trying again");
+            }
+            Err(source) => {
+                return Err(KafkaPlumbingError::Client { what: "initialising transactions", source }.into());
+            }
+        }
+    }
+}
+
+/// [`deliver`] in one transaction: committed when every record is written (a broker that is away
+/// is waited for); an abortable failure aborts and writes them again; a fenced producer means
+/// another instance took over.
+fn deliver_in_transaction(
+    sink: &Sink,
+    out: &mut Outbox,
+    cfg: &OwnedConfig,
+    shutdown: &CancellationToken,
+) -> Result<bool, OwnedError> {
+    let outputs = out.take();
+    if outputs.is_empty() {
+        return Ok(false);
+    }
+    let p = sink.shared();
+    let timeout = cfg.drain_timeout;
+    loop {
+        p.begin_transaction().map_err(txn_error)?;
+        for output in &outputs {
+            sink.send_blocking(output, None, shutdown)?;
+        }
+        loop {
+            match p.commit_transaction(timeout) {
+                Ok(()) => return Ok(true),
+                Err(KafkaError::Transaction(e)) if e.is_fatal() => return Err(txn_error(KafkaError::Transaction(e))),
+                Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                    tracing::warn!(error = %e, "the transaction failed; aborting it and writing its records again");
+                    abort(&*p, timeout, shutdown)?;
+                    break;
+                }
+                Err(e) if !shutdown.is_cancelled() => {
+                    tracing::warn!(error = %e, "committing a transaction; trying again (is the broker away?)");
+                }
+                Err(e) => return Err(txn_error(e)),
+            }
+        }
+    }
+}
+
+/// Aborts the open transaction, waiting out a broker that is away.
+fn abort<P: Producer<SinkContext>>(p: &P, timeout: Duration, shutdown: &CancellationToken) -> Result<(), OwnedError> {
+    loop {
+        match p.abort_transaction(timeout) {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e)) if e.is_fatal() => return Err(txn_error(KafkaError::Transaction(e))),
+            Err(e) if !shutdown.is_cancelled() => tracing::warn!(error = %e, "aborting a transaction; trying again"),
+            Err(e) => return Err(txn_error(e)),
+        }
+    }
+}
+
+/// A fatal transaction error means this producer was fenced: another instance took over.
+fn txn_error(e: KafkaError) -> OwnedError {
+    match &e {
+        KafkaError::Transaction(t) if t.is_fatal() => OwnedError::Superseded(t.to_string()),
+        _ => KafkaPlumbingError::Client { what: "a transaction", source: e }.into(),
+    }
 }
 
 /// The loop's own state between rounds.

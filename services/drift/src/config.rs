@@ -16,9 +16,12 @@ pub type Config =
 pub struct DriftConfig {
     /// Metrics and health endpoint.
     pub http_listen: String,
-    /// Name of this service in client ids (it assigns partitions itself: one drift service watches
-    /// every partition of a model).
+    /// The group of the drift services that share these models: one holds the lease and watches,
+    /// the others stand by and take over when it stops.
     pub group_id: String,
+    /// How long a silent lease holder keeps the lease before another instance takes over, ms.
+    #[serde(rename = "lease-timeout-ms", with = "millis")]
+    pub lease_timeout: Duration,
     /// Models to watch (by name); empty: the model of every configured input.
     pub models: Vec<String>,
     /// Live window, in events per model (features and scores) and in labelled events (errors).
@@ -77,6 +80,7 @@ impl Default for DriftConfig {
         DriftConfig {
             http_listen: "127.0.0.1:9473".into(),
             group_id: "vigil-drift".into(),
+            lease_timeout: Duration::from_secs(10),
             models: Vec::new(),
             window: 1000,
             warmup: 1000,
@@ -102,6 +106,9 @@ impl Default for DriftConfig {
 impl Section for DriftConfig {
     fn validate(&self, inputs: &[InputConfig]) -> Vec<String> {
         let mut p: Vec<String> = check_listen("drift.http-listen", &self.http_listen).into_iter().collect();
+        if self.lease_timeout < Duration::from_secs(1) {
+            p.push("drift.lease-timeout-ms: at least 1000".into());
+        }
         if self.group_id.trim().is_empty() {
             p.push("drift.group-id: must not be empty".into());
         }

@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
 use vigil_kafka::inputs::load_schemas;
+use vigil_kafka::lease::LeaseConfig;
 use vigil_kafka::owned::{self, OwnedConfig};
 use vigil_kafka::schema_registry::Resolver;
 use vigil_runtime::Health;
@@ -49,14 +50,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         let codec = Codec::new();
         handle.block_on(load_schemas(&codec, &mut config.inputs, &config.schema_registry)).map_err(|p| p.join("; "))?;
         let resolver = Resolver::new(&config.schema_registry, handle).map_err(|e| vigil_runtime::error_chain(&e))?;
-        let group = format!("{}-{}", config.drift.group_id, vigil_kafka::now_ms());
-        let mut loop_config = OwnedConfig::new("drift", &group, &config.topics.models);
+        let group = &config.drift.group_id;
+        let mut loop_config = OwnedConfig::new("drift", &format!("{group}-reader"), &config.topics.models);
+        // One drift service of a group watches, the others stand by.
+        loop_config.lease = Some(LeaseConfig {
+            group: group.clone(),
+            topic: config.topics.models.clone(),
+            session_timeout: config.drift.lease_timeout,
+        });
         loop_config.max_round = 5000;
         let kafka = config.kafka.clone();
         let build = |registry: &vigil_kafka::ModelRegistry| {
             service::Drift::build(config, codec, resolver, &models, metrics, registry)
         };
-        owned::run(&kafka, &loop_config, &Codec::new(), build, || ready.set_ready(), &stop)
+        owned::run(&kafka, &loop_config, &Codec::new(), build, &ready, &stop)
             .map_err(|e| vigil_runtime::error_chain(&e))
     })
     .await

@@ -15,8 +15,12 @@ pub type Config = vigil_runtime::Config<vigil_runtime::config::Unchecked, Learne
 pub struct LearnerConfig {
     /// Metrics and health endpoint.
     pub http_listen: String,
-    /// Name of this learner in client ids (it assigns partitions itself: one learner per model).
+    /// The group of the learners that share these models: one holds the lease and learns, the
+    /// others stand by and take over when it stops (`kafka-consumer-groups.sh` lists them).
     pub group_id: String,
+    /// How long a silent lease holder keeps the lease before another learner takes over, ms.
+    #[serde(rename = "lease-timeout-ms", with = "millis")]
+    pub lease_timeout: Duration,
     /// Models to train (by name); empty: every input model that has a label topic.
     pub models: Vec<String>,
     /// Events kept waiting for their labels (the join window, in events per model).
@@ -61,6 +65,7 @@ impl Default for LearnerConfig {
         LearnerConfig {
             http_listen: "127.0.0.1:9472".into(),
             group_id: "vigil-learner".into(),
+            lease_timeout: Duration::from_secs(10),
             models: Vec::new(),
             join_window: 200_000,
             checkpoint_every: 5_000,
@@ -93,6 +98,12 @@ impl Section for LearnerConfig {
         }
         if !(self.promote_margin >= 0.0 && self.replay_ratio >= 0.0 && self.anchor >= 0.0) {
             p.push("learner.promote-margin, replay-ratio and anchor must not be negative".into());
+        }
+        if self.lease_timeout < Duration::from_secs(1) {
+            p.push(
+                "learner.lease-timeout-ms: at least 1000 (and at least the broker's group.min.session.timeout.ms, 6000 by default)"
+                    .into(),
+            );
         }
         if self.max_candidates == 0 {
             p.push("learner.max-candidates: must be at least 1".into());

@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use vigil_events::Codec;
 use vigil_kafka::inputs::load_schemas;
+use vigil_kafka::lease::LeaseConfig;
 use vigil_kafka::owned::{self, OwnedConfig};
 use vigil_kafka::schema_registry::Resolver;
 use vigil_runtime::Health;
@@ -45,14 +46,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         let codec = Codec::new();
         handle.block_on(load_schemas(&codec, &mut config.inputs, &config.schema_registry)).map_err(|p| p.join("; "))?;
         let resolver = Resolver::new(&config.schema_registry, handle).map_err(|e| vigil_runtime::error_chain(&e))?;
-        let group = format!("{}-{}", config.learner.group_id, vigil_kafka::now_ms());
-        let loop_config = OwnedConfig::new("learner", &group, &config.topics.models);
+        let group = &config.learner.group_id;
+        let mut loop_config = OwnedConfig::new("learner", &format!("{group}-reader"), &config.topics.models);
+        // One learner of a group works, the others stand by; its writes are transactions under an
+        // id the group shares, so that a new holder of the lease fences the former one.
+        loop_config.lease = Some(LeaseConfig {
+            group: group.clone(),
+            topic: config.topics.models.clone(),
+            session_timeout: config.learner.lease_timeout,
+        });
+        loop_config.transactional_id = Some(format!("learner-{group}"));
         let kafka = config.kafka.clone();
         let models_codec = Codec::new();
         let build = |registry: &vigil_kafka::ModelRegistry| {
             service::Learner::build(config, codec, resolver, &models, metrics, registry)
         };
-        owned::run(&kafka, &loop_config, &models_codec, build, || ready.set_ready(), &stop)
+        owned::run(&kafka, &loop_config, &models_codec, build, &ready, &stop)
             .map_err(|e| vigil_runtime::error_chain(&e))
     })
     .await

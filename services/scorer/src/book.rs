@@ -199,21 +199,24 @@ impl Follower {
                     self.failed(&alerts, &f);
                     continue;
                 }
-                r = models::next_with_offset(&consumer, &self.codec) => r,
+                r = models::next_with_offset(&consumer, &self.codec) => Some(r),
+                // The topic may end in transaction markers, which are never delivered: the
+                // consumer's position says when it has read to the end.
+                _ = tokio::time::sleep(Duration::from_millis(200)), if !caught_up => None,
             };
-            let (offset, record) = match next {
-                Ok(r) => r,
-                Err(e) => {
+            match next {
+                Some(Ok((_, record))) => registry.apply_record(record),
+                Some(Err(e)) => {
                     tracing::warn!(error = %vigil_runtime::error_chain(&e), "reading the models topic");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
-            };
-            registry.apply_record(record);
-            if !caught_up && offset + 1 >= end {
+                None => {}
+            }
+            if !caught_up && models::position(&consumer, &topic).is_some_and(|p| p >= end) {
                 // Re-check: more may have arrived while reading.
                 end = models::end_offset(&consumer, &topic).unwrap_or(end);
-                caught_up = offset + 1 >= end;
+                caught_up = models::position(&consumer, &topic).is_some_and(|p| p >= end);
             }
             if caught_up {
                 for model in &served {
