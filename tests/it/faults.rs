@@ -48,6 +48,38 @@ struct Outcome {
     aborted: usize,
 }
 
+/// Champion scores per event id (none may be lost) and per input record (none may be scored
+/// twice; an event the load's producer wrote twice across a broker crash is two records).
+#[derive(Default)]
+struct Tally {
+    events: HashMap<String, usize>,
+    records: HashMap<(i32, i64), usize>,
+}
+
+impl Tally {
+    fn add(&mut self, records: &[vigil_kafka::Input]) {
+        let codec = Codec::new();
+        for s in records.iter().filter_map(|m| codec.decode_event::<Score>(m.payload.as_deref()?).ok()) {
+            if s.variant == Variant::Champion {
+                *self.records.entry((s.source_partition, s.source_offset)).or_default() += 1;
+                *self.events.entry(s.event_id).or_default() += 1;
+            }
+        }
+    }
+
+    /// Reads the scores until every one of `events` has a champion score.
+    async fn until_every_event(stack: &Stack, isolation: &str, events: u64) -> Tally {
+        let (mut tally, mut read) = (Tally::default(), 0);
+        collect_until(&stack.scores, isolation, Duration::from_secs(180), "a champion score per event", |r| {
+            tally.add(&r[read..]);
+            read = r.len();
+            tally.events.len() as u64 >= events
+        })
+        .await;
+        tally
+    }
+}
+
 fn metric_sum(port: u16, prefix: &str) -> f64 {
     let Some((_, text)) = http_get(port, "/metrics") else { return -1.0 };
     text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
@@ -100,25 +132,8 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
     let summary = load.join().unwrap();
     let (events, labels) = (summary["events"].as_u64().unwrap(), summary["labels"].as_u64().unwrap());
     let isolation = if delivery == "exactly-once" { "read_committed" } else { "read_uncommitted" };
-    let codec = Codec::new();
-    // Champion scores per event id (none lost) and per input record (none scored twice: an event
-    // the generator's producer wrote twice across the broker's crash is two records).
-    let mut champions: HashMap<String, usize> = HashMap::new();
-    let mut records: HashMap<(i32, i64), usize> = HashMap::new();
-    let mut read = 0;
-    collect_until(&stack.scores, isolation, Duration::from_secs(120), "a champion score per event", |r| {
-        for m in &r[read..] {
-            if let Ok(s) = codec.decode_event::<Score>(m.payload.as_deref().unwrap_or_default())
-                && s.variant == Variant::Champion
-            {
-                *records.entry((s.source_partition, s.source_offset)).or_default() += 1;
-                *champions.entry(s.event_id).or_default() += 1;
-            }
-        }
-        read = r.len();
-        champions.len() as u64 >= events
-    })
-    .await;
+    let tally = Tally::until_every_event(&stack, isolation, events).await;
+    let (champions, records) = (tally.events, tally.records);
     let rewritten = champions.len().abs_diff(records.len());
     if rewritten > 0 {
         println!("{fault}/{delivery}: {rewritten} events were written twice by the load's producer");
@@ -250,29 +265,11 @@ async fn exactly_once_scorers_killed_and_stopped_in_turn_score_each_event_once()
         turn += 1;
     }
     assert!(load.join().unwrap().success());
-    let codec = Codec::new();
-    let mut champions: HashMap<String, usize> = HashMap::new();
-    let mut read = 0;
-    collect_until(&stack.scores, "read_committed", Duration::from_secs(180), "a champion score per event", |r| {
-        for m in &r[read..] {
-            if let Ok(s) = codec.decode_event::<Score>(m.payload.as_deref().unwrap_or_default())
-                && s.variant == Variant::Champion
-            {
-                *champions.entry(s.event_id).or_default() += 1;
-            }
-        }
-        read = r.len();
-        champions.len() as u64 >= events
-    })
-    .await;
+    Tally::until_every_event(&stack, "read_committed", events).await;
     // Everything committed by now, zombies' late commits included (they must have been fenced).
-    let all = read_all(&stack.scores, "read_committed", Duration::from_secs(3)).await;
-    let mut once: HashMap<String, usize> = HashMap::new();
-    for s in all.iter().filter_map(|m| codec.decode_event::<Score>(m.payload.as_deref()?).ok()) {
-        if s.variant == Variant::Champion {
-            *once.entry(s.event_id).or_default() += 1;
-        }
-    }
+    let mut tally = Tally::default();
+    tally.add(&read_all(&stack.scores, "read_committed", Duration::from_secs(3)).await);
+    let once = tally.events;
     let duplicated = once.values().filter(|n| **n > 1).count();
     println!(
         "fleet: {events} events, {} scored, {kills} kills, {stops} stops past the session timeout, {duplicated} duplicates",
