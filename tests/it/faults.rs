@@ -46,6 +46,10 @@ struct Outcome {
     recovery: Duration,
     /// Transactions the scorer aborted (its log).
     aborted: usize,
+    /// Whether the scorer and the learner said, during the fault, that the cluster was away.
+    away: Vec<bool>,
+    /// From healing until both were ready again.
+    ready_again: Duration,
 }
 
 /// Champion scores per event id (none may be lost) and per input record (none may be scored
@@ -123,12 +127,20 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
         "latency" => proxy.set(Fault::Latency(Duration::from_millis(300))),
         other => panic!("unknown fault {other}"),
     }
-    tokio::time::sleep(p.length).await; // the fault lasts this long
+    // The fault lasts this long; meanwhile both services say whether they see the cluster.
+    let away = watch_readiness(&[scorer_port, learner_port], p.length).await;
     match fault {
         "kill" => broker.start(),
         _ => proxy.set(Fault::None),
     }
     let healed = Instant::now();
+    if fault != "latency" {
+        assert_eq!(away, [true, true], "{fault}/{delivery}: scorer and learner not ready while the cluster is away");
+    }
+    for (port, name) in [(scorer_port, "the scorer"), (learner_port, "the learner")] {
+        wait_ready(port, Duration::from_secs(60), name);
+    }
+    let ready_again = healed.elapsed();
     let summary = load.join().unwrap();
     let (events, labels) = (summary["events"].as_u64().unwrap(), summary["labels"].as_u64().unwrap());
     let isolation = if delivery == "exactly-once" { "read_committed" } else { "read_uncommitted" };
@@ -165,7 +177,19 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
     let log = std::fs::read_to_string(dir.join("scorer.log")).unwrap_or_default();
     let aborted = log.matches("aborting it").count();
     let lost = events as usize - champions.len().min(events as usize);
-    Outcome { events, lost, duplicated, recovery, aborted }
+    Outcome { events, lost, duplicated, recovery, aborted, away, ready_again }
+}
+
+/// Polls `/readyz` of each port for `length`: whether each said the Kafka cluster does not answer.
+async fn watch_readiness(ports: &[u16], length: Duration) -> Vec<bool> {
+    let (until, mut away) = (Instant::now() + length, vec![false; ports.len()]);
+    while Instant::now() < until {
+        for (port, seen) in ports.iter().zip(away.iter_mut()) {
+            *seen |= http_get(*port, "/readyz").is_some_and(|(code, body)| code == 503 && body.contains("Kafka"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    away
 }
 
 async fn scenarios(delivery: &str) {
@@ -180,11 +204,13 @@ async fn scenarios(delivery: &str) {
     for fault in ["kill", "black-hole", "latency"] {
         let o = run(&broker, &proxy, fault, delivery).await;
         println!(
-            "fault {fault:<10} {delivery:<13} events {} lost {} duplicated {} aborted {} exits 0, all scored {:.1} s after healing",
+            "fault {fault:<10} {delivery:<13} events {} lost {} duplicated {} aborted {} exits 0, not ready during the fault {:?}, ready again {:.1} s and all scored {:.1} s after healing",
             o.events,
             o.lost,
             o.duplicated,
             o.aborted,
+            o.away,
+            o.ready_again.as_secs_f64(),
             o.recovery.as_secs_f64()
         );
         aborted += o.aborted;

@@ -227,9 +227,9 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// A free local port (bound then released; fine for tests on one machine).
+/// A free local port for a service's endpoint ([`vigil_runtime::metrics::free_local_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    vigil_runtime::metrics::free_local_port().unwrap()
 }
 
 /// GETs `path` from a local HTTP server; returns (status, body), or `None` when it does not answer.

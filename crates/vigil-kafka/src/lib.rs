@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod cluster;
 pub mod dlq;
 pub mod input;
 pub mod inputs;

@@ -15,17 +15,19 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Liveness and readiness of a service.
+/// Liveness and readiness of a service: its own state (ready, or not and why) and, apart from it,
+/// whether the Kafka cluster is reachable ([`Health::set_cluster`]); ready means both.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
     reason: Mutex<String>,
+    cluster_away: Mutex<Option<String>>,
 }
 
 impl Health {
     /// A new service: alive, not ready yet.
     pub fn new() -> Arc<Health> {
-        Arc::new(Health { ready: AtomicBool::new(false), reason: Mutex::new("starting".into()) })
+        Arc::new(Health { ready: AtomicBool::new(false), reason: Mutex::new("starting".into()), ..Health::default() })
     }
 
     /// Marks the service ready to take traffic.
@@ -44,12 +46,23 @@ impl Health {
         }
     }
 
-    /// Whether the service is ready.
+    /// Records whether the Kafka cluster is reachable: `Some(why)` while it is away (the service is
+    /// not ready, keeps its own state and waits), `None` once it answers again.
+    pub fn set_cluster(&self, away: Option<String>) {
+        if let Ok(mut a) = self.cluster_away.lock() {
+            *a = away;
+        }
+    }
+
+    /// Whether the service is ready (its own state, and the cluster reachable).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && self.cluster_away.lock().is_ok_and(|a| a.is_none())
     }
 
     fn reason(&self) -> String {
+        if let Some(away) = self.cluster_away.lock().ok().and_then(|a| a.clone()) {
+            return away;
+        }
         self.reason.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
@@ -159,6 +172,33 @@ where
     result
 }
 
+/// A local port free now, for the endpoint of a service that a test or a benchmark starts. Drawn at
+/// random below the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), so that no
+/// outgoing connection takes it between this check and the service binding it; never handed out
+/// twice by one process (tests running side by side in one process draw many); checked by binding.
+pub fn free_local_port() -> std::io::Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    const LOWEST: u32 = 20_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .max(LOWEST + 1_000);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for attempt in 0..10_000u32 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(attempt);
+        h.write_u32(std::process::id());
+        let port = (LOWEST + (h.finish() % u64::from(ephemeral - LOWEST)) as u32) as u16;
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,8 +234,13 @@ mod tests {
         assert_eq!((status, body.trim()), (503, "not ready: starting"));
         health.set_ready();
         assert_eq!(get(server.addr, "/readyz").await.0, 200);
-        health.set_not_ready("broker unreachable");
-        assert!(get(server.addr, "/readyz").await.1.contains("broker unreachable"));
+        health.set_cluster(Some("the Kafka cluster is unreachable".into()));
+        let (status, body) = get(server.addr, "/readyz").await;
+        assert_eq!((status, body.trim()), (503, "not ready: the Kafka cluster is unreachable"));
+        health.set_cluster(None);
+        assert_eq!(get(server.addr, "/readyz").await.0, 200, "ready again with the cluster back");
+        health.set_not_ready("standing by");
+        assert!(get(server.addr, "/readyz").await.1.contains("standing by"));
 
         shutdown.cancel();
         server.task.await.unwrap();
@@ -210,5 +255,15 @@ mod tests {
             .err()
             .expect("must fail");
         assert!(err.to_string().contains(&addr), "{err}");
+    }
+
+    #[test]
+    fn free_local_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| super::free_local_port().unwrap()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(ports.iter().all(|p| *p >= 20_000));
+        assert!(ports.iter().any(|p| *p < 32_768), "drawn below the ephemeral range");
+        std::net::TcpListener::bind(("127.0.0.1", ports[0])).unwrap();
     }
 }

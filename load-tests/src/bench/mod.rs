@@ -121,7 +121,8 @@ impl System {
         };
         let mut args: Vec<String> = self.args.iter().map(|a| sub(a)).collect();
         if let Some(template) = &self.config {
-            let path = std::env::temp_dir().join(format!("{group}.toml"));
+            // One file per instance: instances of one group differ by their port.
+            let path = std::env::temp_dir().join(format!("{group}-{port}.toml"));
             std::fs::write(&path, sub(template))?;
             args.push("--config".into());
             args.push(path.display().to_string());

@@ -58,5 +58,5 @@ pub fn metric_value(metrics: &str, series: &str) -> f64 {
 
 /// A free local port.
 pub fn free_port() -> Result<u16, BenchError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(vigil_runtime::metrics::free_local_port()?)
 }

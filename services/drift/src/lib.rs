@@ -44,6 +44,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     health.set_not_ready("assigning partitions");
     tracing::info!(?models, "drift service starting");
     let listen = config.drift.http_listen.clone();
+    vigil_kafka::cluster::watch(&config.kafka, &config.topics.models, health.clone(), shutdown.clone());
     let ready = health.clone();
     vigil_runtime::metrics::run_blocking("drift service", &listen, registry, health, shutdown, move |stop, handle| {
         let mut config = config;

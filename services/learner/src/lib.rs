@@ -40,6 +40,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     health.set_not_ready("resuming");
     tracing::info!(?models, "learner starting");
     let listen = config.learner.http_listen.clone();
+    vigil_kafka::cluster::watch(&config.kafka, &config.topics.models, health.clone(), shutdown.clone());
     let ready = health.clone();
     vigil_runtime::metrics::run_blocking("learner", &listen, registry, health, shutdown, move |stop, handle| {
         let mut config = config;

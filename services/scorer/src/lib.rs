@@ -79,6 +79,7 @@ pub async fn run(
     if let Some(tx) = started {
         let _ = tx.send(Running { http: http.addr });
     }
+    vigil_kafka::cluster::watch(&config.kafka, &config.topics.models, health.clone(), shutdown.child_token());
 
     let (book, failures) = Book::new();
     let book = Arc::new(book);
