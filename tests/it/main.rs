@@ -9,6 +9,7 @@ mod compose;
 mod config;
 mod dead_letters;
 mod drift;
+mod encoder;
 mod failover;
 mod faults;
 mod graphs;

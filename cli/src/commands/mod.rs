@@ -1,6 +1,7 @@
 //! The `vigil` subcommands.
 
 pub mod bootstrap;
+pub mod encoder;
 pub mod models;
 pub mod produce;
 pub mod records;

@@ -1,5 +1,5 @@
 //! Kafka plumbing shared by Vigil's services, its CLI and the load tools: client configuration
-//! ([`client`]), topic administration ([`admin`]), the commit-after-acknowledgement consume loop
+//! ([`client`]), whether the cluster answers ([`cluster`]), topic administration ([`admin`]), the commit-after-acknowledgement consume loop
 //! ([`pipeline`], over [`tracker`] and [`sink`]), the loop of services that own whole models
 //! ([`owned`]), the models topic and the model registry folded from it ([`models`],
 //! [`model_registry`]), dead letters ([`dlq`]) and the schema registry client ([`schema_registry`]).

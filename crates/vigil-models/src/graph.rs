@@ -79,6 +79,11 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// Whether an initializer called `name` was added.
+    pub fn has_initializer(&self, name: &str) -> bool {
+        self.graph.initializer.iter().any(|t| t.name == name)
+    }
+
     /// Adds a node with one output named after it, and returns that output's name.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         self.counter += 1;

@@ -1,9 +1,11 @@
 //! Models for Vigil: the families it trains and serves ([`families`]: logistic regression, MLP,
 //! hashed text), exported as ONNX graphs ([`graph`] over the protobuf messages in [`onnx`]); ONNX
-//! Runtime sessions ([`runtime`]); checkpoints and their validation ([`checkpoint`]). The model
+//! Runtime sessions ([`runtime`]); checkpoints and their validation ([`checkpoint`]); a sentence
+//! encoder built from a BERT checkpoint's weights ([`encoder`]). The model
 //! registry (which version is champion) is the state of the models topic, in `vigil-kafka`.
 
 pub mod checkpoint;
+pub mod encoder;
 pub mod families;
 pub mod graph;
 pub mod inspect;
