@@ -198,10 +198,17 @@ fn run_with_input(cmd: &mut std::process::Command, env: &[(&str, &str)], stdin: 
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
+    // Written from a thread of its own: a child that answers as it reads would otherwise fill its
+    // output pipe while this side still writes, and both would wait for ever.
+    let writer = stdin.map(|input| {
+        let (mut pipe, input) = (child.stdin.take().unwrap(), input.to_string());
+        std::thread::spawn(move || pipe.write_all(input.as_bytes()))
+    });
     let out = child.wait_with_output().unwrap();
+    // A child that stops reading early (it failed) breaks the pipe: its status and errors say why.
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),

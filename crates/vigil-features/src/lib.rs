@@ -1,12 +1,14 @@
 //! Features for Vigil's models: the feature spec ([`spec`], TOML, carried inside every checkpoint),
 //! the featurisers that turn decoded records into model inputs ([`featurize`], [`text`]) and specs
-//! inferred from a sample of records ([`infer`]). Pure: no
+//! inferred from a sample of records ([`infer`]); subword tokens for sentence encoders ([`subword`]).
+//! Pure: no
 //! I/O, so the scorer, the learner and the drift detector featurise identically.
 
 pub mod batch;
 pub mod featurize;
 pub mod infer;
 pub mod spec;
+pub mod subword;
 pub mod text;
 
 pub use featurize::{FeatureError, Featurizer, Field, Row};
