@@ -266,3 +266,26 @@ async fn a_concept_change_raises_concept_drift_once_labels_arrive() {
     terminate(&mut scorer.0, Duration::from_secs(20));
     stack.delete().await;
 }
+
+/// A service runs with two malloc arenas unless its environment says otherwise (it executes itself
+/// again with `MALLOC_ARENA_MAX` set, keeping its process id), and keeps an operator's setting.
+#[tokio::test]
+async fn services_cap_malloc_arenas_unless_told_otherwise() {
+    let stack = Stack::new("arenas", 1, "").await;
+    let dir = std::env::temp_dir().join(&stack.prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (given, expected) in [(None, "MALLOC_ARENA_MAX=2"), (Some("8"), "MALLOC_ARENA_MAX=8")] {
+        let port = free_port();
+        let env: Vec<(&str, &str)> = given.map(|v| ("MALLOC_ARENA_MAX", v)).into_iter().collect();
+        let mut drift = Running(stack.spawn_logged_with("vigil-drift", port, &dir.join("drift.log"), &env));
+        wait_for(Duration::from_secs(60), "the drift service's endpoint", || async {
+            http_get(port, "/healthz").map(|_| ())
+        })
+        .await;
+        let environ = std::fs::read(format!("/proc/{}/environ", drift.0.id())).unwrap();
+        let vars: Vec<String> = environ.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        assert!(vars.iter().any(|v| v == expected), "{expected} not in the service's environment");
+        terminate(&mut drift.0, Duration::from_secs(20));
+    }
+    stack.delete().await;
+}

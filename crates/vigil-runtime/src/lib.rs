@@ -24,6 +24,26 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Malloc arenas a service runs with unless `MALLOC_ARENA_MAX` is set already.
+pub const MALLOC_ARENAS: &str = "2";
+
+/// glibc's malloc gives threads arenas of their own, up to eight per core; with ONNX Runtime's and
+/// librdkafka's threads, a scorer that loads a model per version spread its freed memory over them
+/// and its resident memory climbed (one-hour soak: 430 MiB after 15 minutes and rising, against
+/// 115–160 MiB with two arenas, in the same run). Safe Rust cannot call `mallopt`, so a service
+/// whose environment does not set `MALLOC_ARENA_MAX` executes itself again once with it set to
+/// [`MALLOC_ARENAS`] (same process id and arguments; set the variable to keep glibc's default).
+fn cap_malloc_arenas(name: &str) {
+    use std::os::unix::process::CommandExt;
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let error =
+        std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("MALLOC_ARENA_MAX", MALLOC_ARENAS).exec();
+    eprintln!("{name}: running with glibc's default malloc arenas (cannot execute itself again: {error})");
+}
+
 /// The whole `main` of a Vigil service: loads the configuration from `config_file` (exit status 2,
 /// with every problem listed, when it is invalid), starts logging, runs `run` on a two-thread async
 /// runtime with a shutdown token cancelled by SIGTERM / SIGINT, and turns its result into the exit
@@ -41,6 +61,7 @@ where
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     use std::process::ExitCode;
+    cap_malloc_arenas(name);
     let config = match Config::<Sc, Le, Dr>::load(config_file) {
         Ok(c) => c,
         Err(e) => {
