@@ -117,10 +117,15 @@ fn good_checkpoints_pass_and_bad_ones_are_refused_with_the_reason() {
     garbage.size_bytes = 8;
     garbage.sha256 = checkpoint::sha256_hex(b"not onnx");
     garbage.signature = None;
-    assert_eq!(check(&garbage, &policy), "load");
+    // The static inspection reads the bytes first: what is not ONNX is refused there, named so.
+    let refused = checkpoint::validate(&garbage, schema, &policy, &rt).unwrap_err();
+    assert_eq!(refused.check, "graph");
+    assert!(refused.reason.contains("not an ONNX model"), "{}", refused.reason);
     let mut wrong_spec = good.clone();
     wrong_spec.feature_spec = SENTIMENT_SPEC.into();
-    assert_eq!(check(&wrong_spec, &policy), "spec");
+    assert_eq!(check(&wrong_spec, &policy), "signature", "the signature covers the spec");
+    wrong_spec.signature = None;
+    assert_eq!(check(&wrong_spec, &policy), "spec", "unsigned: the spec does not fit the input");
     let text = checkpoint::build(
         NewCheckpoint {
             model: "sentiment",
