@@ -77,21 +77,7 @@ async fn learners_hand_a_model_over_without_applying_a_label_twice() {
     let mut b = spawn("b", ports[1]);
     let (first, _) = holder(&ports[..2], Duration::from_secs(60)).await;
     standing_by(ports[1 - first], "the second learner").await;
-    let load = {
-        let (cfg, tx, labels) = (stack.config.clone(), stack.tx.clone(), stack.tx_labels.clone());
-        std::thread::spawn(move || {
-            let out = std::process::Command::new(bin("vigil-load"))
-                .args(["fraud", "--topic", &tx, "--labels-topic", &labels, "--events", "9000", "--rate", "500"])
-                .args(["--id-prefix", "failover", "--label-fast-share", "1", "--label-slow-share", "0"])
-                .args(["--label-fast-mean-ms", "200", "--label-grace", "10"])
-                .env("VIGIL_CONFIG", cfg)
-                .env("VIGIL_LOG__LEVEL", "warn")
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["labels"].as_u64().unwrap()
-        })
-    };
+    let load = stack.labelled_fraud_load("failover", 9000, 500);
     // The holder has checkpointed: stop it past its lease (a zombie); the other takes over.
     collect_until(&stack.models, "read_committed", Duration::from_secs(60), "a learner checkpoint", |r| r.len() >= 3)
         .await;
@@ -117,7 +103,7 @@ async fn learners_hand_a_model_over_without_applying_a_label_twice() {
     let (third, took) = holder(&ports[2..], Duration::from_secs(30)).await;
     assert_eq!(third, 0);
     println!("the third learner took over {:.1} s after the holder was killed", took.as_secs_f64());
-    let labels = load.join().unwrap();
+    let labels = load.join().unwrap()["labels"].as_u64().unwrap();
     // Training goes on from the last checkpoint: the newest checkpoint settles every label once.
     let until = Instant::now() + Duration::from_secs(120);
     let cps = loop {

@@ -103,23 +103,7 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
     let mut learner = Running(stack.spawn_logged_with("vigil-learner", learner_port, &dir.join("learner.log"), &env));
     wait_ready(scorer_port, Duration::from_secs(60), "the scorer");
     let prefix = format!("{}-", stack.prefix);
-    let load = {
-        let (cfg, tx, labels, prefix) =
-            (stack.config.clone(), stack.tx.clone(), stack.tx_labels.clone(), prefix.clone());
-        let (events, rate) = (p.events.to_string(), p.rate.to_string());
-        std::thread::spawn(move || {
-            let out = std::process::Command::new(bin("vigil-load"))
-                .args(["fraud", "--topic", &tx, "--labels-topic", &labels, "--events", &events, "--rate", &rate])
-                .args(["--id-prefix", &prefix, "--label-fast-share", "1", "--label-slow-share", "0"])
-                .args(["--label-fast-mean-ms", "200", "--label-grace", "10"])
-                .env("VIGIL_CONFIG", cfg)
-                .env("VIGIL_LOG__LEVEL", "warn")
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-        })
-    };
+    let load = stack.labelled_fraud_load(&prefix, p.events, p.rate);
     tokio::time::sleep(p.start).await; // the fault starts this far into the load (a schedule, not a wait for a state)
     match fault {
         "kill" => broker.kill(),

@@ -279,6 +279,31 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// `vigil-load fraud` on a thread: `events` transactions at `rate` per second into this stack's
+    /// input, each labelled about 200 ms later, ids prefixed by `prefix`; joins to its JSON summary.
+    pub fn labelled_fraud_load(
+        &self,
+        prefix: &str,
+        events: u64,
+        rate: u64,
+    ) -> std::thread::JoinHandle<serde_json::Value> {
+        let (cfg, tx, labels, prefix) =
+            (self.config.clone(), self.tx.clone(), self.tx_labels.clone(), prefix.to_string());
+        let (events, rate) = (events.to_string(), rate.to_string());
+        std::thread::spawn(move || {
+            let out = std::process::Command::new(bin("vigil-load"))
+                .args(["fraud", "--topic", &tx, "--labels-topic", &labels, "--events", &events, "--rate", &rate])
+                .args(["--id-prefix", &prefix, "--label-fast-share", "1", "--label-slow-share", "0"])
+                .args(["--label-fast-mean-ms", "200", "--label-grace", "10"])
+                .env("VIGIL_CONFIG", cfg)
+                .env("VIGIL_LOG__LEVEL", "warn")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+    }
+
     /// Creates the topics (with `partitions` each) and the configuration file; `extra` holds more
     /// keys of the `[scorer]` section.
     pub async fn new(name: &str, partitions: i32, extra: &str) -> Stack {

@@ -143,16 +143,11 @@ impl Sink {
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Result<(), KafkaPlumbingError> {
         let mut opaque = Box::new(ticket);
-        loop {
-            match self.enqueue(output, opaque)? {
-                None => return Ok(()),
-                Some(_) if shutdown.is_cancelled() => return Err(queue_full_at_shutdown(output)),
-                Some(back) => {
-                    opaque = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
+        while let Some(back) = self.enqueue_unless_stopping(output, opaque, shutdown)? {
+            opaque = back;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        Ok(())
     }
 
     /// [`Sink::send`] for a blocking thread: waits while the queue is full, unless `shutdown` is
@@ -165,15 +160,24 @@ impl Sink {
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Result<(), KafkaPlumbingError> {
         let mut opaque = Box::new(ticket);
-        loop {
-            match self.enqueue(output, opaque)? {
-                None => return Ok(()),
-                Some(_) if shutdown.is_cancelled() => return Err(queue_full_at_shutdown(output)),
-                Some(back) => {
-                    opaque = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
+        while let Some(back) = self.enqueue_unless_stopping(output, opaque, shutdown)? {
+            opaque = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Enqueues once; with the queue full, gives the opaque back to wait and retry, or fails when
+    /// `shutdown` is cancelled.
+    fn enqueue_unless_stopping(
+        &self,
+        output: &Output,
+        opaque: Box<Option<Ticket>>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<Box<Option<Ticket>>>, KafkaPlumbingError> {
+        match self.enqueue(output, opaque)? {
+            Some(_) if shutdown.is_cancelled() => Err(queue_full_at_shutdown(output)),
+            back => Ok(back),
         }
     }
 

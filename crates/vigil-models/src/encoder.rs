@@ -85,10 +85,9 @@ pub fn build(config: &BertConfig, weights: &SafeTensors<'_>) -> Result<ModelProt
         return Err(EncoderError::Invalid("attention heads must divide the hidden size".into()));
     }
     let mut e = Encoder { b: GraphBuilder::new("sentence-encoder"), weights, config };
-    let x = e.embeddings()?;
+    let mut x = e.embeddings()?;
     let mask = e.b.node("Cast", &[ATTENTION_MASK], &[("to", Attr::Int(i64::from(data_type::FLOAT)))]);
     let bias = e.attention_bias(&mask);
-    let mut x = x;
     for layer in 0..config.num_hidden_layers {
         x = e.layer(layer, &x, &bias)?;
     }
