@@ -70,6 +70,11 @@ echo "== soaking for $seconds s (memory samples: $out/rss.csv)" >&2
 alive=0
 for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=$((alive + 1)); done
 "$bin/vigil" models list >"$out/models.txt"
+# The joins' occupancy at the end (learner: events waiting for labels; drift: scores and labels
+# waiting for each other), to tell a filling window from a leak.
+for i in 0 1 2; do
+  curl -sf "http://127.0.0.1:$((http + i))/metrics" | grep -E '^vigil_(learner_(buffered|waiting)|drift_join_waiting)' || true
+done >"$out/joins.txt"
 "$VIGIL_PYTHON" - "$out" "$seconds" "$alive" <<'EOF'
 import csv, json, sys
 out, seconds, alive = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -55,8 +55,12 @@ pub struct DriftConfig {
     /// A DriftReport per model on the drift topic every this many ms.
     #[serde(rename = "report-interval-ms", with = "millis")]
     pub report_interval: Duration,
-    /// Scores kept waiting for their labels, per model.
+    /// Scores kept waiting for their labels (and labels for their scores), per model.
     pub join_window: usize,
+    /// A score or label waiting longer than this (record time) for its other half is dropped: the
+    /// join holds at most this much traffic, so memory settles once it has passed.
+    #[serde(rename = "join-max-age-ms", with = "millis")]
+    pub join_max_age: Duration,
     /// Where reading starts: `window` (the last `window` records of every partition, so a restart
     /// refills its windows at once) or `earliest` (everything the topics retain: a backfill).
     pub start_from: StartFrom,
@@ -97,6 +101,7 @@ impl Default for DriftConfig {
             resolve_after: 3,
             report_interval: Duration::from_secs(10),
             join_window: 100_000,
+            join_max_age: Duration::from_secs(86_400),
             start_from: StartFrom::Window,
             concept_detector: DetectorConfig::default(),
         }
@@ -117,10 +122,11 @@ impl Section for DriftConfig {
         }
         if self.evaluate_every == 0
             || self.join_window == 0
+            || self.join_max_age.is_zero()
             || self.resolve_after == 0
             || self.report_interval.is_zero()
         {
-            p.push("drift.evaluate-every, join-window, resolve-after and report-interval-ms must be at least 1".into());
+            p.push("drift.evaluate-every, join-window, join-max-age-ms, resolve-after and report-interval-ms must be at least 1".into());
         }
         if !(self.significance > 0.0 && self.significance < 1.0) {
             p.push(format!("drift.significance: {} is not in (0, 1)", self.significance));

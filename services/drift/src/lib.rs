@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod config;
 pub mod monitor;
+pub mod pending;
 pub mod service;
 pub mod telemetry;
 pub mod two_sample;

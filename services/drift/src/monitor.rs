@@ -7,6 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::config::DriftConfig;
+use crate::pending::Pending;
 use crate::two_sample::{Comparison, DriftTest, Live, test_for};
 use vigil_events::{AlertKind, FeatureDrift, FeatureKind, FeatureReference, Severity};
 use vigil_features::spec::{Encoding, FeatureSpec, Transform};
@@ -290,6 +291,10 @@ struct Scored {
 /// the concept detector fires.
 const RECENT_ERRORS: usize = 100;
 
+fn max_age_ms(cfg: &DriftConfig) -> i64 {
+    i64::try_from(cfg.join_max_age.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// One model's drift monitor.
 pub struct Monitor {
     /// Model name.
@@ -309,10 +314,10 @@ pub struct Monitor {
     pub events: u64,
     /// Champion scores seen.
     pub scored: u64,
-    scored_by_id: HashMap<String, Scored>,
-    scored_order: VecDeque<String>,
-    labels_by_id: HashMap<String, f64>,
-    labels_order: VecDeque<String>,
+    scored_waiting: Pending<Scored>,
+    labels_waiting: Pending<f64>,
+    /// The newest record time seen (epoch ms): waiting scores and labels age against it.
+    newest_ms: i64,
     errors: Ring<u8>,
     quality: Prequential,
     detector: Box<dyn Detector>,
@@ -341,10 +346,9 @@ impl Monitor {
             since_eval: 0,
             events: 0,
             scored: 0,
-            scored_by_id: HashMap::new(),
-            scored_order: VecDeque::new(),
-            labels_by_id: HashMap::new(),
-            labels_order: VecDeque::new(),
+            scored_waiting: Pending::new(cfg.join_window, max_age_ms(cfg)),
+            labels_waiting: Pending::new(cfg.join_window, max_age_ms(cfg)),
+            newest_ms: 0,
             errors: Ring::new(w),
             quality: Prequential::new(w, 0.5),
             detector: cfg.concept_detector.build(),
@@ -388,8 +392,7 @@ impl Monitor {
         self.scores.clear();
         self.latency.clear();
         self.warm_scores.clear();
-        self.scored_by_id.clear();
-        self.scored_order.clear();
+        self.scored_waiting.clear();
         self.errors.clear();
         self.quality = Prequential::new(self.cfg.window, 0.5);
         self.detector = self.cfg.concept_detector.build();
@@ -427,6 +430,17 @@ impl Monitor {
         None
     }
 
+    /// A record stamped `ts_ms` was read: scores and labels waiting for their other half longer
+    /// than `drift.join-max-age-ms` behind the newest record time are dropped as they are passed.
+    pub fn observe_time(&mut self, ts_ms: i64) {
+        self.newest_ms = self.newest_ms.max(ts_ms);
+    }
+
+    /// Scores and labels waiting for their other half.
+    pub fn join_waiting(&self) -> (usize, usize) {
+        (self.scored_waiting.len(), self.labels_waiting.len())
+    }
+
     /// Adds one champion score with its produce-to-score latency; text models, which have no
     /// per-feature rows, are evaluated on their scores' cadence.
     pub fn score(&mut self, event_id: &str, score: f64, decision: bool, latency_ms: f64) -> Option<Evaluation> {
@@ -444,32 +458,20 @@ impl Monitor {
             }
         }
         let mut out = None;
-        if let Some(label) = self.labels_by_id.remove(event_id) {
+        if let Some(label) = self.labels_waiting.take(event_id) {
             out = self.joined(Scored { score, decision }, label);
         } else {
-            if self.scored_order.len() >= self.cfg.join_window
-                && let Some(old) = self.scored_order.pop_front()
-            {
-                self.scored_by_id.remove(&old);
-            }
-            self.scored_by_id.insert(event_id.to_string(), Scored { score, decision });
-            self.scored_order.push_back(event_id.to_string());
+            self.scored_waiting.insert(event_id, Scored { score, decision }, self.newest_ms);
         }
         out
     }
 
     /// Adds a label; returns a concept-drift finding when the error stream changes.
     pub fn label(&mut self, event_id: &str, label: f64) -> Option<Evaluation> {
-        match self.scored_by_id.remove(event_id) {
+        match self.scored_waiting.take(event_id) {
             Some(s) => self.joined(s, label),
             None => {
-                if self.labels_order.len() >= self.cfg.join_window
-                    && let Some(old) = self.labels_order.pop_front()
-                {
-                    self.labels_by_id.remove(&old);
-                }
-                self.labels_by_id.insert(event_id.to_string(), label);
-                self.labels_order.push_back(event_id.to_string());
+                self.labels_waiting.insert(event_id, label, self.newest_ms);
                 None
             }
         }

@@ -72,6 +72,9 @@ impl Drift {
         let Some(s) = read_score(&self.codec, &self.scores, r.payload.unwrap_or(&[])) else { return };
         let Some(i) = self.watched.iter().position(|w| w.monitor.model == s.model) else { return };
         self.watched[i].streams.scores.inc();
+        if let Some(ts) = r.timestamp {
+            self.watched[i].monitor.observe_time(ts);
+        }
         if let Some(e) = self.watched[i].monitor.score(&s.event_id, s.score, s.decision, s.latency_ms) {
             self.evaluations.push((i, e));
         }
@@ -79,6 +82,9 @@ impl Drift {
 
     fn label(&mut self, i: usize, r: &Record<'_>) {
         let w = &mut self.watched[i];
+        if let Some(ts) = r.timestamp {
+            w.monitor.observe_time(ts);
+        }
         match self.codec.decode_event::<Label>(r.payload.unwrap_or(&[])) {
             Ok(l) if l.label.is_finite() => {
                 w.streams.labels.inc();
@@ -205,6 +211,7 @@ impl ModelService for Drift {
         for (i, e) in std::mem::take(&mut self.sent) {
             let m = &self.watched[i].monitor;
             self.metrics.evaluated(&m.model, &e, m.reference().version);
+            self.metrics.join_waiting(&m.model, m.join_waiting());
         }
     }
 }

@@ -64,6 +64,7 @@ pub struct Metrics {
     drifted: Family<FeatureLabels, Gauge>,
     quality: Family<FigureLabels, FloatGauge>,
     reference_version: Family<ModelLabel, Gauge>,
+    join_waiting: Family<StreamLabels, Gauge>,
 }
 
 /// A watched model's per-record counters, taken once.
@@ -91,6 +92,7 @@ impl Metrics {
             drifted: Family::default(),
             quality: Family::default(),
             reference_version: Family::default(),
+            join_waiting: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("vigil_drift");
         r.register("records", "Records read, by model and stream (events, scores, labels)", m.records.clone());
@@ -115,7 +117,19 @@ impl Metrics {
             "Champion version whose checkpoint supplies the reference (0: the warm-up window)",
             m.reference_version.clone(),
         );
+        r.register(
+            "join_waiting",
+            "Scores waiting for their label and labels waiting for their score, by model and stream",
+            m.join_waiting.clone(),
+        );
         m
+    }
+
+    /// How many scores and labels of `model` wait for their other half.
+    pub fn join_waiting(&self, model: &str, (scores, labels): (usize, usize)) {
+        for (stream, n) in [("scores", scores), ("labels", labels)] {
+            self.join_waiting.get_or_create(&StreamLabels { model: model.to_string(), stream }).set(n as i64);
+        }
     }
 
     /// The per-record counters of `model`.

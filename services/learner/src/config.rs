@@ -25,6 +25,10 @@ pub struct LearnerConfig {
     pub models: Vec<String>,
     /// Events kept waiting for their labels (the join window, in events per model).
     pub join_window: usize,
+    /// An event waiting longer than this (record time) for its label is evicted; its label, when it
+    /// comes, is late. With `join-window`, this bounds the join's memory.
+    #[serde(rename = "join-max-age-ms", with = "millis")]
+    pub join_max_age: Duration,
     /// Checkpoint after this many new labelled examples...
     pub checkpoint_every: u64,
     /// ...or this many ms since the last checkpoint (with at least one new example).
@@ -68,6 +72,7 @@ impl Default for LearnerConfig {
             lease_timeout: Duration::from_secs(10),
             models: Vec::new(),
             join_window: 200_000,
+            join_max_age: Duration::from_secs(86_400),
             checkpoint_every: 5_000,
             checkpoint_interval: Duration::from_secs(30),
             min_examples: 1_000,
@@ -92,6 +97,9 @@ impl Section for LearnerConfig {
         let mut p: Vec<String> = check_listen("learner.http-listen", &self.http_listen).into_iter().collect();
         if self.group_id.trim().is_empty() {
             p.push("learner.group-id: must not be empty".into());
+        }
+        if self.join_max_age.is_zero() {
+            p.push("learner.join-max-age-ms: must be at least 1".into());
         }
         if self.join_window == 0 || self.checkpoint_every == 0 || self.window == 0 || self.serve_top == 0 {
             p.push("learner.join-window, checkpoint-every, window and serve-top must be at least 1".into());

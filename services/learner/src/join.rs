@@ -4,7 +4,10 @@
 //! the queue until the input catches up; if the input stays caught up for [`GRACE`] and the event is
 //! still unknown, the label is reported unknown (or late, when its event was evicted from the
 //! window). A second label for an event already labelled is a duplicate. Labels waiting are bounded
-//! too: past the window's size a new label overflows (the caller dead-letters it).
+//! too: past the window's size a new label overflows (the caller dead-letters it). The window is
+//! bounded in time as well as in count: an event waiting longer than `max_age_ms` (record time, so
+//! a replayed backlog ages as live traffic did) is evicted, and so are the ids remembered to name
+//! late and duplicate labels, so the join's memory settles once that much traffic has passed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -35,22 +38,24 @@ pub enum Joined<E> {
     Duplicate(String),
 }
 
-/// A remembered set of ids, bounded (the oldest forgotten first).
+/// A remembered set of ids, bounded in count and age (the oldest forgotten first).
 #[derive(Debug, Default)]
 struct Recent {
     ids: HashSet<String>,
-    order: VecDeque<String>,
+    order: VecDeque<(String, i64)>,
 }
 
 impl Recent {
-    fn insert(&mut self, id: String, capacity: usize) {
+    fn insert(&mut self, id: String, at_ms: i64, capacity: usize, cutoff_ms: i64) {
         if self.ids.insert(id.clone()) {
-            self.order.push_back(id);
-            while self.order.len() > capacity {
-                if let Some(x) = self.order.pop_front() {
-                    self.ids.remove(&x);
-                }
+            self.order.push_back((id, at_ms));
+        }
+        while let Some((x, at)) = self.order.front() {
+            if self.order.len() <= capacity && *at >= cutoff_ms {
+                break;
             }
+            self.ids.remove(x);
+            self.order.pop_front();
         }
     }
 
@@ -63,7 +68,10 @@ impl Recent {
 #[derive(Debug)]
 pub struct Join<E> {
     capacity: usize,
-    events: HashMap<String, (E, Origin)>,
+    max_age_ms: i64,
+    /// The newest event time seen (epoch ms).
+    newest_ms: i64,
+    events: HashMap<String, (E, Origin, i64)>,
     order: VecDeque<String>,
     evicted: Recent,
     labelled: Recent,
@@ -75,10 +83,13 @@ pub struct Join<E> {
 }
 
 impl<E: Clone> Join<E> {
-    /// A buffer of at most `capacity` waiting events.
-    pub fn new(capacity: usize) -> Join<E> {
+    /// A buffer of at most `capacity` waiting events, none older than `max_age_ms` behind the
+    /// newest event.
+    pub fn new(capacity: usize, max_age_ms: i64) -> Join<E> {
         Join {
             capacity: capacity.max(1),
+            max_age_ms,
+            newest_ms: 0,
             events: HashMap::new(),
             order: VecDeque::new(),
             evicted: Recent::default(),
@@ -89,16 +100,25 @@ impl<E: Clone> Join<E> {
         }
     }
 
-    /// An event arrived.
-    pub fn event(&mut self, id: String, event: E, origin: Origin) {
-        if self.events.insert(id.clone(), (event, origin)).is_none() {
+    /// An event stamped `at_ms` (its record time) arrived.
+    pub fn event(&mut self, id: String, event: E, origin: Origin, at_ms: i64) {
+        self.newest_ms = self.newest_ms.max(at_ms);
+        if self.events.insert(id.clone(), (event, origin, at_ms)).is_none() {
             self.order.push_back(id);
         }
-        while self.events.len() > self.capacity {
-            let Some(old) = self.order.pop_front() else { break };
+        let cutoff = self.cutoff();
+        while let Some(old) = self.order.front() {
+            let expired = match self.events.get(old) {
+                Some((_, _, at)) => *at < cutoff || self.events.len() > self.capacity,
+                None => self.events.len() > self.capacity,
+            };
+            if !expired {
+                break;
+            }
+            let old = self.order.pop_front().expect("a front id");
             if self.events.remove(&old).is_some() {
                 self.evictions += 1;
-                self.evicted.insert(old, self.capacity);
+                self.evicted.insert(old, self.newest_ms, self.capacity, cutoff);
             }
         }
         // Labelled events leave the order queue lazily; drop their ids once they outnumber the
@@ -107,6 +127,10 @@ impl<E: Clone> Join<E> {
             let events = &self.events;
             self.order.retain(|id| events.contains_key(id));
         }
+    }
+
+    fn cutoff(&self) -> i64 {
+        self.newest_ms.saturating_sub(self.max_age_ms)
     }
 
     /// A label arrived (from `origin` on the label topic); it is queued behind any label still
@@ -131,8 +155,8 @@ impl<E: Clone> Join<E> {
     fn drain_at(&mut self, input_caught_up: bool, now: Instant) -> Vec<(Joined<E>, Origin)> {
         let mut out = Vec::new();
         while let Some((id, y, origin)) = self.pending.front().cloned() {
-            let joined = if let Some((e, _)) = self.events.remove(&id) {
-                self.labelled.insert(id, self.capacity);
+            let joined = if let Some((e, _, _)) = self.events.remove(&id) {
+                self.labelled.insert(id, self.newest_ms, self.capacity, self.cutoff());
                 Joined::Ready(e, y)
             } else if self.labelled.contains(&id) {
                 Joined::Duplicate(id)
@@ -172,7 +196,7 @@ impl<E: Clone> Join<E> {
     /// re-read the input from).
     pub fn oldest_waiting(&self) -> HashMap<i32, i64> {
         let mut out: HashMap<i32, i64> = HashMap::new();
-        for (_, o) in self.events.values() {
+        for (_, o, _) in self.events.values() {
             let e = out.entry(o.partition).or_insert(o.offset);
             *e = (*e).min(o.offset);
         }
@@ -190,12 +214,12 @@ mod tests {
 
     #[test]
     fn labels_apply_in_order_and_wait_for_late_events() {
-        let mut j: Join<u32> = Join::new(10);
-        j.event("a".into(), 1, o(0));
+        let mut j: Join<u32> = Join::new(10, i64::MAX);
+        j.event("a".into(), 1, o(0), 0);
         j.label("b".into(), 1.0, o(10)).unwrap();
         j.label("a".into(), 0.0, o(11)).unwrap();
         assert!(j.drain(false).is_empty(), "b waits for its event, and a waits behind it");
-        j.event("b".into(), 2, o(1));
+        j.event("b".into(), 2, o(1), 0);
         assert_eq!(j.drain(false), vec![(Joined::Ready(2, 1.0), o(10)), (Joined::Ready(1, 0.0), o(11))]);
         j.label("zz".into(), 1.0, o(12)).unwrap();
         assert!(j.drain(false).is_empty());
@@ -207,8 +231,8 @@ mod tests {
 
     #[test]
     fn duplicates_are_named_and_waiting_labels_are_bounded() {
-        let mut j: Join<u32> = Join::new(2);
-        j.event("a".into(), 1, o(0));
+        let mut j: Join<u32> = Join::new(2, i64::MAX);
+        j.event("a".into(), 1, o(0), 0);
         j.label("a".into(), 1.0, o(10)).unwrap();
         j.label("a".into(), 1.0, o(11)).unwrap();
         assert_eq!(j.drain(false), vec![(Joined::Ready(1, 1.0), o(10)), (Joined::Duplicate("a".into()), o(11))]);
@@ -219,11 +243,11 @@ mod tests {
 
     #[test]
     fn the_order_queue_stays_bounded_when_most_events_are_labelled() {
-        let mut j: Join<u32> = Join::new(100);
-        j.event("never".into(), 0, o(0));
+        let mut j: Join<u32> = Join::new(100, i64::MAX);
+        j.event("never".into(), 0, o(0), 0);
         for i in 1..100_000 {
             let id = format!("e{i}");
-            j.event(id.clone(), i, o(i as i64));
+            j.event(id.clone(), i, o(i as i64), 0);
             j.label(id, 1.0, o(i as i64)).unwrap();
             j.drain(false);
         }
@@ -232,10 +256,34 @@ mod tests {
     }
 
     #[test]
+    fn events_older_than_the_age_limit_are_evicted_and_their_labels_are_late() {
+        let mut j: Join<u32> = Join::new(1_000_000, 1_000);
+        j.event("old".into(), 1, o(0), 10_000);
+        j.event("mid".into(), 2, o(1), 10_600);
+        j.event("new".into(), 3, o(2), 11_500);
+        assert_eq!(j.buffered(), 2, "old is 1.5 s behind the newest event (limit 1 s)");
+        assert_eq!(j.evictions, 1);
+        j.label("old".into(), 1.0, o(5)).unwrap();
+        j.label("mid".into(), 0.0, o(6)).unwrap();
+        let t = Instant::now();
+        assert!(j.drain_at(true, t).is_empty());
+        assert_eq!(
+            j.drain_at(true, t + GRACE),
+            vec![(Joined::Late("old".into()), o(5)), (Joined::Ready(2, 0.0), o(6))]
+        );
+        for i in 0..10_000 {
+            j.event(format!("e{i}"), i, o(3 + i64::from(i)), 20_000 + i64::from(i));
+            j.label(format!("e{i}"), 1.0, o(100 + i64::from(i))).unwrap();
+            j.drain(false);
+        }
+        assert!(j.labelled.order.len() <= 1_001, "ids of labelled events age out: {}", j.labelled.order.len());
+    }
+
+    #[test]
     fn the_window_is_bounded_and_evicted_events_make_late_labels() {
-        let mut j: Join<u32> = Join::new(2);
+        let mut j: Join<u32> = Join::new(2, i64::MAX);
         for (i, id) in ["a", "b", "c"].iter().enumerate() {
-            j.event(id.to_string(), i as u32, o(i as i64));
+            j.event(id.to_string(), i as u32, o(i as i64), 0);
         }
         assert_eq!(j.buffered(), 2);
         assert_eq!(j.evictions, 1);

@@ -90,7 +90,10 @@ impl Model {
             labels: input.labels.clone(),
             reader,
             trainer,
-            join: Join::new(shared.config.learner.join_window),
+            join: Join::new(
+                shared.config.learner.join_window,
+                i64::try_from(shared.config.learner.join_max_age.as_millis()).unwrap_or(i64::MAX),
+            ),
             champion: None,
             last_checkpoint: Instant::now(),
             last_label: Instant::now(),
@@ -144,7 +147,8 @@ impl Model {
             return;
         };
         let champion = self.champion.as_ref().and_then(|c| c.row(&shared.codec, payload));
-        self.join.event(id, Event { raw, champion }, Origin { partition: r.partition, offset: r.offset });
+        let at = r.timestamp.unwrap_or_else(now_ms);
+        self.join.event(id, Event { raw, champion }, Origin { partition: r.partition, offset: r.offset }, at);
     }
 
     /// A label: it waits in label order for its event; a malformed one is a dead letter.
