@@ -2,6 +2,8 @@
 //! stopped past its lease (a zombie) loses the model to another and, continued, exits without a
 //! visible write; the new holder killed, a third takes over within 30 s; training resumes from the
 //! last checkpoint with no label applied twice, and no `model/version` key ever holds two graphs.
+//! With one learner's clock five minutes ahead, the operator's rollback and promotion still hold and
+//! every scorer serves the champion they set within 5 s. The drift service hands over the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -123,5 +125,171 @@ async fn learners_hand_a_model_over_without_applying_a_label_twice() {
     let two: Vec<i64> = graphs.iter().filter(|(_, s)| s.len() > 1).map(|(v, _)| *v).collect();
     assert!(two.is_empty(), "versions with two graphs: {two:?}");
     terminate(&mut c.0, Duration::from_secs(20));
+    stack.delete().await;
+}
+
+/// `tests/support/clockshift.c` built for LD_PRELOAD: a process's wall clock moved by
+/// `VIGIL_CLOCK_SHIFT_MS`, its timed waits with it (Debian's libfaketime leaves librdkafka's C11
+/// timed waits on the real clock, so every wait would last as long as the shift).
+fn clock_shift_library() -> String {
+    let out = std::env::temp_dir().join(format!("vigil-clockshift-{}.so", std::process::id()));
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&out)
+        .arg(root().join("tests/support/clockshift.c"))
+        .arg("-ldl")
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(status.success(), "building the clock-shift library");
+    out.to_str().unwrap().to_string()
+}
+
+/// The fraud champion's (version, SHA-256) in the registry read back from the models topic.
+fn registry_champion(stack: &Stack) -> (i64, String) {
+    let mut r = vigil_kafka::ModelRegistry::new();
+    for record in vigil_kafka::models::read_all(&kafka_config(), &stack.models, &Codec::new()).unwrap() {
+        r.apply_record(record);
+    }
+    let c = r.champion("fraud").expect("a fraud champion");
+    (c.version, c.sha256.clone())
+}
+
+/// The value of label `name` in a Prometheus text line.
+fn label(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+    Some(line[start..start + line[start..].find('"')?].to_string())
+}
+
+/// What the scorer on `port` serves as the fraud champion: (version, SHA-256).
+fn served(port: u16) -> Option<(i64, String)> {
+    let (_, body) = http_get(port, "/metrics")?;
+    let line = body.lines().find(|l| {
+        l.starts_with("vigil_scorer_model_graph{")
+            && l.contains("model=\"fraud\"")
+            && l.contains("variant=\"champion\"")
+    })?;
+    Some((label(line, "version")?.parse().ok()?, label(line, "sha256")?))
+}
+
+/// Runs a `vigil models` command that sets the champion: it must exit 0, the champion it set must
+/// hold when read back, and every scorer must serve that (version, SHA-256) within 5 s.
+async fn set_champion(stack: &Stack, args: &[&str], scorers: &[u16]) -> (i64, String) {
+    let start = Instant::now();
+    let (code, out, err) = stack.vigil(args, None);
+    assert_eq!(code, 0, "vigil {args:?}: {out}{err}");
+    let want = registry_champion(stack);
+    for port in scorers {
+        wait_for(Duration::from_secs(5), "every scorer serving the champion the CLI set", || async {
+            (served(*port).as_ref() == Some(&want)).then_some(())
+        })
+        .await;
+    }
+    println!(
+        "vigil {args:?}: v{} served by every scorer {} ms after the command started",
+        want.0,
+        start.elapsed().as_millis()
+    );
+    want
+}
+
+/// Waits until the newest checkpoint settles `labels` labels (the learner has caught up and, with
+/// no more labels, writes nothing more).
+async fn settled(stack: &Stack, labels: u64) {
+    wait_for(Duration::from_secs(120), "every label settled", || async {
+        let cps = checkpoints(stack).await;
+        (cps.iter().rev().find_map(labels_settled).map(|(n, _)| n) == Some(labels)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_learners_one_clock_shifted_and_the_cli_agree_on_every_champion() {
+    let learner = "min-examples = 300\ncheckpoint-every = 300\nlease-timeout-ms = 6000\n";
+    let stack = Stack::with_learner("clocks", 2, "", learner).await;
+    let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
+    assert_eq!(code, 0, "{err}");
+    let dir = std::env::temp_dir().join(&stack.prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = |name: &str| dir.join(format!("{name}.log"));
+    let scorers = [free_port(), free_port()];
+    let _s: Vec<Running> =
+        (0..2).map(|i| Running(stack.spawn_logged("vigil-scorer", scorers[i], &log(&format!("scorer-{i}"))))).collect();
+    // The learner holding the lease first runs five minutes ahead; the other stands by.
+    let shim = clock_shift_library();
+    let ahead = [("LD_PRELOAD", shim.as_str()), ("VIGIL_CLOCK_SHIFT_MS", "300000")];
+    let learners = [free_port(), free_port()];
+    let mut shifted = Running(stack.spawn_logged_with("vigil-learner", learners[0], &log("shifted"), &ahead));
+    wait_ready(learners[0], Duration::from_secs(60), "the shifted learner");
+    let _real = Running(stack.spawn_logged("vigil-learner", learners[1], &log("real")));
+    standing_by(learners[1], "the real-clock learner").await;
+    for port in scorers {
+        wait_ready(port, Duration::from_secs(60), "a scorer");
+    }
+    let first = stack.labelled_fraud_load("clocks-a", 6000, 300).join().unwrap()["labels"].as_u64().unwrap();
+    settled(&stack, first).await;
+    let promoted: Vec<ModelCheckpoint> = checkpoints(&stack)
+        .await
+        .into_iter()
+        .filter(|cp| cp.version > 1 && cp.status == vigil_events::CheckpointStatus::Promoted)
+        .collect();
+    let newest = promoted.last().expect("the shifted learner promoted a version");
+    let lead = newest.updated_at - vigil_kafka::now_ms();
+    assert!(lead > 240_000, "the shifted learner's records are dated {lead} ms ahead, not five minutes");
+    // The operator rolls its champion back with a clock five minutes behind the record's date.
+    let rolled_back = newest.version;
+    let (back_to, _) = set_champion(&stack, &["models", "rollback", "fraud"], &scorers).await;
+    assert!(back_to < rolled_back, "v{rolled_back} rolled back to v{back_to}");
+    // The shifted learner dies; the real-clock one takes over and learns on.
+    kill(&mut shifted.0);
+    holder(&learners[1..], Duration::from_secs(30)).await;
+    let second = stack.labelled_fraud_load("clocks-b", 6000, 300).join().unwrap()["labels"].as_u64().unwrap();
+    settled(&stack, first + second).await;
+    // The operator promotes the rolled-back version again, with the real clock.
+    let v = rolled_back.to_string();
+    let (now, _) = set_champion(&stack, &["models", "promote", "fraud", &v], &scorers).await;
+    assert_eq!(now, rolled_back);
+    let mut graphs: HashMap<i64, HashSet<String>> = HashMap::new();
+    for cp in checkpoints(&stack).await {
+        graphs.entry(cp.version).or_default().insert(cp.sha256);
+    }
+    let two: Vec<i64> = graphs.iter().filter(|(_, s)| s.len() > 1).map(|(v, _)| *v).collect();
+    assert!(two.is_empty(), "versions with two graphs: {two:?}");
+    println!("{} versions written by two learners, one graph each", graphs.len());
+    stack.delete().await;
+}
+
+#[tokio::test]
+async fn a_killed_drift_service_hands_its_models_over_within_30_s() {
+    let drift = "lease-timeout-ms = 6000\nreport-interval-ms = 1000\nwindow = 200\nwarmup = 200\n";
+    let stack = Stack::with_sections("driftover", 2, "", "", drift).await;
+    let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
+    assert_eq!(code, 0, "{err}");
+    let dir = std::env::temp_dir().join(&stack.prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = |name: &str| dir.join(format!("{name}.log"));
+    let _scorer = Running(stack.spawn_logged("vigil-scorer", free_port(), &log("scorer")));
+    let ports = [free_port(), free_port()];
+    let mut a = Running(stack.spawn_logged("vigil-drift", ports[0], &log("drift-a")));
+    wait_ready(ports[0], Duration::from_secs(60), "the first drift service");
+    let _b = Running(stack.spawn_logged("vigil-drift", ports[1], &log("drift-b")));
+    standing_by(ports[1], "the second drift service").await;
+    let load = stack.labelled_fraud_load("driftover", 15_000, 300);
+    collect_until(&stack.drift, "read_uncommitted", Duration::from_secs(60), "a drift report", |r| !r.is_empty()).await;
+    kill(&mut a.0);
+    let killed = vigil_kafka::now_ms();
+    let (_, took) = holder(&ports[1..], Duration::from_secs(30)).await;
+    println!("the standby drift service took over {:.1} s after the holder was killed", took.as_secs_f64());
+    // The new holder reports on the model: a drift report written after the kill.
+    let reports =
+        collect_until(&stack.drift, "read_uncommitted", Duration::from_secs(60), "a report from the new holder", |r| {
+            r.iter().any(|m| m.timestamp.is_some_and(|t| t > killed + 1000))
+        })
+        .await;
+    println!(
+        "{} drift reports, the first from the new holder {} ms after the kill",
+        reports.len(),
+        reports.iter().filter_map(|m| m.timestamp).filter(|t| *t > killed).min().unwrap_or(0) - killed
+    );
+    load.join().unwrap();
     stack.delete().await;
 }

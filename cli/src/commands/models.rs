@@ -233,6 +233,7 @@ async fn promote(
     let mut promoted = transition(cp, CheckpointStatus::Promoted, reason, now_ms());
     sign(&mut promoted, key.as_ref());
     publish(config, codec, &promoted, key.as_ref()).await?;
+    champion_holds(config, codec, model, version)?;
     alert(config, codec, AlertKind::ModelPromoted, &promoted, reason).await?;
     println!("{model} v{version} promoted");
     Ok(ExitCode::SUCCESS)
@@ -254,6 +255,7 @@ async fn rollback(
     let mut rolled = transition(current, CheckpointStatus::RolledBack, reason, now_ms());
     sign(&mut rolled, key.as_ref());
     publish(config, codec, &rolled, key.as_ref()).await?;
+    champion_holds(config, codec, model, previous.version)?;
     alert(config, codec, AlertKind::ModelRolledBack, &rolled, reason).await?;
     println!("{model} v{} rolled back; v{} serves again", current.version, previous.version);
     Ok(ExitCode::SUCCESS)
@@ -459,6 +461,18 @@ async fn publish(
         eprintln!("{} v{} written, read back and verified (signed by {signer})", cp.model, cp.version);
     }
     Ok(())
+}
+
+/// Reads the registry back: `version` must be `model`'s champion now (a learner may have promoted
+/// another version meanwhile, or a record dated ahead may hold), or the command fails.
+fn champion_holds(config: &Config, codec: &Codec, model: &str, version: i64) -> anyhow::Result<()> {
+    match registry(config, codec)?.champion(model).map(|c| c.version) {
+        Some(v) if v == version => Ok(()),
+        now => {
+            let now = now.map_or("no version".to_string(), |v| format!("v{v}"));
+            bail!("{model} v{version} should be the champion, but the registry holds {now} as champion now")
+        }
+    }
 }
 
 async fn alert(

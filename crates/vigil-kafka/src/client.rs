@@ -66,7 +66,8 @@ pub fn service_producer_config(k: &KafkaConfig, role: &str) -> ClientConfig {
 /// A transactional producer's settings (exactly-once); `id` must be stable for the instance.
 pub fn transactional_config(k: &KafkaConfig, role: &str, id: &str) -> ClientConfig {
     let mut c = producer_config(k, role);
-    c.set("transactional.id", format!("{}-{id}", k.transactional_id_prefix)).set("transaction.timeout.ms", "60000");
+    c.set("transactional.id", format!("{}-{id}", k.transactional_id_prefix))
+        .set("transaction.timeout.ms", k.transaction_timeout_ms.to_string());
     c
 }
 

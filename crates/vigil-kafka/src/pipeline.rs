@@ -181,7 +181,7 @@ impl ConsumerContext for DrainingContext {
             // Eager assignment under exactly-once: everything is revoked, so commit (or abort) it all;
             // the next owner starts from the committed offsets.
             if let Ok(mut t) = txn.lock() {
-                if let Err(e) = commit_txn(consumer, producer, &mut t, self.drain_timeout) {
+                if let Err(e) = commit_txn(consumer, producer, &mut t, self.drain_timeout, Persist::Bounded) {
                     tracing::warn!(error = %e, "committing the transaction on revocation failed; aborting it");
                     let _ = producer.abort_transaction(self.drain_timeout);
                     t.open = false;
@@ -320,7 +320,8 @@ pub async fn run<H: Handler>(
             }
             Some((producer, t)) => {
                 if last_commit.elapsed() >= cfg.commit_interval {
-                    if let Err(e) = finish_txn(&consumer, producer, t, cfg.drain_timeout, &counters) {
+                    let persist = Persist::Until(&shutdown);
+                    if let Err(e) = finish_txn(&consumer, producer, t, cfg.drain_timeout, &counters, persist) {
                         break Err(e);
                     }
                     last_commit = Instant::now();
@@ -338,7 +339,7 @@ pub async fn run<H: Handler>(
             flushed.is_ok() && in_flight == 0 && sink.failures().count() == 0
         }
         Some((producer, t)) => {
-            result.is_ok() && finish_txn(&consumer, producer, t, cfg.drain_timeout, &counters).is_ok()
+            result.is_ok() && finish_txn(&consumer, producer, t, cfg.drain_timeout, &counters, Persist::Bounded).is_ok()
         }
     };
     consumer.unsubscribe();
@@ -494,6 +495,38 @@ fn open_txn(
     Ok(())
 }
 
+/// How long a transactional call is retried while its errors are retriable (a broker away).
+#[derive(Clone, Copy)]
+enum Persist<'a> {
+    /// Until the loop is told to stop: an outage of any length is waited out.
+    Until(&'a CancellationToken),
+    /// A few attempts (draining at shutdown, or inside a rebalance).
+    Bounded,
+}
+
+impl Persist<'_> {
+    /// Runs `op` again while it fails with a retriable transactional error and persistence lasts.
+    fn retry<T>(self, what: &str, mut op: impl FnMut() -> KafkaResult<T>) -> KafkaResult<T> {
+        let mut attempts = 0;
+        loop {
+            match op() {
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && self.goes_on(attempts) => {
+                    attempts += 1;
+                    tracing::warn!(error = %e, attempts, "{what}: trying again (is the broker away?)");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn goes_on(self, attempts: u32) -> bool {
+        match self {
+            Persist::Until(stop) => !stop.is_cancelled() || attempts < 5,
+            Persist::Bounded => attempts < 5,
+        }
+    }
+}
+
 /// Sends the transaction's offsets and commits it; an abortable failure aborts and rewinds the
 /// consumer to where the transaction started; a fatal one is returned.
 fn finish_txn<C: ConsumerContext>(
@@ -502,12 +535,13 @@ fn finish_txn<C: ConsumerContext>(
     txn: &Mutex<Txn>,
     timeout: Duration,
     counters: &Counters,
+    persist: Persist<'_>,
 ) -> Result<(), KafkaPlumbingError> {
     let mut t = txn.lock().map_err(|_| KafkaPlumbingError::Poisoned)?;
     if !t.open {
         return Ok(());
     }
-    let result = tokio::task::block_in_place(|| commit_txn(consumer, producer, &mut t, timeout));
+    let result = tokio::task::block_in_place(|| commit_txn(consumer, producer, &mut t, timeout, persist));
     match result {
         Ok(()) => {
             Counters::add(&counters.commits, 1);
@@ -515,9 +549,10 @@ fn finish_txn<C: ConsumerContext>(
         }
         Err(KafkaError::Transaction(e)) if e.txn_requires_abort() && !e.is_fatal() => {
             tracing::warn!(error = %e, "transaction failed; aborting it and rewinding");
-            producer
-                .abort_transaction(timeout)
-                .map_err(|source| KafkaPlumbingError::Client { what: "aborting a transaction", source })?;
+            tokio::task::block_in_place(|| {
+                persist.retry("aborting a transaction", || producer.abort_transaction(timeout))
+            })
+            .map_err(|source| KafkaPlumbingError::Client { what: "aborting a transaction", source })?;
             Counters::add(&counters.aborts, 1);
             for ((topic, partition), start) in t.start.iter().filter(|(k, _)| t.next.contains_key(*k)) {
                 if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*start), timeout) {
@@ -532,12 +567,14 @@ fn finish_txn<C: ConsumerContext>(
     }
 }
 
-/// `send_offsets_to_transaction` then `commit_transaction`, retrying retriable errors.
+/// `send_offsets_to_transaction` then `commit_transaction`, retrying retriable errors as long as
+/// `persist` says.
 fn commit_txn<C: ConsumerContext, K: Consumer<C>>(
     consumer: &K,
     producer: &ThreadedProducer<SinkContext>,
     t: &mut Txn,
     timeout: Duration,
+    persist: Persist<'_>,
 ) -> Result<(), KafkaError> {
     if !t.open {
         return Ok(());
@@ -547,16 +584,10 @@ fn commit_txn<C: ConsumerContext, K: Consumer<C>>(
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
     let metadata = consumer.group_metadata().ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::State))?;
-    let mut attempts = 0;
-    loop {
-        let r = if tpl.count() > 0 { producer.send_offsets_to_transaction(&tpl, &metadata, timeout) } else { Ok(()) }
-            .and_then(|()| producer.commit_transaction(timeout));
-        match r {
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 5 => attempts += 1,
-            Err(e) => return Err(e),
-            Ok(()) => break,
-        }
-    }
+    persist.retry("committing a transaction", || {
+        if tpl.count() > 0 { producer.send_offsets_to_transaction(&tpl, &metadata, timeout) } else { Ok(()) }
+            .and_then(|()| producer.commit_transaction(timeout))
+    })?;
     t.open = false;
     let next: Vec<_> = t.next.drain().collect();
     for (k, v) in next {

@@ -283,9 +283,9 @@ impl Follower {
                 "the newest champion cannot be served; the previous promoted version serves"
             );
         }
-        self.metrics.serving(model, Variant::Champion, champion.key.1, "");
+        self.metrics.serving(model, Variant::Champion, champion.key.1, &champion.sha256);
         match &challenger {
-            Some(c) => self.metrics.serving(model, Variant::Challenger, c.key.1, ""),
+            Some(c) => self.metrics.serving(model, Variant::Challenger, c.key.1, &c.sha256),
             None => self.metrics.not_serving(model, Variant::Challenger),
         }
         // Versions no longer in the slot unload when the last batch holding them lets go.

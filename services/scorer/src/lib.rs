@@ -254,7 +254,8 @@ async fn serve(
 }
 
 /// Runs the consume loop on the topics of `models` until `shutdown`; a fatal transactional error
-/// rebuilds producer and consumer (they resume from the committed offsets), at most five times.
+/// rebuilds producer and consumer (they resume from the committed offsets), at most five times in
+/// a row (a loop that ran for a minute before failing starts the count again).
 async fn consume(
     config: &Config,
     handler: &mut Scorer,
@@ -275,7 +276,13 @@ async fn consume(
     let lag_task = follow_lag(metrics.clone(), shutdown.child_token());
     let mut rebuilds = 0;
     let result = loop {
-        match pipeline::run(&config.kafka, &cfg, handler, metrics.pipeline.clone(), shutdown.child_token()).await {
+        let started = std::time::Instant::now();
+        let outcome =
+            pipeline::run(&config.kafka, &cfg, handler, metrics.pipeline.clone(), shutdown.child_token()).await;
+        if started.elapsed() > Duration::from_secs(60) {
+            rebuilds = 0;
+        }
+        match outcome {
             Ok(summary) => {
                 tracing::info!(
                     consumed = summary.consumed,

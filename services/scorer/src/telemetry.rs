@@ -3,7 +3,8 @@
 //! Label sets are typed; the hot path takes its counters once per topic ([`Metrics::topic`]) and
 //! per model ([`Metrics::model`]) instead of building labels for every record.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +31,15 @@ struct VariantLabels {
     variant: &'static str,
 }
 
+/// What a variant serves: its version and graph (an info metric, always 1).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GraphLabels {
+    model: String,
+    variant: &'static str,
+    version: String,
+    sha256: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeadLetterLabels {
     stage: &'static str,
@@ -47,6 +57,9 @@ pub struct Metrics {
     inference: HistogramFamily<ModelLabel>,
     latency: Histogram,
     model_version: Family<VariantLabels, Gauge>,
+    model_graph: Family<GraphLabels, Gauge>,
+    /// The series of `model_graph` now set, per model and variant (the one before is removed).
+    graphs: Mutex<HashMap<VariantLabels, GraphLabels>>,
     rejected: Family<ModelLabel, Counter>,
     shadow_lost: Family<ModelLabel, Counter>,
     /// Consumer lag (records behind the partitions' ends), updated from librdkafka statistics.
@@ -100,6 +113,8 @@ impl Metrics {
             inference: Family::new_with_constructor(inference_histogram),
             latency: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             model_version: Family::default(),
+            model_graph: Family::default(),
+            graphs: Mutex::default(),
             rejected: Family::default(),
             shadow_lost: Family::default(),
             lag: Gauge::default(),
@@ -113,6 +128,11 @@ impl Metrics {
         r.register("inference_seconds", "ONNX Runtime time per micro-batch, by model", m.inference.clone());
         r.register("end_to_end_latency_seconds", "Input record timestamp to score, seconds", m.latency.clone());
         r.register("model_version", "Model version in use, by model and variant", m.model_version.clone());
+        r.register(
+            "model_graph",
+            "The version and graph SHA-256 each variant serves (always 1; one series per model and variant)",
+            m.model_graph.clone(),
+        );
         r.register(
             "models_rejected",
             "Checkpoints refused by validation or taken out of service, by model",
@@ -159,17 +179,32 @@ impl Metrics {
     }
 
     /// A model version started serving.
-    pub fn serving(&self, model: &str, variant: Variant, version: i64, provider: &str) {
+    pub fn serving(&self, model: &str, variant: Variant, version: i64, sha256: &str) {
         let variant = variant_name(variant);
-        tracing::info!(model, variant, version, provider, "model version serving");
-        self.model_version.get_or_create(&VariantLabels { model: model.to_string(), variant }).set(version);
+        let key = VariantLabels { model: model.to_string(), variant };
+        self.model_version.get_or_create(&key).set(version);
+        let graph =
+            GraphLabels { model: model.to_string(), variant, version: version.to_string(), sha256: sha256.into() };
+        let mut graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
+        if graphs.get(&key) == Some(&graph) {
+            return;
+        }
+        tracing::info!(model, variant, version, sha256, "model version serving");
+        if let Some(old) = graphs.insert(key, graph.clone()) {
+            self.model_graph.remove(&old);
+        }
+        self.model_graph.get_or_create(&graph).set(1);
     }
 
     /// A variant stopped serving (no challenger any more).
     pub fn not_serving(&self, model: &str, variant: Variant) {
         let variant = variant_name(variant);
-        tracing::info!(model, variant, "no model version serves this variant now");
-        self.model_version.get_or_create(&VariantLabels { model: model.to_string(), variant }).set(0);
+        let key = VariantLabels { model: model.to_string(), variant };
+        self.model_version.get_or_create(&key).set(0);
+        if let Some(old) = self.graphs.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
+            tracing::info!(model, variant, "no model version serves this variant now");
+            self.model_graph.remove(&old);
+        }
     }
 
     /// A challenger failed on `n` rows: only their shadow scores are lost.

@@ -39,6 +39,9 @@ pub struct KafkaConfig {
     pub message_max_bytes: u32,
     /// Delivery guarantee of services that produce what they consume.
     pub delivery: Delivery,
+    /// `transaction.timeout.ms` of transactional producers (exactly-once): a transaction open this
+    /// long (a broker or network away) is aborted by the coordinator, and the service rewinds.
+    pub transaction_timeout_ms: u32,
     /// Prefix of `transactional.id`s (exactly-once); the service and partition set are appended.
     pub transactional_id_prefix: String,
     /// Any other librdkafka property, passed straight through (e.g. `"ssl.ca.location"`).
@@ -135,6 +138,7 @@ impl Default for KafkaConfig {
             consumer_queue_max_kbytes: 16_384,
             message_max_bytes: 67_108_864,
             delivery: Delivery::AtLeastOnce,
+            transaction_timeout_ms: 60_000,
             transactional_id_prefix: "vigil".into(),
             properties: BTreeMap::new(),
         }
@@ -158,6 +162,9 @@ impl KafkaConfig {
         }
         if self.queue_max_messages == 0 {
             p.push("kafka.queue-max-messages: must be at least 1".into());
+        }
+        if self.transaction_timeout_ms < 1000 {
+            p.push("kafka.transaction-timeout-ms: must be at least 1000".into());
         }
         if self.transactional_id_prefix.is_empty() {
             p.push("kafka.transactional-id-prefix: must not be empty".into());
@@ -199,6 +206,7 @@ impl fmt::Debug for KafkaConfig {
             .field("consumer_queue_max_kbytes", &self.consumer_queue_max_kbytes)
             .field("message_max_bytes", &self.message_max_bytes)
             .field("delivery", &self.delivery)
+            .field("transaction_timeout_ms", &self.transaction_timeout_ms)
             .field("transactional_id_prefix", &self.transactional_id_prefix)
             .field("properties", &props)
             .finish()
