@@ -13,7 +13,8 @@ test:
 bench:
 	@scripts/bench.sh
 
-## The fault table at full length (broker killed 20 s, black hole 30 s, latency 60 s; 50k events at 2k/s).
+## The fault table at full length (broker killed 20 s, black hole 30 s, latency 60 s; 50k events at 2k/s;
+## then the broker away 5 min 20 s, past librdkafka's default message timeout). VIGIL_CHAOS_FAULTS=long-kill picks one.
 chaos:
 	@VIGIL_CHAOS=full scripts/test.sh -p vigil-e2e --test it faults:: -- --nocapture
 

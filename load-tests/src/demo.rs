@@ -22,7 +22,7 @@ use vigil_runtime::config::InputConfig;
 use crate::generate::{self, FraudSource, Progress, RunConfig, TextSource};
 use crate::sim::fraud::{Drift, DriftKind, FraudConfig, FraudSim, Pattern};
 use crate::sim::labels::LabelDelays;
-use crate::sim::text::{self, TextDrift, TextSim};
+use crate::sim::text::{self, TextDrift, TextSim, TextSurge};
 
 /// Options of `vigil-load demo`.
 #[derive(Debug, Args)]
@@ -48,7 +48,7 @@ pub struct DemoArgs {
     /// Seed.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Do not inject drift.
+    /// Do not inject drift (nor the sentiment surge).
     #[arg(long)]
     pub no_drift: bool,
 }
@@ -84,6 +84,7 @@ pub async fn run(config: &Config, args: DemoArgs) -> Result<serde_json::Value, B
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     let mut drift_announced = args.no_drift;
+    let mut surge_announced = args.no_drift;
     while tasks.iter().any(|t| !t.is_finished()) {
         ticker.tick().await;
         if !drift_announced && started.elapsed().as_secs_f64() >= args.duration / 2.0 {
@@ -92,6 +93,13 @@ pub async fn run(config: &Config, args: DemoArgs) -> Result<serde_json::Value, B
                 started.elapsed().as_secs_f64()
             );
             drift_announced = true;
+        }
+        if !surge_announced && started.elapsed().as_secs_f64() >= args.duration / 4.0 {
+            eprintln!(
+                "[{:>4.0}s] surge injected for a minute: half the texts are negative ones from one source",
+                started.elapsed().as_secs_f64()
+            );
+            surge_announced = true;
         }
         eprintln!("{}", line(started, &tx_progress, &text_progress, &seen));
     }
@@ -191,9 +199,16 @@ fn text_task(
         None => Vec::new(),
     };
     let half = (args.text_rate * args.duration / 2.0) as u64;
-    let to_source = if pool.is_empty() { "synthetic" } else { "movie-reviews" };
+    let (to_source, surging) =
+        if pool.is_empty() { ("synthetic-app", "synthetic-support") } else { ("movie-reviews", "tweets") };
     let drift = (!args.no_drift).then(|| TextDrift { at: half, to_source: to_source.into() });
-    let sim = TextSim::new(args.seed + 1, pool, drift);
+    let mut sim = TextSim::new(args.seed + 1, pool, drift);
+    if !args.no_drift {
+        // A minute of bad news in one source, a quarter of the way in.
+        let from = half / 2;
+        let to = from + (args.text_rate * 60.0) as u64;
+        sim = sim.with_surge(TextSurge { from, to, source: surging.into() });
+    }
     let cfg = run_config(input, args.text_rate, args, args.seed + 1);
     let kafka = config.kafka.clone();
     let id_prefix = format!("{prefix}-text");
@@ -262,6 +277,9 @@ async fn monitor(config: Config, codec: Arc<Codec>, seen: Arc<Mutex<Seen>>, shut
         } else if m.topic() == t.alerts
             && let Ok(a) = codec.decode_event::<Alert>(payload)
         {
+            if a.kind == vigil_events::AlertKind::SentimentSurge {
+                eprintln!("  surge alert ({:?}): {}", a.state, a.message);
+            }
             s.alerts.push(format!("{:?} {:?} {}", a.kind, a.state, a.message));
         }
     }

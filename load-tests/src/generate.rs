@@ -19,6 +19,10 @@ use vigil_kafka::tracker::Tracker;
 use vigil_kafka::{KafkaPlumbingError, client};
 use vigil_runtime::config::KafkaConfig;
 
+/// How long the end of a run waits for its last records to be acknowledged (a broker away for
+/// minutes is waited out).
+const FLUSH_LIMIT: Duration = Duration::from_secs(900);
+
 use crate::sim::dist::Dist;
 use crate::sim::fraud::FraudSim;
 use crate::sim::labels::LabelDelays;
@@ -230,7 +234,9 @@ pub async fn run(
     // The generator is a test tool, not the system under test: it produces with acks=all but without
     // idempotence, whose producer-id handshake would hold the first half second of records back and
     // be measured as the system's latency (seen: p99 430 ms at 2,000/s, 12 ms without).
-    let mut producer = client::producer_config(kafka, "load");
+    // Like the services, it never gives a record up while the broker is away (the fault table
+    // holds the broker away for longer than librdkafka's default five minutes).
+    let mut producer = client::service_producer_config(kafka, "load");
     producer.set("enable.idempotence", "false");
     let sink = Sink::new(&producer, Arc::new(Mutex::new(Tracker::new())))?;
     // Connect before the schedule's clock starts.
@@ -303,7 +309,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_micros(wait)).await;
         send_due_labels(&sink, cfg, codec, &mut pending, now_us(), &progress).await?;
     }
-    sink.flush(Duration::from_secs(60))?;
+    sink.flush(FLUSH_LIMIT)?;
     if sink.failures().count() > 0 {
         return Err(KafkaPlumbingError::Delivery(sink.failures().last().unwrap_or_default()));
     }

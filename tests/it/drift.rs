@@ -197,6 +197,39 @@ async fn a_covariate_shift_is_alerted_once_naming_its_feature_and_a_stationary_s
     stack.delete().await;
 }
 
+/// A minute's worth of negative texts in one source raises one `SENTIMENT_SURGE` alert naming that
+/// source; the other sources, whose share does not move, raise none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surge_in_one_source_is_alerted_naming_it_and_the_other_sources_stay_quiet() {
+    let drift = "evaluate-every = 100\ncooldown-ms = 600000\n";
+    let stack = Stack::with_sections("surge", 2, "challenger-share = 0.0\n", "", drift).await;
+    let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
+    assert_eq!(code, 0, "{err}");
+    let mut scorer = Running(stack.spawn("vigil-scorer", &[]));
+    let (mut drift, port) = drift_service(&stack).await;
+    let mut args = vec!["text", "--topic", &stack.texts, "--labels-topic", "none", "--rate", "1000"];
+    args.extend(["--events", "6000", "--id-prefix", "s", "--seed", "1", "--surge-source", "synthetic-support"]);
+    args.extend(["--surge-from", "3000", "--surge-to", "4500"]);
+    stack.load(&args);
+    let scores = r#"vigil_drift_records_total{model="sentiment",stream="scores"}"#;
+    wait_for(T, "every score read", || async { (metric(port, scores) >= 6000.0).then_some(()) }).await;
+    let all = alerts(&read_all(&stack.alerts, "read_committed", Duration::from_secs(2)).await);
+    let surges: Vec<&Alert> = all.iter().filter(|a| a.kind == AlertKind::SentimentSurge).collect();
+    let firing: Vec<&Alert> = surges.iter().copied().filter(|a| a.state == AlertState::Firing).collect();
+    assert_eq!(firing.len(), 1, "one surge alert: {surges:#?}");
+    let a = firing[0];
+    assert_eq!(a.feature.as_deref(), Some("source=synthetic-support"), "{a:?}");
+    assert_eq!(a.dedup_key, "sentiment-surge/sentiment/source=synthetic-support/two-proportion");
+    assert!(a.p_value.is_some_and(|p| p < 0.01), "{a:?}");
+    assert!(a.value.zip(a.threshold).is_some_and(|(share, bar)| share >= bar), "{a:?}");
+    assert!(a.message.contains("source=synthetic-support"), "{}", a.message);
+    println!("surge alert: {}", a.message);
+    assert!(surges.iter().all(|s| s.feature == a.feature), "only that source: {surges:#?}");
+    terminate(&mut drift.0, Duration::from_secs(20));
+    terminate(&mut scorer.0, Duration::from_secs(20));
+    stack.delete().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concept_change_raises_concept_drift_once_labels_arrive() {
     let stack = Stack::with_sections(

@@ -357,6 +357,7 @@ topic = "{texts}"
 schema = "dev.vigil.demo.TextEvent"
 model = "sentiment"
 labels = "{text_labels}"
+group-field = "source"
 
 [scorer]
 http-listen = "127.0.0.1:0"

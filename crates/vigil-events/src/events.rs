@@ -163,6 +163,8 @@ pub enum AlertKind {
     ModelRolledBack,
     DeadLetterSpike,
     Other,
+    /// The share of negative predictions in one group rose against its own baseline.
+    SentimentSurge,
 }
 
 /// Whether an alert opens or closes a condition.

@@ -10,6 +10,7 @@ pub mod detectors;
 pub mod divergence;
 pub mod histogram;
 pub mod ks;
+pub mod proportions;
 pub mod pyrandom;
 
 pub use correction::Correction;

@@ -13,7 +13,7 @@ use vigil_load::probe::{self, ProbeConfig};
 use vigil_load::sim::fraud::{Drift, FraudConfig, FraudSim, Pattern};
 use vigil_load::sim::labels::LabelDelays;
 use vigil_load::sim::replay::{self, Mapping};
-use vigil_load::sim::text::{self, TextDrift, TextSim};
+use vigil_load::sim::text::{self, TextDrift, TextSim, TextSurge};
 
 /// Load generator and latency probe for Vigil.
 #[derive(Debug, Parser)]
@@ -154,6 +154,16 @@ struct TextArgs {
     /// The source texts come from after the drift (`movie-reviews`, … or `synthetic`).
     #[arg(long, default_value = "movie-reviews")]
     drift_to: String,
+    /// A surge: from event `--surge-from` to `--surge-to`, half the texts are negative ones from
+    /// this source.
+    #[arg(long)]
+    surge_source: Option<String>,
+    /// First event of the surge.
+    #[arg(long, default_value_t = 0)]
+    surge_from: u64,
+    /// Event where the surge ends.
+    #[arg(long, default_value_t = u64::MAX)]
+    surge_to: u64,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -287,10 +297,13 @@ async fn run(config: &vigil_runtime::Config, command: Command) -> Result<serde_j
                 None => Vec::new(),
             };
             if pool.is_empty() {
-                tracing::info!("no --data: texts are synthetic (source = \"synthetic\")");
+                tracing::info!("no --data: texts are synthetic (sources synthetic-app, -support, -social)");
             }
             let drift = a.drift_at.map(|at| TextDrift { at, to_source: a.drift_to.clone() });
-            let sim = TextSim::new(a.run.seed, pool, drift);
+            let mut sim = TextSim::new(a.run.seed, pool, drift);
+            if let Some(source) = a.surge_source {
+                sim = sim.with_surge(TextSurge { from: a.surge_from, to: a.surge_to, source });
+            }
             let source = TextSource {
                 sim,
                 codec: codec.clone(),

@@ -61,6 +61,14 @@ pub struct DriftConfig {
     /// join holds at most this much traffic, so memory settles once it has passed.
     #[serde(rename = "join-max-age-ms", with = "millis")]
     pub join_max_age: Duration,
+    /// Surge alerts (inputs with a `group-field`): predictions per group in the live window...
+    pub surge_window: usize,
+    /// ...at least this many in the window and in the baseline before a group is tested...
+    pub surge_min_count: usize,
+    /// ...and the rise in the share of negative predictions that counts (besides significance).
+    pub surge_min_effect: f64,
+    /// Groups watched per model at most (later ones are counted, not watched).
+    pub surge_max_groups: usize,
     /// Where reading starts: `window` (the last `window` records of every partition, so a restart
     /// refills its windows at once) or `earliest` (everything the topics retain: a backfill).
     pub start_from: StartFrom,
@@ -102,6 +110,10 @@ impl Default for DriftConfig {
             report_interval: Duration::from_secs(10),
             join_window: 100_000,
             join_max_age: Duration::from_secs(86_400),
+            surge_window: 200,
+            surge_min_count: 50,
+            surge_min_effect: 0.15,
+            surge_max_groups: 1000,
             start_from: StartFrom::Window,
             concept_detector: DetectorConfig::default(),
         }
@@ -130,6 +142,15 @@ impl Section for DriftConfig {
         }
         if !(self.significance > 0.0 && self.significance < 1.0) {
             p.push(format!("drift.significance: {} is not in (0, 1)", self.significance));
+        }
+        if self.surge_window < self.surge_min_count || self.surge_min_count < 10 || self.surge_max_groups == 0 {
+            p.push(
+                "drift.surge-min-count must be at least 10 and at most surge-window; surge-max-groups at least 1"
+                    .into(),
+            );
+        }
+        if !(0.0..1.0).contains(&self.surge_min_effect) {
+            p.push(format!("drift.surge-min-effect: {} is not in [0, 1)", self.surge_min_effect));
         }
         if !(0.0..1.0).contains(&self.min_effect) {
             p.push(format!("drift.min-effect: {} is not in [0, 1)", self.min_effect));

@@ -12,6 +12,7 @@ pub mod config;
 pub mod monitor;
 pub mod pending;
 pub mod service;
+pub mod surge;
 pub mod telemetry;
 pub mod two_sample;
 pub mod watched;

@@ -78,6 +78,12 @@ impl Drift {
         if let Some(e) = self.watched[i].monitor.score(&s.event_id, s.score, s.decision, s.latency_ms) {
             self.evaluations.push((i, e));
         }
+        let ts = r.timestamp.unwrap_or_else(now_ms);
+        if let Some(g) = &mut self.watched[i].groups
+            && let Some(e) = g.surge.score(&s.event_id, !s.decision, ts)
+        {
+            self.evaluations.push((i, e));
+        }
     }
 
     fn label(&mut self, i: usize, r: &Record<'_>) {
@@ -102,7 +108,8 @@ impl Drift {
         let Ok(a) = self.codec.decode_event::<Alert>(r.payload.unwrap_or(&[])) else { return };
         let mut parts = a.dedup_key.split('/');
         let (kind, model) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let drift = ["data-drift", "prediction-drift", "concept-drift", "performance", "latency"].contains(&kind);
+        let drift = ["data-drift", "prediction-drift", "concept-drift", "performance", "latency", "sentiment-surge"]
+            .contains(&kind);
         if drift && self.watched.iter().any(|w| w.monitor.model == model) {
             self.book.restore(&a);
         }
@@ -190,6 +197,9 @@ impl ModelService for Drift {
                     Ok(Some(e)) => self.evaluations.push((i, e)),
                     Ok(None) => {}
                     Err(why) => self.metrics.undecodable(&w.monitor.model, "events", &why),
+                }
+                if let Some(e) = w.surge.take() {
+                    self.evaluations.push((i, e));
                 }
             } else if r.topic == self.watched[i].labels {
                 self.label(i, r);

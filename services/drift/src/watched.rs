@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use vigil_events::{Codec, Encoding, ModelCheckpoint, RecordReader, Wanted};
+use vigil_events::{Codec, Encoding, Field, ModelCheckpoint, RecordReader, Wanted};
 use vigil_features::{FeatureSpec, Featurizer, Row};
 use vigil_kafka::owned::Record;
 use vigil_kafka::{HandlerError, ModelRegistry, now_ms};
@@ -13,7 +13,44 @@ use vigil_runtime::config::InputConfig;
 use crate::config::DriftConfig;
 
 use crate::monitor::{Evaluation, Layout, Monitor, References};
+use crate::surge::Surge;
 use crate::telemetry::Streams;
+
+/// The surge watch of an input with a `group-field`: the reader of its id and group fields.
+pub struct Groups {
+    reader: RecordReader,
+    field: String,
+    /// The watch.
+    pub surge: Surge,
+}
+
+impl Groups {
+    fn new(model: &str, input: &InputConfig, codec: &Codec, cfg: &DriftConfig) -> Result<Option<Groups>, String> {
+        if input.group_field.is_empty() {
+            return Ok(None);
+        }
+        let wanted = Wanted::new(&[input.id_field.as_str(), input.group_field.as_str()]);
+        let reader = RecordReader::new(codec, &input.schema, input.format, wanted)
+            .map_err(|e| format!("inputs.group-field `{}`: {e}", input.group_field))?;
+        Ok(Some(Groups { reader, field: input.group_field.clone(), surge: Surge::new(model, cfg) }))
+    }
+
+    /// An input event: its group waits for the champion's score.
+    fn event(&mut self, r: &Record<'_>, codec: &Codec) -> Option<Evaluation> {
+        let ts = r.timestamp.unwrap_or_else(now_ms);
+        let field = &self.field;
+        let read = self.reader.read(codec, r.payload.unwrap_or(&[]), |f| {
+            let text = |v: &Field<'_>| match *v {
+                Field::Str(s) => Some(s.to_string()),
+                Field::Int(i) => Some(i.to_string()),
+                _ => None,
+            };
+            Some((text(f.first()?)?, format!("{field}={}", text(f.get(1)?)?)))
+        });
+        let (id, group) = read.ok().flatten()?;
+        self.surge.event(&id, &group, ts)
+    }
+}
 
 /// One watched model.
 pub struct Watched {
@@ -33,6 +70,10 @@ pub struct Watched {
     pub last_report: Instant,
     /// Its per-record counters.
     pub streams: Streams,
+    /// Its surge watch, when the input has a `group-field`.
+    pub groups: Option<Groups>,
+    /// The surge watch's evaluation that the last event or score completed, if any.
+    pub surge: Option<Evaluation>,
 }
 
 /// The reader and featuriser of `spec`'s raw rows over the input schema (none for text specs).
@@ -75,6 +116,8 @@ impl Watched {
             raw,
             last_report: Instant::now(),
             streams,
+            groups: Groups::new(model, input, codec, cfg).map_err(HandlerError)?,
+            surge: None,
         };
         w.follow_champion(registry.champion(model), codec, cfg);
         Ok(w)
@@ -121,6 +164,7 @@ impl Watched {
     /// An input event: its raw row joins the windows. `Err` (why) when it cannot be read or
     /// featurised (the scorer dead-letters it; here it is only counted).
     pub fn event(&mut self, r: &Record<'_>, codec: &Codec) -> Result<Option<Evaluation>, String> {
+        self.surge = self.groups.as_mut().and_then(|g| g.event(r, codec));
         let time = r.timestamp.unwrap_or_else(now_ms);
         let Some((reader, featurizer)) = &self.raw else { return Ok(self.monitor.event(&[], time)) };
         let row = reader.read(codec, r.payload.unwrap_or(&[]), |fields| featurizer.row(fields));

@@ -152,6 +152,10 @@ pub struct InputConfig {
     pub model: String,
     /// The topic carrying this input's labels; empty when there is none.
     pub labels: String,
+    /// A field whose value puts events in groups (a ticker, a topic, a source): the drift service
+    /// watches each group's share of negative predictions and raises a `SENTIMENT_SURGE` alert when
+    /// it rises against the group's own baseline. Empty: no groups.
+    pub group_field: String,
     /// A feature spec file (TOML) for a model that has no version yet: the learner trains it from
     /// the first labels (see `vigil spec infer`).
     pub spec: String,
@@ -168,6 +172,7 @@ impl Default for InputConfig {
             id_field: "event_id".into(),
             model: String::new(),
             labels: String::new(),
+            group_field: String::new(),
             spec: String::new(),
         }
     }
