@@ -300,14 +300,19 @@ async fn a_concept_change_raises_concept_drift_once_labels_arrive() {
     stack.delete().await;
 }
 
-/// A service runs with two malloc arenas unless its environment says otherwise (it executes itself
-/// again with `MALLOC_ARENA_MAX` set, keeping its process id), and keeps an operator's setting.
+/// A service runs with two malloc arenas and a fixed mmap threshold unless its environment says
+/// otherwise (it executes itself again with them set, keeping its process id), and keeps an
+/// operator's setting.
 #[tokio::test]
 async fn services_cap_malloc_arenas_unless_told_otherwise() {
     let stack = Stack::new("arenas", 1, "").await;
     let dir = std::env::temp_dir().join(&stack.prefix);
     std::fs::create_dir_all(&dir).unwrap();
-    for (given, expected) in [(None, "MALLOC_ARENA_MAX=2"), (Some("8"), "MALLOC_ARENA_MAX=8")] {
+    let cases = [
+        (None, ["MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=131072"]),
+        (Some("8"), ["MALLOC_ARENA_MAX=8", "MALLOC_ARENA_MAX=8"]),
+    ];
+    for (given, expected) in cases {
         let port = free_port();
         let env: Vec<(&str, &str)> = given.map(|v| ("MALLOC_ARENA_MAX", v)).into_iter().collect();
         let mut drift = Running(stack.spawn_logged_with("vigil-drift", port, &dir.join("drift.log"), &env));
@@ -317,7 +322,12 @@ async fn services_cap_malloc_arenas_unless_told_otherwise() {
         .await;
         let environ = std::fs::read(format!("/proc/{}/environ", drift.0.id())).unwrap();
         let vars: Vec<String> = environ.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-        assert!(vars.iter().any(|v| v == expected), "{expected} not in the service's environment");
+        for e in expected {
+            assert!(vars.iter().any(|v| v == e), "{e} not in the service's environment");
+        }
+        if given.is_some() {
+            assert!(!vars.iter().any(|v| v.starts_with("MALLOC_MMAP")), "an operator's setting is kept whole");
+        }
         terminate(&mut drift.0, Duration::from_secs(20));
     }
     stack.delete().await;

@@ -152,7 +152,76 @@ fn texts_hash_into_padded_rows_and_oversized_ones_are_refused() {
     assert_eq!(tokens("Don't stop—it's 2 good!", true), vec!["don't", "stop", "it's", "2", "good"]);
 }
 
+/// The n-gram hashing as first written (every n-gram computed, chars collected per word): the
+/// faster one must give the same slots.
+fn reference_hash_ngrams(text: &str, spec: &crate::spec::Text, indices: &mut [i64], values: &mut [f32]) {
+    use crate::text::Fnv;
+    let cap = indices.len().min(values.len());
+    let buckets = u64::from(spec.buckets.max(1));
+    let normalised = if spec.lowercase { text.to_lowercase() } else { text.to_string() };
+    let toks: Vec<String> = normalised
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|t| t.trim_matches('\''))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut hashes = Vec::new();
+    let [wmin, wmax] = spec.word_ngrams;
+    if wmin >= 1 {
+        for n in wmin as usize..=wmax as usize {
+            for start in 0..toks.len().saturating_sub(n - 1) {
+                let mut h = Fnv::new(n as u64);
+                for (k, t) in toks[start..start + n].iter().enumerate() {
+                    if k > 0 {
+                        h.write(b" ");
+                    }
+                    h.write(t.as_bytes());
+                }
+                hashes.push(h.finish());
+            }
+        }
+    }
+    let [cmin, cmax] = spec.char_ngrams;
+    if cmin >= 1 {
+        for t in &toks {
+            let chars: Vec<char> = std::iter::once('<').chain(t.chars()).chain(std::iter::once('>')).collect();
+            for n in cmin as usize..=cmax as usize {
+                for w in chars.windows(n) {
+                    let mut h = Fnv::new(100 + n as u64);
+                    let mut buf = [0u8; 4];
+                    for c in w {
+                        h.write(c.encode_utf8(&mut buf).as_bytes());
+                    }
+                    hashes.push(h.finish());
+                }
+            }
+        }
+    }
+    let n_out = hashes.len().min(cap);
+    let weight = if n_out == 0 { 0.0 } else { 1.0 / (n_out as f32).sqrt() };
+    for i in 0..cap {
+        (indices[i], values[i]) = if i < n_out { ((hashes[i] % buckets) as i64, weight) } else { (0, 0.0) };
+    }
+}
+
 proptest! {
+    #[test]
+    fn the_fast_hashing_fills_the_same_slots_as_the_first(
+        text in "(\\PC|[ A-Za-z'é日😀]){0,300}", slots in 0usize..300, lowercase: bool, words in 0u32..3, chars in 0u32..4,
+    ) {
+        let spec = FeatureSpec::parse(SENTIMENT_SPEC).unwrap();
+        let mut t = spec.text.clone().unwrap();
+        t.lowercase = lowercase;
+        t.word_ngrams = [words.min(1), words];
+        t.char_ngrams = [chars.min(2), chars];
+        let (mut a, mut av) = (vec![7i64; slots], vec![7f32; slots]);
+        let (mut b, mut bv) = (vec![7i64; slots], vec![7f32; slots]);
+        hash_ngrams(&text, &t, &mut a, &mut av);
+        reference_hash_ngrams(&text, &t, &mut b, &mut bv);
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(av, bv);
+    }
+
     #[test]
     fn any_text_hashes_in_range_with_unit_norm(text in "\\PC{0,400}") {
         let spec = FeatureSpec::parse(SENTIMENT_SPEC).unwrap();

@@ -41,59 +41,40 @@ pub fn hash_str(s: &str, seed: u64) -> u64 {
 
 /// The tokens of a text: maximal runs of alphanumeric characters and apostrophes.
 pub fn tokens(text: &str, lowercase: bool) -> Vec<String> {
-    let normalised = if lowercase { text.to_lowercase() } else { text.to_string() };
-    normalised
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .map(|t| t.trim_matches('\''))
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
+    token_spans(&normalise(text, lowercase)).map(str::to_string).collect()
 }
 
-/// Fills `indices` / `values` (equal lengths) with the hashed n-grams of `text`.
+/// The text lower-cased when asked (ASCII texts the cheap way, with the same result).
+fn normalise(text: &str, lowercase: bool) -> std::borrow::Cow<'_, str> {
+    match (lowercase, text.is_ascii()) {
+        (false, _) => std::borrow::Cow::Borrowed(text),
+        (true, true) => std::borrow::Cow::Owned(text.to_ascii_lowercase()),
+        (true, false) => std::borrow::Cow::Owned(text.to_lowercase()),
+    }
+}
+
+fn token_spans(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).map(|t| t.trim_matches('\'')).filter(|t| !t.is_empty())
+}
+
+/// Fills `indices` / `values` (equal lengths) with the hashed n-grams of `text`: word n-grams, then
+/// the character n-grams of each word in `<word>`; those past the slots are not computed.
 pub fn hash_ngrams(text: &str, spec: &Text, indices: &mut [i64], values: &mut [f32]) {
     let cap = indices.len().min(values.len());
     let buckets = u64::from(spec.buckets.max(1));
-    let toks = tokens(text, spec.lowercase);
+    let normalised = normalise(text, spec.lowercase);
+    let toks: Vec<&str> = token_spans(&normalised).collect();
     let mut n_out = 0usize;
-    let mut push = |h: u64, n_out: &mut usize| {
-        if *n_out < cap {
-            indices[*n_out] = (h % buckets) as i64;
-            *n_out += 1;
-        }
+    // h % buckets, without a division when the buckets are a power of two (the usual case).
+    let mask = buckets.is_power_of_two().then(|| buckets - 1);
+    let mut push = |h: u64| {
+        indices[n_out] = mask.map_or(h % buckets, |m| h & m) as i64;
+        n_out += 1;
+        n_out < cap
     };
-    let [wmin, wmax] = spec.word_ngrams;
-    if wmin >= 1 {
-        for n in wmin..=wmax {
-            let n = n as usize;
-            for start in 0..toks.len().saturating_sub(n - 1) {
-                let mut h = Fnv::new(n as u64);
-                for (k, t) in toks[start..start + n].iter().enumerate() {
-                    if k > 0 {
-                        h.write(b" ");
-                    }
-                    h.write(t.as_bytes());
-                }
-                push(h.finish(), &mut n_out);
-            }
-        }
-    }
-    let [cmin, cmax] = spec.char_ngrams;
-    if cmin >= 1 {
-        for t in &toks {
-            let chars: Vec<char> = std::iter::once('<').chain(t.chars()).chain(std::iter::once('>')).collect();
-            for n in cmin..=cmax {
-                let n = n as usize;
-                for w in chars.windows(n) {
-                    let mut h = Fnv::new(100 + n as u64);
-                    let mut buf = [0u8; 4];
-                    for c in w {
-                        h.write(c.encode_utf8(&mut buf).as_bytes());
-                    }
-                    push(h.finish(), &mut n_out);
-                }
-            }
-        }
+    let more = cap > 0 && word_ngrams(&toks, spec.word_ngrams, &mut push);
+    if more {
+        char_ngrams(&toks, spec.char_ngrams, &mut push);
     }
     let weight = if n_out == 0 { 0.0 } else { 1.0 / (n_out as f32).sqrt() };
     for (i, (idx, val)) in indices.iter_mut().zip(values.iter_mut()).enumerate().take(cap) {
@@ -102,6 +83,58 @@ pub fn hash_ngrams(text: &str, spec: &Text, indices: &mut [i64], values: &mut [f
         } else {
             *idx = 0;
             *val = 0.0;
+        }
+    }
+}
+
+/// Hashes the word n-grams (words joined by a space) into `push` while it asks for more.
+fn word_ngrams(toks: &[&str], [min, max]: [u32; 2], push: &mut impl FnMut(u64) -> bool) -> bool {
+    if min < 1 {
+        return true;
+    }
+    for n in min..=max {
+        for w in toks.windows(n as usize) {
+            let mut h = Fnv::new(u64::from(n));
+            for (k, t) in w.iter().enumerate() {
+                if k > 0 {
+                    h.write(b" ");
+                }
+                h.write(t.as_bytes());
+            }
+            if !push(h.finish()) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Hashes the character n-grams of each `<word>` into `push` while it asks for more (the bytes of
+/// n whole characters, hashed at once: the same as character by character).
+fn char_ngrams(toks: &[&str], [min, max]: [u32; 2], push: &mut impl FnMut(u64) -> bool) {
+    if min < 1 {
+        return;
+    }
+    let (mut word, mut bounds) = (Vec::new(), Vec::new());
+    for t in toks {
+        word.clear();
+        word.push(b'<');
+        word.extend_from_slice(t.as_bytes());
+        word.push(b'>');
+        bounds.clear();
+        bounds.push(0);
+        bounds.extend(t.char_indices().map(|(i, _)| i + 1));
+        bounds.extend([t.len() + 1, t.len() + 2]);
+        let chars = bounds.len() - 1;
+        for n in min..=max {
+            let n = n as usize;
+            for start in 0..(chars + 1).saturating_sub(n) {
+                let mut h = Fnv::new(100 + n as u64);
+                h.write(&word[bounds[start]..bounds[start + n]]);
+                if !push(h.finish()) {
+                    return;
+                }
+            }
         }
     }
 }

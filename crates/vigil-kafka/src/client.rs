@@ -81,7 +81,12 @@ pub fn consumer_config(k: &KafkaConfig, role: &str, group: &str) -> ClientConfig
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("queued.max.messages.kbytes", k.consumer_queue_max_kbytes.to_string())
-        .set("partition.assignment.strategy", "cooperative-sticky");
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // A member that went silent (killed, or cut off by an outage longer than this) is replaced
+        // within 10 s, not librdkafka's 45: after a long outage a consumer rejoins as a new member
+        // and the group waits for its old self to time out before assigning anything.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000");
     for (key, value) in &k.properties {
         c.set(key, value);
     }

@@ -102,6 +102,9 @@ impl Lease {
             // Sticky: a member that joins does not take the lease from its holder.
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
+            // A holder whose round waits for a broker that is away keeps the lease (liveness is the
+            // session's heartbeats, which run on their own thread): the longest interval allowed.
+            .set("max.poll.interval.ms", "86400000")
             .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 5).max(100).to_string());
         let consumer: BaseConsumer<LeaseContext> = c
             .create_with_context(context)

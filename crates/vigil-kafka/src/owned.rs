@@ -295,7 +295,7 @@ pub fn run<S: ModelService>(
     }
     // The producer first: initialising its transactional id aborts what a former holder left open,
     // which would otherwise hold back reading the models topic to its end.
-    let sink = producer(kafka, cfg, shutdown)?;
+    let mut sink = producer(kafka, cfg, shutdown)?;
     let mut registry = ModelRegistry::slim();
     let (records, models_end) = models::read_to_end(kafka, &cfg.models_topic, codec)?;
     records.into_iter().for_each(|r| registry.apply_record(r));
@@ -325,6 +325,15 @@ pub fn run<S: ModelService>(
         match delivered {
             Ok(true) => service.on_delivered(),
             Ok(false) => {}
+            // An outage longer than the transaction timeout: the coordinator aborted the open
+            // transaction and fenced this producer, yet no other instance took the lease.
+            Err(OwnedError::Superseded(why)) if lease.as_ref().is_some_and(|l| l.poll() == Held::Yes) => {
+                tracing::warn!(
+                    why,
+                    "fenced while holding the lease (a transaction timed out): transactions start again"
+                );
+                sink = producer(kafka, cfg, shutdown)?;
+            }
             Err(e) => break Err(e),
         }
     };
@@ -373,11 +382,25 @@ fn deliver_in_transaction(
     if outputs.is_empty() {
         return Ok(false);
     }
+    let written = write_in_transaction(sink, &outputs, cfg, shutdown);
+    if written.is_err() {
+        // Kept for a new producer (a transaction the coordinator timed out fences this one).
+        out.outputs = outputs;
+    }
+    written
+}
+
+fn write_in_transaction(
+    sink: &Sink,
+    outputs: &[Output],
+    cfg: &OwnedConfig,
+    shutdown: &CancellationToken,
+) -> Result<bool, OwnedError> {
     let p = sink.shared();
     let timeout = cfg.drain_timeout;
     loop {
         p.begin_transaction().map_err(txn_error)?;
-        for output in &outputs {
+        for output in outputs {
             sink.send_blocking(output, None, shutdown)?;
         }
         loop {

@@ -27,20 +27,32 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// Malloc arenas a service runs with unless `MALLOC_ARENA_MAX` is set already.
 pub const MALLOC_ARENAS: &str = "2";
 
+/// glibc's mmap threshold a service runs with unless `MALLOC_MMAP_THRESHOLD_` is set already: fixed
+/// (glibc otherwise raises it up to 32 MiB after freeing a large block), so that multi-megabyte
+/// transient buffers — a learner state encoded, compressed and read back — go back to the system
+/// when freed instead of fragmenting the heap (one-hour soak, same run: scorer 152 → 81 MiB, drift
+/// 123 → 54 MiB, learner 229 → 169 MiB at 32 minutes).
+pub const MALLOC_MMAP_THRESHOLD: &str = "131072";
+
 /// glibc's malloc gives threads arenas of their own, up to eight per core; with ONNX Runtime's and
 /// librdkafka's threads, a scorer that loads a model per version spread its freed memory over them
 /// and its resident memory climbed (one-hour soak: 430 MiB after 15 minutes and rising, against
 /// 115–160 MiB with two arenas, in the same run). Safe Rust cannot call `mallopt`, so a service
 /// whose environment does not set `MALLOC_ARENA_MAX` executes itself again once with it set to
-/// [`MALLOC_ARENAS`] (same process id and arguments; set the variable to keep glibc's default).
+/// [`MALLOC_ARENAS`] and, unless set, `MALLOC_MMAP_THRESHOLD_` to [`MALLOC_MMAP_THRESHOLD`] (same
+/// process id and arguments; set `MALLOC_ARENA_MAX` to keep glibc's defaults).
 fn cap_malloc_arenas(name: &str) {
     use std::os::unix::process::CommandExt;
     if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else { return };
-    let error =
-        std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("MALLOC_ARENA_MAX", MALLOC_ARENAS).exec();
+    let mut again = std::process::Command::new(exe);
+    again.args(std::env::args_os().skip(1)).env("MALLOC_ARENA_MAX", MALLOC_ARENAS);
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        again.env("MALLOC_MMAP_THRESHOLD_", MALLOC_MMAP_THRESHOLD);
+    }
+    let error = again.exec();
     eprintln!("{name}: running with glibc's default malloc arenas (cannot execute itself again: {error})");
 }
 
