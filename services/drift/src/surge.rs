@@ -79,6 +79,15 @@ impl Surge {
         }
     }
 
+    /// A new champion serves: its predictions are compared with its own, not its predecessor's
+    /// (every group's window and baseline start again; events waiting for scores keep waiting).
+    pub fn new_champion(&mut self) {
+        self.groups.clear();
+        self.scores.clear();
+        self.since_eval = 0;
+        self.window_start = 0;
+    }
+
     /// An input event of `group` (at record time `ts`).
     pub fn event(&mut self, event_id: &str, group: &str, ts: i64) -> Option<Evaluation> {
         self.newest_ms = self.newest_ms.max(ts);
@@ -215,6 +224,17 @@ mod tests {
         let news = e.findings.iter().find(|f| f.feature.as_deref() == Some("source=news")).unwrap();
         assert!(news.value > 0.5 && news.threshold < 0.5, "{news:?}");
         assert!(news.message.contains("source=news"), "{}", news.message);
+    }
+
+    #[test]
+    fn a_new_champion_starts_every_group_again() {
+        let mut s = Surge::new("sentiment", &cfg());
+        let mut rng = PyRandom::new(9);
+        feed(&mut s, &mut rng, &[("source=tweets", 0.1)], 1000, 0);
+        s.new_champion();
+        assert!(s.groups.is_empty());
+        // The new model calls far more texts negative: compared with itself, that is no surge.
+        assert!(feed(&mut s, &mut rng, &[("source=tweets", 0.5)], 1000, 1000).is_empty());
     }
 
     #[test]

@@ -159,6 +159,10 @@ impl Watched {
             }
         }
         self.monitor.new_champion(cp.version, r);
+        // Another model predicts differently: the groups' shares start again with its scores.
+        if let Some(g) = &mut self.groups {
+            g.surge.new_champion();
+        }
     }
 
     /// An input event: its raw row joins the windows. `Err` (why) when it cannot be read or
