@@ -53,7 +53,11 @@ enum Command {
         command: commands::encoder::EncoderCommand,
     },
     /// List the shipped Avro schemas with their versions and fingerprints.
-    Schemas,
+    Schemas {
+        /// `text` (a table) or `json` (one array).
+        #[arg(long, value_enum, default_value = "text")]
+        output: commands::Output,
+    },
     /// Check the configuration (every section) and print it as TOML, secrets redacted.
     Config {
         /// Print the built-in defaults as a TOML file instead.
@@ -66,8 +70,12 @@ enum Command {
 enum TopicsCommand {
     /// Create every topic the configuration names, with the settings Vigil needs.
     Create,
-    /// List the topics the configuration names and how they are set.
-    List,
+    /// List the topics the configuration names and how they are set (exit 1 when one is missing or differs).
+    List {
+        /// `text` (a table) or `json` (one array).
+        #[arg(long, value_enum, default_value = "text")]
+        output: commands::Output,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,13 +102,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Topics { command: TopicsCommand::Create } => commands::topics::create(&config).await,
-            Command::Topics { command: TopicsCommand::List } => commands::topics::list(&config).await,
+            Command::Topics { command: TopicsCommand::List { output } } => {
+                commands::topics::list(&config, output).await
+            }
             Command::Tail(args) => commands::tail::run(&config, args).await,
             Command::Produce(args) => commands::produce::run(&config, args).await,
             Command::Models { command } => commands::models::run(&config, command).await,
             Command::Spec { command } => commands::spec::run(&config, command).await,
             Command::Encoder { command } => commands::encoder::run(command),
-            Command::Schemas => commands::schemas(),
+            Command::Schemas { output } => commands::schemas(output),
             Command::Config { defaults: true } => commands::print_defaults(),
             Command::Config { defaults: false } => commands::print_config(&config),
         }

@@ -1,6 +1,9 @@
 //! No Docker engine runs here, so the compose deployment is checked statically: the file parses
 //! (with an independent YAML parser), every Vigil service it runs is a binary of the workspace, the
 //! infrastructure it promises is there, and each service's environment is a valid Vigil configuration.
+//! The Grafana dashboard and the Prometheus alert rules query only metrics the services export.
+
+use std::time::Duration;
 
 use serde_json::Value as Json;
 use vigil_e2e::*;
@@ -63,8 +66,109 @@ fn every_service_in_the_compose_file_exists_in_the_workspace() {
         let (code, _, err) = vigil(&["config"], &refs, None);
         assert_eq!(code, 0, "service {name}: its environment is not a valid configuration: {err}");
     }
-    let prometheus = std::fs::read_to_string(root().join("compose/prometheus.yml")).unwrap();
+    let prometheus = std::fs::read_to_string(root().join("compose/prometheus/prometheus.yml")).unwrap();
     for target in ["scorer:9471", "learner:9472", "drift:9473"] {
         assert!(prometheus.contains(target), "prometheus does not scrape {target}");
     }
+}
+
+/// The metric names a service exports, from its `/metrics` (`# TYPE` lines, with the sample names
+/// counters and histograms expand to).
+fn exported(port: u16) -> std::collections::HashSet<String> {
+    let (_, body) = http_get(port, "/metrics").expect("a /metrics page");
+    let mut names = std::collections::HashSet::new();
+    for line in body.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let mut parts = line.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else { continue };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+    }
+    names
+}
+
+/// The metric families each service registers, read from its `telemetry.rs` (`sub_registry_with_prefix`
+/// and `register("name", …)`): families without a sample yet (no alert raised, no dead letter) are
+/// not on `/metrics`, so the running services alone cannot list them.
+fn registered() -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    for service in ["scorer", "learner", "drift"] {
+        let text = std::fs::read_to_string(root().join(format!("services/{service}/src/telemetry.rs"))).unwrap();
+        let prefix = text.split("sub_registry_with_prefix(\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+        let squeezed: String = text.split_whitespace().collect::<Vec<_>>().join(" ").replace("( ", "(");
+        for part in squeezed.split("register(\"").skip(1) {
+            let name = part.split('"').next().unwrap();
+            names.insert(format!("{prefix}_{name}"));
+        }
+    }
+    names
+}
+
+/// Strips the suffix a counter's or a histogram's samples carry.
+fn family(name: &str) -> &str {
+    ["_total", "_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name)
+}
+
+/// Every `vigil_*` metric the Grafana dashboard and the Prometheus alert rules query is one the
+/// services export: on a running service's `/metrics` (the three started on a broker) or registered
+/// by its telemetry (read from the source, which must agree with what the running ones show).
+#[tokio::test]
+async fn every_metric_the_dashboard_and_rules_use_is_exported() {
+    let stack = Stack::new("metrics", 1, "").await;
+    let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
+    assert_eq!(code, 0, "{err}");
+    let dir = std::env::temp_dir().join(&stack.prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut names = std::collections::HashSet::new();
+    let mut running = Vec::new();
+    for program in ["vigil-scorer", "vigil-learner", "vigil-drift"] {
+        let port = free_port();
+        running.push(Running(stack.spawn_logged(program, port, &dir.join(format!("{program}.log")))));
+        wait_ready(port, Duration::from_secs(60), program);
+        names.extend(exported(port));
+    }
+    let registered = registered();
+    for name in &names {
+        assert!(registered.contains(family(name)), "{name} is on /metrics but not found in a telemetry.rs");
+    }
+    assert!(names.len() >= 8, "the running services export {} metric names", names.len());
+    let files = ["compose/prometheus/rules.yml", "compose/grafana/provisioning/dashboards/vigil.json"];
+    let mut used = std::collections::BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("vigil_") {
+            let name: String =
+                rest[at..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            rest = &rest[at + name.len()..];
+            if !name.ends_with('_') {
+                used.insert((file, name));
+            }
+        }
+    }
+    assert!(used.len() >= 20, "the files query {} metrics", used.len());
+    let missing: Vec<_> = used.iter().filter(|(_, n)| !names.contains(n) && !registered.contains(family(n))).collect();
+    assert!(missing.is_empty(), "queried but not exported: {missing:?}");
+    println!(
+        "{} metric references in the dashboard and rules, all exported ({} names on the running services' /metrics, {} families registered)",
+        used.len(),
+        names.len(),
+        registered.len()
+    );
+    // The dashboard is JSON Grafana can load, and the rules are YAML with a rule per alert.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join(files[1])).unwrap()).unwrap();
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
+    let rules = root().join(files[0]);
+    let (code, out, err) = python_support_inline(&format!(
+        "import yaml; g = yaml.safe_load(open({:?}))['groups'][0]; print(len([r for r in g['rules'] if r['alert'] and r['expr']]))",
+        rules.to_str().unwrap()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().parse::<usize>().unwrap() >= 8, "{out}");
+    drop(running);
+    stack.delete().await;
 }

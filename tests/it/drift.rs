@@ -245,7 +245,7 @@ async fn a_concept_change_raises_concept_drift_once_labels_arrive() {
     let mut scorer = Running(stack.spawn("vigil-scorer", &[]));
     let (mut drift, port) = drift_service(&stack).await;
     let labelled = r#"vigil_drift_records_total{model="fraud",stream="labels"}"#;
-    let error_rate = r#"vigil_drift_quality{model="fraud",figure="error_rate"}"#;
+    let error_rate = r#"vigil_drift_error_rate{model="fraud"}"#;
     let mut args = fraud_args(&stack, &stack.tx_labels, "1", "4000");
     args.extend([
         "--fraud-rate",

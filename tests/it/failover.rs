@@ -189,6 +189,17 @@ async fn set_champion(stack: &Stack, args: &[&str], scorers: &[u16]) -> (i64, St
         want.0,
         start.elapsed().as_millis()
     );
+    // `models list --output json` says the same.
+    let (code, out, err) = stack.vigil(&["models", "list", "fraud", "--output", "json"], None);
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let champions: Vec<&serde_json::Value> =
+        rows.as_array().unwrap().iter().filter(|r| r["role"] == "champion").collect();
+    assert_eq!(champions.len(), 1, "{out}");
+    assert_eq!(
+        (champions[0]["version"].as_i64(), champions[0]["sha256"].as_str()),
+        (Some(want.0), Some(want.1.as_str()))
+    );
     want
 }
 

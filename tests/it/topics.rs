@@ -1,4 +1,4 @@
-//! `vigil topics create`, checked through the admin API.
+//! `vigil topics create` and `vigil topics list`, checked through the admin API.
 
 use vigil_e2e::*;
 use vigil_kafka::admin;
@@ -59,6 +59,32 @@ async fn topics_create_makes_every_topic_with_its_settings_and_is_idempotent() {
     let (code, out, _) = vigil(&["--config", &file, "topics", "create"], &[], None);
     assert_eq!(code, 0);
     assert_eq!(out.lines().filter(|l| l.starts_with("exists")).count(), names.len(), "{out}");
+
+    // `topics list` exits 0 while every topic is as expected, 1 once one is missing.
+    let (code, out, err) = vigil(&["--config", &file, "topics", "list"], &[], None);
+    assert_eq!((code, out.lines().filter(|l| l.starts_with("ok")).count()), (0, names.len()), "{out}{err}");
+    delete_topics(&[names[0].as_str()]).await;
+    let (code, out, _) = wait_for(std::time::Duration::from_secs(30), "the topic gone", || async {
+        let r = vigil(&["--config", &file, "topics", "list"], &[], None);
+        (r.0 != 0).then_some(r)
+    })
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("missing") && l.contains(&names[0])), "{out}");
+    let (code, out, _) = vigil(&["--config", &file, "topics", "list", "--output", "json"], &[], None);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let states: Vec<(&str, &str)> =
+        rows.as_array().unwrap().iter().map(|r| (r["topic"].as_str().unwrap(), r["state"].as_str().unwrap())).collect();
+    assert_eq!(code, 1);
+    assert_eq!(
+        states.iter().filter(|(_, s)| *s == "missing").collect::<Vec<_>>(),
+        vec![&(names[0].as_str(), "missing")]
+    );
+    assert_eq!(states.len(), names.len());
+    let (code, out, _) = vigil(&["schemas", "--output", "json"], &[], None);
+    let schemas: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0);
+    assert!(schemas.as_array().unwrap().iter().any(|s| s["schema"] == "dev.vigil.events.Alert" && s["version"] == 2));
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     delete_topics(&refs).await;
 }

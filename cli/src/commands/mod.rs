@@ -14,10 +14,28 @@ use std::process::ExitCode;
 use crate::Config;
 use vigil_events::error::hex;
 
+/// How a list command prints: a table for people, or one JSON array for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Text,
+    /// A JSON array of objects.
+    Json,
+}
+
 /// `vigil schemas`.
-pub fn schemas() -> anyhow::Result<ExitCode> {
+pub fn schemas(output: Output) -> anyhow::Result<ExitCode> {
+    let shipped = vigil_events::schemas::shipped();
+    if output == Output::Json {
+        let rows: Vec<serde_json::Value> = shipped
+            .iter()
+            .map(|s| serde_json::json!({"schema": s.name, "version": s.version, "current": s.current, "fingerprint": hex(&s.fingerprint)}))
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{:<36} {:>7} {:>8} fingerprint (CRC-64-AVRO)", "schema", "version", "current");
-    for s in vigil_events::schemas::shipped() {
+    for s in shipped {
         println!("{:<36} {:>7} {:>8} {}", s.name, s.version, if s.current { "yes" } else { "" }, hex(&s.fingerprint));
     }
     Ok(ExitCode::SUCCESS)

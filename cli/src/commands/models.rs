@@ -24,6 +24,9 @@ pub enum ModelsCommand {
     List {
         /// Only this model.
         model: Option<String>,
+        /// `text` (a table) or `json` (one array).
+        #[arg(long, value_enum, default_value = "text")]
+        output: super::Output,
     },
     /// One version as JSON (ONNX bytes summarised), and its feature spec.
     Show {
@@ -128,7 +131,7 @@ pub async fn run(config: &Config, cmd: ModelsCommand) -> anyhow::Result<ExitCode
     }
     let config = &config;
     match cmd {
-        ModelsCommand::List { model } => list(config, &codec, model),
+        ModelsCommand::List { model, output } => list(config, &codec, model, output),
         ModelsCommand::Show { model, version } => show(config, &codec, &model, version),
         ModelsCommand::Promote { model, version, reason, sign_key } => {
             promote(config, &codec, &model, version, &reason, signer(config, sign_key)?).await
@@ -170,8 +173,21 @@ fn registry(config: &Config, codec: &Codec) -> anyhow::Result<ModelRegistry> {
 }
 
 /// `vigil models list`.
-fn list(config: &Config, codec: &Codec, model: Option<String>) -> anyhow::Result<ExitCode> {
+fn list(config: &Config, codec: &Codec, model: Option<String>, output: super::Output) -> anyhow::Result<ExitCode> {
     let r = registry(config, codec)?;
+    if output == super::Output::Json {
+        let rows: Vec<serde_json::Value> = r
+            .models()
+            .into_iter()
+            .filter(|m| model.as_ref().is_none_or(|x| x == m))
+            .flat_map(|m| {
+                let (champion, challenger) = (r.champion(&m).map(|c| c.version), r.challenger(&m).map(|c| c.version));
+                r.versions(&m).into_iter().map(move |cp| json_row(cp, champion, challenger)).collect::<Vec<_>>()
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{:<12} {:>7}  {:<11} {:<10} {:>9}  {:>8} {:>8}  {:<12} reason",
         "model", "version", "status", "role", "bytes", "accuracy", "auc", "sha256"
@@ -204,6 +220,21 @@ fn list(config: &Config, codec: &Codec, model: Option<String>) -> anyhow::Result
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One version as `models list --output json` prints it.
+fn json_row(cp: &ModelCheckpoint, champion: Option<i64>, challenger: Option<i64>) -> serde_json::Value {
+    let role = match Some(cp.version) {
+        v if v == champion => "champion",
+        v if v == challenger => "challenger",
+        _ => "",
+    };
+    serde_json::json!({
+        "model": cp.model, "version": cp.version, "status": format!("{:?}", cp.status).to_lowercase(), "role": role,
+        "bytes": cp.size_bytes, "accuracy": cp.metrics.as_ref().map(|x| x.accuracy),
+        "auc": cp.metrics.as_ref().and_then(|x| x.auc), "sha256": cp.sha256, "reason": cp.status_reason,
+        "updated_at": cp.updated_at, "signer": cp.signer,
+    })
 }
 
 /// `vigil models show`.

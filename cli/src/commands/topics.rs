@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use super::Output;
+
 use crate::Config;
 use vigil_kafka::admin::{self, TopicOutcome};
 
@@ -29,19 +31,32 @@ pub async fn create(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// Lists the configured topics and whether they exist as expected.
-pub async fn list(config: &Config) -> anyhow::Result<ExitCode> {
+/// Lists the configured topics and whether they exist as expected; exits 1 when one is missing or
+/// differs (so that scripts and probes can rely on it).
+pub async fn list(config: &Config, output: Output) -> anyhow::Result<ExitCode> {
     let admin = admin::admin(&config.kafka)?;
+    let mut code = ExitCode::SUCCESS;
+    let mut rows = Vec::new();
     for spec in admin::topic_specs(&config.topics, &config.inputs) {
-        match admin::differences(&admin, &spec).await {
-            Ok(d) if d.is_empty() => println!("ok       {}", spec.name),
+        let (state, details) = match admin::differences(&admin, &spec).await {
+            Ok(d) if d.is_empty() => ("ok", Vec::new()),
             Ok(d) => {
-                for (k, want, got) in d {
-                    println!("DIFFERS  {:<28} {k}: expected {want}, found {got}", spec.name);
-                }
+                ("differs", d.into_iter().map(|(k, want, got)| format!("{k}: expected {want}, found {got}")).collect())
             }
-            Err(e) => println!("missing  {:<28} ({e})", spec.name),
+            Err(e) => ("missing", vec![e.to_string()]),
+        };
+        if state != "ok" {
+            code = ExitCode::FAILURE;
+        }
+        match output {
+            Output::Json => rows.push(serde_json::json!({"topic": spec.name, "state": state, "details": details})),
+            Output::Text if state == "ok" => println!("ok       {}", spec.name),
+            Output::Text if state == "missing" => println!("missing  {:<28} ({})", spec.name, details.join("; ")),
+            Output::Text => details.iter().for_each(|d| println!("DIFFERS  {:<28} {d}", spec.name)),
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if output == Output::Json {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+    Ok(code)
 }

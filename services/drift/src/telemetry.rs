@@ -44,12 +44,6 @@ struct FeatureLabels {
     feature: String,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FigureLabels {
-    model: String,
-    figure: &'static str,
-}
-
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric of the drift service.
@@ -62,7 +56,10 @@ pub struct Metrics {
     statistic: Family<FeatureLabels, FloatGauge>,
     p_value: Family<FeatureLabels, FloatGauge>,
     drifted: Family<FeatureLabels, Gauge>,
-    quality: Family<FigureLabels, FloatGauge>,
+    error_rate: Family<ModelLabel, FloatGauge>,
+    accuracy: Family<ModelLabel, FloatGauge>,
+    auc: Family<ModelLabel, FloatGauge>,
+    p99_latency: Family<ModelLabel, FloatGauge>,
     reference_version: Family<ModelLabel, Gauge>,
     join_waiting: Family<StreamLabels, Gauge>,
 }
@@ -90,7 +87,10 @@ impl Metrics {
             statistic: Family::default(),
             p_value: Family::default(),
             drifted: Family::default(),
-            quality: Family::default(),
+            error_rate: Family::default(),
+            accuracy: Family::default(),
+            auc: Family::default(),
+            p99_latency: Family::default(),
             reference_version: Family::default(),
             join_waiting: Family::default(),
         };
@@ -111,7 +111,14 @@ impl Metrics {
         r.register("statistic", "Last test statistic per feature (KS D or chi-squared)", m.statistic.clone());
         r.register("p_value", "Last adjusted p-value per feature", m.p_value.clone());
         r.register("drifted", "Whether the feature drifted at the last evaluation (0/1)", m.drifted.clone());
-        r.register("quality", "Windowed error rate, accuracy, AUC and p99 latency (ms)", m.quality.clone());
+        r.register("error_rate", "Windowed share of wrong decisions of the champion (0-1)", m.error_rate.clone());
+        r.register("accuracy", "Windowed accuracy of the champion (0-1)", m.accuracy.clone());
+        r.register("auc", "Windowed ROC AUC of the champion (0-1)", m.auc.clone());
+        r.register(
+            "p99_latency_seconds",
+            "p99 of input record time to score over the window, seconds",
+            m.p99_latency.clone(),
+        );
         r.register(
             "reference_version",
             "Champion version whose checkpoint supplies the reference (0: the warm-up window)",
@@ -160,14 +167,15 @@ impl Metrics {
 
     /// Windowed quality.
     pub fn quality(&self, model: &str, q: &Quality) {
-        for (name, v) in [
-            ("error_rate", q.error_rate),
-            ("accuracy", q.accuracy),
-            ("auc", q.auc),
-            ("p99_latency_ms", q.p99_latency_ms),
+        let l = ModelLabel { model: model.to_string() };
+        for (family, v) in [
+            (&self.error_rate, q.error_rate),
+            (&self.accuracy, q.accuracy),
+            (&self.auc, q.auc),
+            (&self.p99_latency, q.p99_latency_ms.map(|ms| ms / 1000.0)),
         ] {
             if let Some(v) = v {
-                self.quality.get_or_create(&FigureLabels { model: model.to_string(), figure: name }).set(v);
+                family.get_or_create(&l).set(v);
             }
         }
     }
