@@ -122,6 +122,20 @@ impl Lease {
         self.held.lock().map(|h| *h).unwrap_or(Held::Unknown)
     }
 
+    /// Whether the lease is still ours after polling for `within` (a session timeout: long enough
+    /// for a heartbeat to learn that the group moved on) with no revocation in between. A holder
+    /// that was stopped or cut off asks this before it acts as the holder again.
+    pub fn confirm(&self, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            let _ = self.consumer.poll(Duration::from_millis(100));
+            if self.held.lock().map(|h| *h).unwrap_or(Held::Unknown) != Held::Yes {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Waits until the lease is ours (true) or `shutdown` (false), calling `standing_by` once
     /// another member is seen to hold it.
     pub fn acquire(&self, shutdown: &CancellationToken, mut standing_by: impl FnMut()) -> bool {

@@ -326,8 +326,9 @@ pub fn run<S: ModelService>(
             Ok(true) => service.on_delivered(),
             Ok(false) => {}
             // An outage longer than the transaction timeout: the coordinator aborted the open
-            // transaction and fenced this producer, yet no other instance took the lease.
-            Err(OwnedError::Superseded(why)) if lease.as_ref().is_some_and(|l| l.poll() == Held::Yes) => {
+            // transaction and fenced this producer, yet no other instance took the lease (held
+            // through a whole session: a zombie that was stopped learns here that it lost it).
+            Err(OwnedError::Superseded(why)) if still_held(lease.as_ref(), cfg) => {
                 tracing::warn!(
                     why,
                     "fenced while holding the lease (a transaction timed out): transactions start again"
@@ -340,6 +341,14 @@ pub fn run<S: ModelService>(
     let flushed = sink.flush(cfg.drain_timeout);
     tracing::info!(service = %cfg.service, flushed = flushed.is_ok(), "stopped reading");
     result.and(flushed.map_err(OwnedError::from))
+}
+
+/// Whether this instance still holds the lease, confirmed over one session timeout.
+fn still_held(lease: Option<&Lease>, cfg: &OwnedConfig) -> bool {
+    match (lease, &cfg.lease) {
+        (Some(l), Some(c)) => l.confirm(c.session_timeout),
+        _ => false,
+    }
 }
 
 /// The service's producer: transactional (its id initialised, which fences a former holder's
