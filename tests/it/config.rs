@@ -98,7 +98,7 @@ fn the_example_file_is_the_defaults() {
     assert_eq!(loaded, plain);
 }
 
-/// The demo's file adds its two inputs and changes nothing else.
+/// The demo's file adds its two inputs, bounds the joins by ten minutes, and changes nothing else.
 #[test]
 fn the_demo_file_adds_the_demo_inputs() {
     let demo = root().join("config/demo.toml");
@@ -113,5 +113,14 @@ fn the_demo_file_adds_the_demo_inputs() {
     let mut without = doc.clone();
     without.remove("inputs");
     assert!(plain.remove("inputs").is_none_or(|i| i.as_array().is_some_and(Vec::is_empty)));
+    // …and bounds the joins by ten minutes of traffic (its labels come within 20 s).
+    for section in ["learner", "drift"] {
+        let demo = without[section].as_table_mut().unwrap().remove("join-max-age-ms");
+        let default = plain[section].as_table_mut().unwrap().remove("join-max-age-ms");
+        assert_eq!(
+            (demo.and_then(|v| v.as_integer()), default.and_then(|v| v.as_integer())),
+            (Some(600_000), Some(86_400_000))
+        );
+    }
     assert_eq!(without, plain);
 }
