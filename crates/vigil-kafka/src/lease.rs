@@ -118,7 +118,12 @@ impl Lease {
     /// Keeps the membership alive (call every round) and says whether the lease is ours.
     pub fn poll(&self) -> Held {
         // Paused partitions return nothing; the call runs heartbeats and rebalance callbacks.
-        let _ = self.consumer.poll(Duration::ZERO);
+        self.poll_for(Duration::ZERO)
+    }
+
+    /// Polls once (waiting at most `wait`), then reads the state the rebalance callbacks left.
+    fn poll_for(&self, wait: Duration) -> Held {
+        let _ = self.consumer.poll(wait);
         self.held.lock().map(|h| *h).unwrap_or(Held::Unknown)
     }
 
@@ -128,8 +133,7 @@ impl Lease {
     pub fn confirm(&self, within: Duration) -> bool {
         let until = Instant::now() + within;
         while Instant::now() < until {
-            let _ = self.consumer.poll(Duration::from_millis(100));
-            if self.held.lock().map(|h| *h).unwrap_or(Held::Unknown) != Held::Yes {
+            if self.poll_for(Duration::from_millis(100)) != Held::Yes {
                 return false;
             }
         }
@@ -142,8 +146,7 @@ impl Lease {
         let mut told = false;
         let since = Instant::now();
         while !shutdown.is_cancelled() {
-            let _ = self.consumer.poll(Duration::from_millis(100));
-            match self.held.lock().map(|h| *h).unwrap_or(Held::Unknown) {
+            match self.poll_for(Duration::from_millis(100)) {
                 Held::Yes => {
                     tracing::info!(topic = %self.topic, waited_s = since.elapsed().as_secs_f64(), "holding the lease");
                     return true;
