@@ -4,10 +4,19 @@
 //! of BERT written in the check, on VADER's texts (a spread of 200 with the longest; all of them
 //! with `VIGIL_ENCODER_TEXTS=30000`), tokenised by Python's `tokenizers`; and `vigil encoder
 //! tokenize` (the `tokenizers` crate) gives the ids Python's `tokenizers` gives on every VADER text.
+//! On the broker: a transformer sentiment model (encoder + head) learnt from labels, served, its
+//! heads hot-swapped, a three-class head filling `Score.scores`, and hostile texts.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use vigil_e2e::*;
+use vigil_events::{Codec, Label, ModelCheckpoint, Score, TextEvent};
+use vigil_features::FeatureSpec;
+use vigil_models::{Provider, Runtime};
+
+const T: Duration = Duration::from_secs(240);
 
 /// The checkpoint the set-up fetched.
 fn checkpoint() -> PathBuf {
@@ -66,4 +75,225 @@ fn the_encoder_graph_equals_an_independent_forward_pass() {
     if vader.is_dir() {
         assert!(r["texts"].as_u64().unwrap() >= 200, "{report}");
     }
+}
+
+/// `vigil encoder build --store`: the encoder and tokenizer in a fresh model folder; the printed
+/// `[encoder]` section.
+fn store() -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(unique("encoder-store"));
+    let (code, section, err) = vigil(
+        &["encoder", "build", "--from", checkpoint().to_str().unwrap(), "--store", dir.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(section.starts_with("[encoder]") && section.contains("dim = 384"), "{section}");
+    (dir, section)
+}
+
+/// A stack whose `sentiment` model is an encoder model: the spec file names the stored encoder.
+async fn encoder_stack(name: &str, dir: &Path, section: &str) -> Stack {
+    let dirs = format!("model-dirs = [{:?}]\n", dir.to_str().unwrap());
+    let scorer = format!("{dirs}challenger-share = 0.0\n");
+    let learner =
+        format!("{dirs}min-examples = 100\ncheckpoint-every = 150\ncheckpoint-interval-ms = 3600000\nwindow = 200\n");
+    let stack = Stack::with_sections(name, 1, &scorer, &learner, "").await;
+    let spec = temp_file(
+        "encoder-spec.toml",
+        &format!("model = \"sentiment\"\nschema = \"dev.vigil.demo.TextEvent\"\n{section}"),
+    );
+    let config = std::fs::read_to_string(&stack.config).unwrap();
+    let config = config.replacen(
+        "group-field = \"source\"",
+        &format!("group-field = \"source\"\nspec = {:?}", spec.to_str().unwrap()),
+        1,
+    );
+    std::fs::write(&stack.config, config).unwrap();
+    stack
+}
+
+fn texts(stack: &Stack, prefix: &str, events: &str, seed: &str, labels: bool) {
+    let labels = if labels { stack.text_labels.as_str() } else { "none" };
+    stack.load(&[
+        "text",
+        "--topic",
+        &stack.texts,
+        "--labels-topic",
+        labels,
+        "--rate",
+        "0",
+        "--events",
+        events,
+        "--seed",
+        seed,
+        "--id-prefix",
+        prefix,
+        "--label-fast-mean-ms",
+        "5",
+        "--label-slow-share",
+        "0",
+        "--label-grace",
+        "2",
+    ]);
+}
+
+fn sentiment_versions(records: &[vigil_kafka::Input]) -> Vec<ModelCheckpoint> {
+    let codec = Codec::new();
+    let all = records.iter().filter_map(|m| codec.decode_event::<ModelCheckpoint>(m.payload.as_deref()?).ok());
+    all.filter(|c| c.model == "sentiment" && c.learner_state.is_some()).collect()
+}
+
+fn counts(cp: &ModelCheckpoint) -> serde_json::Value {
+    let state: serde_json::Value = serde_json::from_slice(cp.learner_state.as_deref().unwrap()).unwrap();
+    state["counts"].clone()
+}
+
+fn trained(cp: &ModelCheckpoint) -> u64 {
+    counts(cp)["trained"].as_u64().unwrap()
+}
+
+fn settled(cp: &ModelCheckpoint) -> u64 {
+    counts(cp)["labels"].as_u64().unwrap()
+}
+
+/// The champion the scorer on `port` serves for `sentiment`.
+fn served_version(port: u16) -> Option<i64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    let line = body.lines().find(|l| {
+        l.starts_with("vigil_scorer_model_graph{")
+            && l.contains("model=\"sentiment\"")
+            && l.contains("variant=\"champion\"")
+    })?;
+    let start = line.find("version=\"")? + 9;
+    line[start..start + line[start..].find('"')?].parse().ok()
+}
+
+/// Champion scores of `sentiment` by event id, once every id starting with `prefix` (`n` of them) has one.
+async fn scores_of(stack: &Stack, prefix: &str, n: usize) -> HashMap<String, Score> {
+    let codec = Codec::new();
+    let records = collect_until(&stack.scores, "read_committed", T, "a score for every text", |r| {
+        r.iter()
+            .filter_map(|m| codec.decode_event::<Score>(m.payload.as_deref()?).ok())
+            .filter(|s| s.event_id.starts_with(prefix))
+            .count()
+            >= n
+    })
+    .await;
+    let all = records.iter().filter_map(|m| codec.decode_event::<Score>(m.payload.as_deref()?).ok());
+    all.filter(|s| s.event_id.starts_with(prefix) && s.model == "sentiment").map(|s| (s.event_id.clone(), s)).collect()
+}
+
+/// The texts and labels of ids starting with `prefix`.
+async fn labelled(stack: &Stack, prefix: &str) -> Vec<(String, String, f64)> {
+    let codec = Codec::new();
+    let labels: HashMap<String, f64> = read_all(&stack.text_labels, "read_committed", Duration::from_secs(2))
+        .await
+        .iter()
+        .filter_map(|m| codec.decode_event::<Label>(m.payload.as_deref()?).ok())
+        .map(|l| (l.event_id, l.label))
+        .collect();
+    let texts = read_all(&stack.texts, "read_committed", Duration::from_secs(2)).await;
+    let events = texts.iter().filter_map(|m| codec.decode_event::<TextEvent>(m.payload.as_deref()?).ok());
+    events
+        .filter(|t| t.event_id.starts_with(prefix))
+        .filter_map(|t| Some((t.event_id.clone(), t.text.clone(), *labels.get(&t.event_id)?)))
+        .collect()
+}
+
+/// Each head's probabilities on `texts`, computed here: the stored encoder, then the head's graph.
+fn probabilities(dir: &Path, heads: &[&ModelCheckpoint], texts: &[&str]) -> Vec<Vec<f32>> {
+    let rt = Runtime::global(None).unwrap();
+    let spec = FeatureSpec::parse(&heads[0].feature_spec).unwrap();
+    let artifacts = vigil_models::artifacts::Artifacts::new(vec![dir.to_path_buf()]);
+    let encoder = vigil_models::EncoderArtifact::load(spec.encoder.as_ref().unwrap(), &artifacts, &rt).unwrap();
+    let len = encoder.tokenizer.max_tokens();
+    let (mut ids, mut mask) = (vec![0i64; texts.len() * len], vec![0f32; texts.len() * len]);
+    for (r, t) in texts.iter().enumerate() {
+        encoder.tokenizer.fill(t, &mut ids[r * len..(r + 1) * len], &mut mask[r * len..(r + 1) * len]).unwrap();
+    }
+    let embedding = encoder.embedder(&rt, Provider::Cpu, 1).unwrap().embed(&ids, &mask, texts.len(), len).unwrap();
+    heads
+        .iter()
+        .map(|cp| {
+            let graph = FeatureSpec::parse(&cp.feature_spec).unwrap().graph;
+            let mut head = rt.session(cp.onnx.as_deref().unwrap(), Provider::Cpu, 1).unwrap();
+            head.dense(&graph, &embedding, texts.len(), encoder.dim).unwrap().positives()
+        })
+        .collect()
+}
+
+fn accuracy_and_log_loss(p: &[f32], y: &[f64]) -> (f64, f64) {
+    let right = p.iter().zip(y).filter(|(p, y)| (**p >= 0.5) == (**y >= 0.5)).count();
+    let loss = p.iter().zip(y).map(|(p, y)| {
+        let p = f64::from(*p).clamp(1e-7, 1.0 - 1e-7);
+        -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+    });
+    (right as f64 / p.len() as f64, loss.sum::<f64>() / p.len() as f64)
+}
+
+/// The learner embeds labelled texts with the stored encoder and learns heads; the scorer serves
+/// encoder + head; a later head is promoted by hand and hot-swapped in; on texts the learner never
+/// saw, the last head beats the first, and the scorer's scores are the encoder + head computed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transformer_sentiment_model_learns_heads_that_the_scorer_serves_and_swaps() {
+    let (dir, section) = store();
+    let stack = encoder_stack("encoder", &dir, &section).await;
+    let scorer_port = free_port();
+    let log = temp_file("encoder-scorer.log", "");
+    let mut scorer = Running(stack.spawn_logged("vigil-scorer", scorer_port, &log));
+    let mut learner = stack.spawn("vigil-learner", &[]);
+    texts(&stack, "a", "1200", "5", true);
+    let labels = read_all(&stack.text_labels, "read_committed", Duration::from_secs(2)).await.len() as u64;
+    let models = collect_until(&stack.models, "read_committed", T, "a head that learnt every label", |r| {
+        sentiment_versions(r).iter().any(|c| settled(c) == labels)
+    })
+    .await;
+    terminate(&mut learner, Duration::from_secs(20));
+    let heads = sentiment_versions(&models);
+    let (first, last) =
+        (heads.iter().min_by_key(|c| c.version).unwrap(), heads.iter().max_by_key(|c| c.version).unwrap());
+    assert!(
+        first.version < last.version && trained(first) < 300,
+        "heads at {:?}",
+        heads.iter().map(trained).collect::<Vec<_>>()
+    );
+    assert!(
+        first.onnx.as_ref().unwrap().len() < 1 << 20,
+        "a head is small: the encoder is stored once, not in the checkpoint"
+    );
+    let a = scores_of(&stack, "a", 1200).await;
+    assert!(a.values().all(|s| s.model_version >= first.version), "the learnt head scored every text");
+
+    let version = last.version.to_string();
+    let (code, out, err) = stack.vigil(&["models", "promote", "sentiment", &version], None);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(Duration::from_secs(30), "the scorer serving the promoted head", || async {
+        (served_version(scorer_port) == Some(last.version)).then_some(())
+    })
+    .await;
+    texts(&stack, "b", "300", "6", true);
+    let b = scores_of(&stack, "b", 300).await;
+    let held_back = labelled(&stack, "b").await;
+    assert!(held_back.len() > 200, "{} labelled held-back texts", held_back.len());
+    let strs: Vec<&str> = held_back.iter().map(|(_, t, _)| t.as_str()).collect();
+    let y: Vec<f64> = held_back.iter().map(|(_, _, y)| *y).collect();
+    let p = probabilities(&dir, &[first, last], &strs);
+    for ((id, _, _), here) in held_back.iter().zip(&p[1]) {
+        let s = &b[id];
+        assert_eq!(s.model_version, last.version, "the swapped-in head serves");
+        assert!((s.score - f64::from(*here)).abs() < 1e-4, "{id}: scorer {} vs encoder + head here {here}", s.score);
+    }
+    let (first_acc, first_loss) = accuracy_and_log_loss(&p[0], &y);
+    let (last_acc, last_loss) = accuracy_and_log_loss(&p[1], &y);
+    println!(
+        "held-back texts: v{} after {} labels accuracy {first_acc:.3} log loss {first_loss:.4}; v{} after {} labels accuracy {last_acc:.3} log loss {last_loss:.4}",
+        first.version,
+        trained(first),
+        last.version,
+        trained(last)
+    );
+    assert!(last_loss < first_loss && last_acc >= first_acc && last_acc >= 0.9, "the head improved with labels");
+    terminate(&mut scorer.0, Duration::from_secs(20));
+    stack.delete().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

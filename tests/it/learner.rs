@@ -119,7 +119,7 @@ async fn labels_make_a_promoted_model_that_the_scorer_serves() {
     for m in &txs {
         match reader.read(&codec, m.payload.as_deref().unwrap(), |fields| f.row(fields)).unwrap().unwrap() {
             Row::Dense(row) => x.extend(row),
-            Row::Text(..) => panic!("a text row for a transaction"),
+            other => panic!("{other:?} for a transaction"),
         }
     }
     let onnx = promoted.onnx.clone().unwrap();

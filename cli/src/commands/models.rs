@@ -325,6 +325,8 @@ async fn register(
         let schema = codec.schema(&parsed.schema)?;
         let runtime = Runtime::global(None).map_err(|e| anyhow::anyhow!(vigil_runtime::error_chain(&e)))?;
         let policy = Policy { trusted_keys: key.iter().map(|k| k.verifying_key()).collect(), ..Policy::default() };
+        // An encoder model's encoder and tokenizer are found where the scorer finds them.
+        let policy = policy.with_model_dirs(config.scorer.model_dirs.iter().map(PathBuf::from).collect());
         checkpoint::validate(&cp, schema, &policy, &runtime).map_err(anyhow::Error::msg)?;
     }
     publish(config, codec, &cp, key.as_ref()).await?;

@@ -1,13 +1,17 @@
 //! Turning decoded records into model inputs with a [`FeatureSpec`]: a dense `f32` row for tabular
-//! models, padded (index, value) rows for hashed-text models. Which of the two a model takes is
-//! decided here, once: callers ask for a [`Row`] or push into a [`BatchBuilder`] and never look at
+//! models, padded (index, value) rows for hashed-text models, padded (token id, mask) rows for
+//! encoder models (the encoder, run by the caller, turns them into the head's dense row). Which a
+//! model takes is decided here, once: callers ask for a [`Row`] or push into a [`BatchBuilder`] and never look at
 //! the spec's kind themselves. Field positions are resolved once against the record schema, so
 //! featurising a record does no name lookups.
 
 use apache_avro::Schema;
 
+use std::sync::Arc;
+
 use crate::batch::BatchBuilder;
 use crate::spec::{Encoding, FeatureSpec, Missing, Transform};
+use crate::subword::Subword;
 use crate::text::{hash_ngrams, hash_str};
 pub use vigil_events::fast::Field;
 
@@ -35,6 +39,14 @@ pub enum FeatureError {
         /// What is needed.
         want: &'static str,
     },
+    /// A text could not be tokenised, or the encoder's tokenizer is not loaded.
+    #[error("text in `{field}`: {why}")]
+    Tokens {
+        /// The field.
+        field: String,
+        /// Why.
+        why: String,
+    },
     /// A text is longer than the spec allows.
     #[error("text in `{field}` has {chars} characters, more than the {max} allowed")]
     Oversized {
@@ -55,6 +67,7 @@ impl FeatureError {
             FeatureError::NonFinite { .. } => "non-finite-feature",
             FeatureError::Type { .. } => "feature-type",
             FeatureError::Oversized { .. } => "oversized-text",
+            FeatureError::Tokens { .. } => "tokenizer",
         }
     }
 }
@@ -69,6 +82,7 @@ pub struct Featurizer {
     categorical_at: Vec<usize>,
     text_at: Option<usize>,
     width: usize,
+    tokenizer: Option<Arc<Subword>>,
 }
 
 impl Featurizer {
@@ -95,11 +109,23 @@ impl Featurizer {
         };
         let numeric_at = spec.numeric.iter().map(|n| slot(&n.field, "numeric")).collect();
         let categorical_at = spec.categorical.iter().map(|c| slot(&c.field, "categorical")).collect();
-        let text_at = spec.text.as_ref().map(|t| slot(&t.field, "text"));
+        let text_at = match (&spec.text, &spec.encoder) {
+            (Some(t), _) => Some(slot(&t.field, "text")),
+            (None, Some(e)) => Some(slot(&e.field, "encoder")),
+            (None, None) => None,
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Featurizer { spec: spec.clone(), fields, numeric_at, categorical_at, text_at, width: spec.width() })
+        let width = spec.width();
+        Ok(Featurizer { spec: spec.clone(), fields, numeric_at, categorical_at, text_at, width, tokenizer: None })
+    }
+
+    /// The featuriser with the encoder's tokenizer (an encoder spec tokenises with it; without
+    /// one, every record is refused).
+    pub fn with_tokenizer(mut self, tokenizer: Arc<Subword>) -> Featurizer {
+        self.tokenizer = Some(tokenizer);
+        self
     }
 
     /// The spec.
@@ -118,14 +144,19 @@ impl Featurizer {
         self.width
     }
 
-    /// Padded length of a text row.
+    /// Padded length of a text row (hashed n-grams or tokens).
     pub fn text_len(&self) -> usize {
-        self.spec.text.as_ref().map(|t| t.max_tokens as usize).unwrap_or(0)
+        match (&self.spec.text, &self.spec.encoder) {
+            (Some(t), _) => t.max_tokens as usize,
+            (None, Some(e)) => e.max_tokens as usize,
+            (None, None) => 0,
+        }
     }
 
-    /// Whether the model takes text (indices and values) rather than a dense row.
+    /// Whether the model takes text (indices and values, or token ids and a mask) rather than a
+    /// dense row.
     pub fn is_text(&self) -> bool {
-        self.spec.is_text()
+        !self.spec.is_tabular()
     }
 
     /// An empty micro-batch of this spec's rows.
@@ -149,7 +180,13 @@ impl Featurizer {
 
     /// The row of a record given as its [`Featurizer::fields`] values.
     pub fn row(&self, fields: &[Field<'_>]) -> Result<Row, FeatureError> {
-        if self.is_text() {
+        if self.spec.encoder.is_some() {
+            let n = self.text_len();
+            let (mut i, mut m) = (vec![0i64; n], vec![0f32; n]);
+            let used = self.tokens_from(fields, &mut i, &mut m)?;
+            i.truncate(used);
+            Ok(Row::Tokens(i))
+        } else if self.is_text() {
             let n = self.text_len();
             let (mut i, mut v) = (vec![0i64; n], vec![0f32; n]);
             self.text_from(fields, &mut i, &mut v)?;
@@ -203,22 +240,49 @@ impl Featurizer {
     }
 
     /// Writes the hashed n-grams of a record given as its [`Featurizer::fields`] values into
-    /// `indices` / `values` (length [`Featurizer::text_len`]), padding with index 0 and value 0.
+    /// `indices` / `values` (length [`Featurizer::text_len`]), padding with index 0 and value 0; for
+    /// an encoder spec, its token ids and mask ([`Featurizer::tokens_from`]).
     pub fn text_from(&self, fields: &[Field<'_>], indices: &mut [i64], values: &mut [f32]) -> Result<(), FeatureError> {
-        let (Some(t), Some(at)) = (&self.spec.text, self.text_at) else {
+        let Some(t) = &self.spec.text else {
+            return self.tokens_from(fields, indices, values).map(|_| ());
+        };
+        let text = self.text_of(fields, &t.field, t.max_chars)?;
+        hash_ngrams(text, t, indices, values);
+        Ok(())
+    }
+
+    /// Writes the token ids of a record's text into `ids` (length [`Featurizer::text_len`]), padded,
+    /// and 1 / 0 into `mask`; returns the token count.
+    pub fn tokens_from(&self, fields: &[Field<'_>], ids: &mut [i64], mask: &mut [f32]) -> Result<usize, FeatureError> {
+        let Some(e) = &self.spec.encoder else {
+            return Err(FeatureError::Type { field: String::new(), found: "tabular spec".into(), want: "a text spec" });
+        };
+        let text = self.text_of(fields, &e.field, e.max_chars)?;
+        let Some(tokenizer) = &self.tokenizer else {
+            return Err(FeatureError::Tokens {
+                field: e.field.clone(),
+                why: "the encoder's tokenizer is not loaded".into(),
+            });
+        };
+        tokenizer
+            .fill(text, ids, mask)
+            .map_err(|why| FeatureError::Tokens { field: e.field.clone(), why: why.to_string() })
+    }
+
+    fn text_of<'f>(&self, fields: &[Field<'f>], field: &str, max_chars: u32) -> Result<&'f str, FeatureError> {
+        let Some(at) = self.text_at else {
             return Err(FeatureError::Type { field: String::new(), found: "tabular spec".into(), want: "a text spec" });
         };
         let text = match fields[at] {
             Field::Str(s) => s,
-            Field::Null => return Err(FeatureError::Missing(t.field.clone())),
-            other => return Err(type_error(&t.field, other, "a string")),
+            Field::Null => return Err(FeatureError::Missing(field.to_string())),
+            other => return Err(type_error(field, other, "a string")),
         };
         let chars = text.chars().count();
-        if chars > t.max_chars as usize {
-            return Err(FeatureError::Oversized { field: t.field.clone(), chars, max: t.max_chars as usize });
+        if chars > max_chars as usize {
+            return Err(FeatureError::Oversized { field: field.to_string(), chars, max: max_chars as usize });
         }
-        hash_ngrams(text, t, indices, values);
-        Ok(())
+        Ok(text)
     }
 }
 
@@ -229,6 +293,8 @@ pub enum Row {
     Dense(Vec<f32>),
     /// Hashed n-grams: bucket indices and weights, padded with index 0 and weight 0.
     Text(Vec<i64>, Vec<f32>),
+    /// An encoder model's token ids (special tokens included, unpadded).
+    Tokens(Vec<i64>),
 }
 
 fn type_error(field: &str, v: Field<'_>, want: &'static str) -> FeatureError {

@@ -363,6 +363,7 @@ fn assemble(model: &str, schema: &str, decided: &mut [Decision]) -> FeatureSpec 
         numeric: Vec::new(),
         categorical: Vec::new(),
         text: None,
+        encoder: None,
         graph: Graph::default(),
     };
     for d in decided.iter_mut() {

@@ -27,6 +27,14 @@
 //! max-tokens = 256           # padded length of the index / value tensors
 //! max-chars = 5000           # longer texts are refused (dead-lettered)
 //!
+//! [encoder]                  # a sentence encoder + a head, for text models (instead of the above)
+//! field = "text"
+//! artifact = "5f0c…"         # SHA-256 of the encoder's ONNX graph (`vigil encoder build --store`)
+//! tokenizer = "9a1b…"        # SHA-256 of its tokenizer.json; both files live in the model folders
+//! dim = 384                  # embedding width: the head's input columns
+//! max-tokens = 128           # truncation, special tokens included
+//! max-chars = 5000           # longer texts are refused (dead-lettered)
+//!
 //! [graph]                    # optional: how a graph exported elsewhere is called (defaults: Vigil's own)
 //! input = "float_input"      # the dense input (skl2onnx: float_input or X); default features
 //! output = "probabilities"   # the output holding the probability; default score
@@ -55,6 +63,9 @@ pub struct FeatureSpec {
     /// Hashed text features (text models).
     #[serde(default)]
     pub text: Option<Text>,
+    /// A sentence encoder whose embedding feeds the model (a head): transformer text models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<Encoder>,
     /// How the model's graph is called (Vigil's own names unless the graph was exported elsewhere).
     #[serde(default, skip_serializing_if = "Graph::is_default")]
     pub graph: Graph,
@@ -238,6 +249,36 @@ pub struct Text {
     pub lowercase: bool,
 }
 
+/// A sentence encoder in front of the model: the text is tokenised with the tokenizer, the encoder
+/// (a frozen ONNX graph stored once, by digest, in the services' model folders) embeds it, and the
+/// model's own graph, a small head, takes the embedding as its dense input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Encoder {
+    /// Record field (a string).
+    pub field: String,
+    /// Lower-case hex SHA-256 of the encoder's ONNX graph.
+    pub artifact: String,
+    /// Lower-case hex SHA-256 of its `tokenizer.json`.
+    pub tokenizer: String,
+    /// Width of the embedding (the head's input columns).
+    pub dim: u32,
+    /// Tokens per text at most, special tokens included.
+    #[serde(default = "encoder_tokens")]
+    pub max_tokens: u32,
+    /// Longer texts are refused.
+    #[serde(default = "max_chars")]
+    pub max_chars: u32,
+}
+
+fn encoder_tokens() -> u32 {
+    128
+}
+
+fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn words() -> [u32; 2] {
     [1, 2]
 }
@@ -263,6 +304,8 @@ pub const MAX_TEXT_BUCKETS: u32 = 1 << 24;
 pub const MAX_TOKENS: u32 = 4096;
 /// Longest text accepted, in characters.
 pub const MAX_CHARS: u32 = 1_000_000;
+/// Widest embedding of an encoder.
+pub const MAX_EMBEDDING: u32 = 8192;
 
 /// Every problem of a spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -296,11 +339,18 @@ impl FeatureSpec {
         if self.schema.is_empty() {
             p.push("schema: must name the record schema".into());
         }
-        if self.numeric.is_empty() && self.categorical.is_empty() && self.text.is_none() {
-            p.push("no features: give [[numeric]], [[categorical]] or [text]".into());
+        let tabular = !(self.numeric.is_empty() && self.categorical.is_empty());
+        if !tabular && self.text.is_none() && self.encoder.is_none() {
+            p.push("no features: give [[numeric]], [[categorical]], [text] or [encoder]".into());
         }
-        if self.text.is_some() && !(self.numeric.is_empty() && self.categorical.is_empty()) {
+        if self.text.is_some() && tabular {
             p.push("a text model takes only [text] (tabular and text features cannot be mixed yet)".into());
+        }
+        if self.encoder.is_some() && (tabular || self.text.is_some()) {
+            p.push("an encoder model takes only [encoder] (no other features beside it yet)".into());
+        }
+        if let Some(e) = &self.encoder {
+            p.extend(encoder_problems(e));
         }
         let mut names = std::collections::HashSet::new();
         for (i, n) in self.numeric.iter().enumerate() {
@@ -398,8 +448,11 @@ impl FeatureSpec {
         p
     }
 
-    /// Width of the dense feature vector of a tabular spec.
+    /// Width of the dense feature vector of a tabular spec (of the embedding, for an encoder model).
     pub fn width(&self) -> usize {
+        if let Some(e) = &self.encoder {
+            return e.dim as usize;
+        }
         self.numeric.len()
             + self
                 .categorical
@@ -426,9 +479,14 @@ impl FeatureSpec {
         out
     }
 
-    /// Whether this is a text model.
+    /// Whether this is a hashed-text model.
     pub fn is_text(&self) -> bool {
         self.text.is_some()
+    }
+
+    /// Whether features come from the record's fields one by one (not from a whole text).
+    pub fn is_tabular(&self) -> bool {
+        self.text.is_none() && self.encoder.is_none()
     }
 
     /// The spec with standardisation and clipping removed: transformed but unscaled values, what the
@@ -447,6 +505,28 @@ impl FeatureSpec {
         }
         raw
     }
+}
+
+fn encoder_problems(e: &Encoder) -> Vec<String> {
+    let mut p = Vec::new();
+    if e.field.is_empty() {
+        p.push("encoder.field: must not be empty".into());
+    }
+    for (key, digest) in [("artifact", &e.artifact), ("tokenizer", &e.tokenizer)] {
+        if !is_digest(digest) {
+            p.push(format!("encoder.{key}: a lower-case hex SHA-256 (64 digits)"));
+        }
+    }
+    if e.dim == 0 || e.dim > MAX_EMBEDDING {
+        p.push(format!("encoder.dim: between 1 and {MAX_EMBEDDING}"));
+    }
+    if e.max_tokens < 2 || e.max_tokens > 512 {
+        p.push("encoder.max-tokens: between 2 and 512".into());
+    }
+    if e.max_chars == 0 || e.max_chars > MAX_CHARS {
+        p.push(format!("encoder.max-chars: between 1 and {MAX_CHARS}"));
+    }
+    p
 }
 
 impl Numeric {

@@ -35,6 +35,13 @@ impl TokenBatch {
 pub struct Subword {
     tokenizer: Tokenizer,
     pad_id: i64,
+    max_tokens: usize,
+}
+
+impl std::fmt::Debug for Subword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Subword(max_tokens {}, pad {})", self.max_tokens, self.pad_id)
+    }
 }
 
 impl Subword {
@@ -47,7 +54,29 @@ impl Subword {
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| SubwordError(e.to_string()))?;
         tokenizer.with_padding(None);
-        Ok(Subword { tokenizer, pad_id })
+        Ok(Subword { tokenizer, pad_id, max_tokens })
+    }
+
+    /// The padding id.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
+    /// Tokens per text at most.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Writes the token ids of one text into `ids` (its length: at least the truncation length),
+    /// padded with the padding id, and 1 / 0 into `mask`; returns the token count.
+    pub fn fill(&self, text: &str, ids: &mut [i64], mask: &mut [f32]) -> Result<usize, SubwordError> {
+        let encoding = self.tokenizer.encode(text, true).map_err(|e| SubwordError(e.to_string()))?;
+        let got = encoding.get_ids();
+        let n = got.len().min(ids.len());
+        for (k, (slot, m)) in ids.iter_mut().zip(mask.iter_mut()).enumerate() {
+            (*slot, *m) = if k < n { (i64::from(got[k]), 1.0) } else { (self.pad_id, 0.0) };
+        }
+        Ok(n)
     }
 
     /// The token ids of one text, special tokens included, truncated.
@@ -125,5 +154,42 @@ mod tests {
         assert_eq!(batches[1].ids, [2, 4, 6, 3, 0, 0, 2, 7, 8, 9, 10, 3]);
         assert_eq!(batches[1].mask, [1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1]);
         assert_eq!(batches[0].padding_share(), 0.0);
+    }
+
+    #[test]
+    fn an_encoder_spec_featurises_token_ids_and_a_mask_and_refuses_what_it_cannot() {
+        use crate::featurize::{FeatureError, Featurizer, Field, Row};
+        use crate::spec::FeatureSpec;
+        let digest = "ab".repeat(32);
+        let toml = format!(
+            "model = \"s\"\nschema = \"dev.vigil.demo.TextEvent\"\n[encoder]\nfield = \"text\"\n\
+             artifact = \"{digest}\"\ntokenizer = \"{digest}\"\ndim = 4\nmax-tokens = 5\nmax-chars = 20\n"
+        );
+        let spec = FeatureSpec::parse(&toml).unwrap();
+        assert_eq!(spec.width(), 4, "the head takes the embedding");
+        let schema = vigil_events::schemas::current(vigil_events::schemas::names::TEXT_EVENT).unwrap();
+        let f = Featurizer::new(&spec, &schema.schema).unwrap();
+        let text = |s| [Field::Str(s)];
+        assert!(matches!(f.row(&text("good news")), Err(FeatureError::Tokens { .. })), "no tokenizer yet");
+        let f = f.with_tokenizer(std::sync::Arc::new(Subword::from_json(TINY.as_bytes(), 5).unwrap()));
+        assert_eq!(f.row(&text("Good news!")).unwrap(), Row::Tokens(vec![2, 4, 6, 10, 3]));
+        assert_eq!(f.row(&text("")).unwrap(), Row::Tokens(vec![2, 3]), "an empty text is [CLS] [SEP]");
+        let mut batch = f.batch(2);
+        f.push(&mut batch, "a", &text("bad")).unwrap();
+        let batch = batch.finish().unwrap();
+        let (ids, mask, rows, len) = crate::batch::text_view(&batch).unwrap();
+        assert_eq!((rows, len), (1, 5));
+        assert_eq!(ids, [2, 5, 3, 0, 0]);
+        assert_eq!(mask, [1.0, 1.0, 1.0, 0.0, 0.0]);
+        let long = "good ".repeat(5);
+        assert!(matches!(f.row(&text(&long)), Err(FeatureError::Oversized { .. })));
+        assert!(matches!(f.row(&[Field::Int(3)]), Err(FeatureError::Type { .. })));
+
+        let bad = toml.replace(&format!("artifact = \"{digest}\""), "artifact = \"ABC\"").replace("dim = 4", "dim = 0");
+        let problems = FeatureSpec::parse(&bad).unwrap_err().problems;
+        assert!(problems.iter().any(|p| p.contains("encoder.artifact")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("encoder.dim")), "{problems:?}");
+        let mixed = format!("{toml}[text]\nfield = \"text\"\nbuckets = 16\n");
+        assert!(FeatureSpec::parse(&mixed).unwrap_err().problems.iter().any(|p| p.contains("only [encoder]")));
     }
 }

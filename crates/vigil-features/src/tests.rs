@@ -38,7 +38,7 @@ fn row_of<T: Event>(f: &Featurizer, event: &T) -> Result<Row, FeatureError> {
 fn dense(f: &Featurizer, t: &Transaction) -> Result<Vec<f32>, FeatureError> {
     match row_of(f, t)? {
         Row::Dense(x) => Ok(x),
-        Row::Text(..) => panic!("a text row from a tabular spec"),
+        other => panic!("{other:?} from a tabular spec"),
     }
 }
 

@@ -234,6 +234,27 @@ pub fn tabular_candidates(seed: u64, class_weights: bool) -> Vec<Hyper> {
     v
 }
 
+/// The default candidates for heads on a sentence encoder's L2-normalised embeddings: logistic
+/// regression (SGD with steps large enough for unit-length rows, and Adam) and two small MLPs.
+pub fn encoder_candidates(seed: u64) -> Vec<Hyper> {
+    use crate::family::{Family, Optimizer};
+    let head = |k: u64, family: Family, optimizer: Optimizer| Hyper {
+        family,
+        optimizer,
+        intercept_lr: None,
+        l2: 0.0,
+        positive_weight: Some(1.0),
+        anchor: 0.0,
+        seed: seed + 20 + k,
+    };
+    vec![
+        head(0, Family::Logistic, Optimizer::Sgd { lr: 1.0 }),
+        head(1, Family::Logistic, Optimizer::Adam { lr: 0.01 }),
+        head(2, Family::Mlp(32), Optimizer::Adam { lr: 0.002 }),
+        head(3, Family::Mlp(64), Optimizer::Adam { lr: 0.001 }),
+    ]
+}
+
 /// The default candidates for hashed-text models.
 pub fn text_candidates(seed: u64, buckets: usize) -> Vec<Hyper> {
     text::candidates(seed, buckets)

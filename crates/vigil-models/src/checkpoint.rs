@@ -132,11 +132,27 @@ pub struct Policy {
     pub trusted_keys: Vec<VerifyingKey>,
     /// Folders a checkpoint's `file://` graph may be read from (none: no URI is followed).
     pub model_dirs: Vec<std::path::PathBuf>,
+    /// Artifacts (sentence encoders, tokenizers) named by digest, found in the model folders.
+    pub artifacts: std::sync::Arc<crate::artifacts::Artifacts>,
+}
+
+impl Policy {
+    /// The policy reading graphs and artifacts from `model_dirs`.
+    pub fn with_model_dirs(self, model_dirs: Vec<std::path::PathBuf>) -> Policy {
+        let artifacts = std::sync::Arc::new(crate::artifacts::Artifacts::new(model_dirs.clone()));
+        Policy { model_dirs, artifacts, ..self }
+    }
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_bytes: 64 << 20, require_signature: false, trusted_keys: Vec::new(), model_dirs: Vec::new() }
+        Policy {
+            max_bytes: 64 << 20,
+            require_signature: false,
+            trusted_keys: Vec::new(),
+            model_dirs: Vec::new(),
+            artifacts: Default::default(),
+        }
     }
 }
 
@@ -151,8 +167,8 @@ pub struct Rejection {
     pub model: String,
     /// Version.
     pub version: i64,
-    /// Which check failed (`size`, `checksum`, `signature`, `threshold`, `spec`, `graph`,
-    /// `signature-mismatch`, `probe`, `load`, `time`).
+    /// Which check failed (`size`, `checksum`, `signature`, `threshold`, `spec`, `encoder`,
+    /// `graph`, `signature-mismatch`, `probe`, `load`, `time`).
     pub check: &'static str,
     /// Why, for people.
     pub reason: String,
@@ -167,8 +183,10 @@ pub struct Validated {
     pub onnx: std::sync::Arc<Vec<u8>>,
     /// Its feature spec.
     pub spec: FeatureSpec,
-    /// The spec bound to the input schema.
+    /// The spec bound to the input schema (with the encoder's tokenizer, for an encoder model).
     pub featurizer: Featurizer,
+    /// The sentence encoder in front of the graph, for an encoder model.
+    pub encoder: Option<crate::embed::EncoderArtifact>,
 }
 
 /// Validates `cp` for serving records of `schema` on `runtime`.
@@ -213,7 +231,16 @@ pub fn validate(
     if spec.model != cp.model {
         return Err(reject("spec", format!("the spec is for model `{}`", spec.model)));
     }
-    let featurizer = Featurizer::new(&spec, schema).map_err(|p| reject("spec", p.join("; ")))?;
+    let mut featurizer = Featurizer::new(&spec, schema).map_err(|p| reject("spec", p.join("; ")))?;
+    let encoder = match &spec.encoder {
+        Some(e) => {
+            let artifact =
+                crate::embed::EncoderArtifact::load(e, &policy.artifacts, runtime).map_err(|e| reject("encoder", e))?;
+            featurizer = featurizer.with_tokenizer(artifact.tokenizer.clone());
+            Some(artifact)
+        }
+        None => None,
+    };
     crate::inspect::inspect(&onnx).map_err(|e| reject("graph", e))?;
     let mut session =
         runtime.session(&onnx, Provider::Cpu, 1).map_err(|e| reject("load", vigil_runtime::error_chain(&e)))?;
@@ -221,19 +248,24 @@ pub fn validate(
     for rows in PROBE_ROWS {
         probe(&spec, &featurizer, &mut session, rows).map_err(|e| reject("probe", e))?;
     }
-    Ok(Validated { checkpoint: cp.clone(), onnx: std::sync::Arc::new(onnx), spec, featurizer })
+    Ok(Validated { checkpoint: cp.clone(), onnx: std::sync::Arc::new(onnx), spec, featurizer, encoder })
 }
 
 /// Reads a `file://` graph: only a regular file inside one of `dirs`, and at most `max` bytes (a
 /// larger one, a device or a pipe is refused without reading it whole). The reason given back names
 /// neither the path nor the system's error; the log has them.
 fn read_model_file(uri: &str, dirs: &[std::path::PathBuf], max: usize) -> Result<Vec<u8>, String> {
+    let path = uri.strip_prefix("file://").ok_or_else(|| "only file:// URIs are followed".to_string())?;
+    read_file_in(std::path::Path::new(path), dirs, max)
+}
+
+/// Reads `path` if it is a regular file inside one of `dirs` of at most `max` bytes.
+pub(crate) fn read_file_in(path: &std::path::Path, dirs: &[std::path::PathBuf], max: usize) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let refuse = |why: &str, detail: String| {
-        tracing::warn!(uri, detail, "refusing a checkpoint's graph file");
+        tracing::warn!(path = %path.display(), detail, "refusing a model file");
         why.to_string()
     };
-    let path = uri.strip_prefix("file://").ok_or_else(|| "only file:// URIs are followed".to_string())?;
     let real = std::fs::canonicalize(path).map_err(|e| refuse("the graph file cannot be read", e.to_string()))?;
     let allowed = dirs.iter().filter_map(|d| std::fs::canonicalize(d).ok()).any(|d| real.starts_with(&d));
     if !allowed {

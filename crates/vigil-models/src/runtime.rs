@@ -335,6 +335,42 @@ impl Session {
         probabilities(&outputs, graph, rows)
     }
 
+    /// Runs a sentence encoder on `[rows, cols]` token ids and attention mask; returns the output
+    /// `embedding` row-major and its width.
+    pub fn embed(
+        &mut self,
+        ids: &[i64],
+        mask: &[i64],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(Vec<f32>, usize), RuntimeError> {
+        if rows * cols != ids.len() || ids.len() != mask.len() {
+            return Err(RuntimeError::Input(format!("{} ids do not form a [{rows}, {cols}] tensor", ids.len())));
+        }
+        let i = TensorRef::from_array_view(([rows, cols], ids))
+            .map_err(|source| RuntimeError::Ort { context: "wrapping the token ids", source })?;
+        let m = TensorRef::from_array_view(([rows, cols], mask))
+            .map_err(|source| RuntimeError::Ort { context: "wrapping the attention mask", source })?;
+        let outputs = self
+            .inner
+            .run(ort::inputs![crate::encoder::INPUT_IDS => i, crate::encoder::ATTENTION_MASK => m])
+            .map_err(|source| RuntimeError::Ort { context: "running the encoder", source })?;
+        let out = outputs
+            .get(crate::encoder::EMBEDDING)
+            .ok_or_else(|| RuntimeError::Input(format!("the encoder has no output `{}`", crate::encoder::EMBEDDING)))?;
+        let (shape, values) = out
+            .try_extract_tensor::<f32>()
+            .map_err(|source| RuntimeError::Ort { context: "reading the embedding", source })?;
+        let dim = match shape.len() {
+            2 if shape[0] as usize == rows => usize::try_from(shape[1]).unwrap_or(0),
+            _ => 0,
+        };
+        if dim == 0 || values.len() != rows * dim {
+            return Err(RuntimeError::Input(format!("the embedding has shape {:?} for {rows} rows", shape.to_vec())));
+        }
+        Ok((values.to_vec(), dim))
+    }
+
     /// The underlying `ort` session, for model families with several inputs.
     pub fn ort(&mut self) -> &mut ort::session::Session {
         &mut self.inner

@@ -72,7 +72,7 @@ fn in_process(d: &Dataset, spec: &vigil_features::FeatureSpec) -> Result<(f64, f
     let codec = Codec::new();
     let (name, _) = codec.add_schema(&d.schema)?;
     let avro = codec.schema(&name)?;
-    let mut trainer = vigil_learner::trainer::Trainer::new("credit", spec.clone(), avro, &learner_config())?;
+    let mut trainer = vigil_learner::trainer::Trainer::new("credit", spec.clone(), avro, &learner_config(), None)?;
     let wanted: Vec<String> = trainer.fields().to_vec();
     let started = Instant::now();
     for (record, y) in d.records.iter().zip(&d.labels) {

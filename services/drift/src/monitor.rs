@@ -78,10 +78,10 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout of `spec`'s raw rows (text specs have no per-feature layout: only scores are
+    /// The layout of `spec`'s raw rows (text and encoder specs have no per-feature layout: only scores are
     /// compared for them).
     pub fn of(spec: &FeatureSpec) -> Layout {
-        if spec.is_text() {
+        if !spec.is_tabular() {
             return Layout { numeric: Vec::new(), categorical: Vec::new(), clock: Vec::new() };
         }
         let clock = spec

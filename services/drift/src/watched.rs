@@ -83,7 +83,7 @@ fn raw_featurizer(
     schema: &str,
     encoding: Encoding,
 ) -> Result<Option<(RecordReader, Featurizer)>, String> {
-    if spec.is_text() {
+    if !spec.is_tabular() {
         return Ok(None);
     }
     let featurizer =
@@ -174,7 +174,7 @@ impl Watched {
         let row = reader.read(codec, r.payload.unwrap_or(&[]), |fields| featurizer.row(fields));
         let x = match row {
             Ok(Ok(Row::Dense(x))) => x,
-            Ok(Ok(Row::Text(..))) => return Err("a text row from a tabular spec".into()),
+            Ok(Ok(Row::Text(..) | Row::Tokens(..))) => return Err("a text row from a tabular spec".into()),
             Ok(Err(e)) => return Err(e.to_string()),
             Err(e) => return Err(e.to_string()),
         };

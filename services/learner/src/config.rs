@@ -59,6 +59,9 @@ pub struct LearnerConfig {
     pub trusted_keys: Vec<String>,
     /// Most candidates in the pool (concept-drift alerts add fresh ones up to this).
     pub max_candidates: usize,
+    /// Folders holding the artifacts an `[encoder]` spec names by digest (the encoder graph and its
+    /// tokenizer, written by `vigil encoder build --store`).
+    pub model_dirs: Vec<String>,
     /// Versions of each model kept on the models topic; older ones get tombstones (never the
     /// champion, its fallbacks, the challenger or the newest state). 0: keep every version.
     pub keep_versions: usize,
@@ -88,6 +91,7 @@ impl Default for LearnerConfig {
             trusted_keys: Vec::new(),
             max_candidates: 32,
             keep_versions: 50,
+            model_dirs: Vec::new(),
         }
     }
 }

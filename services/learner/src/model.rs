@@ -40,6 +40,8 @@ pub struct Shared {
     pub config: Config,
     /// Metrics.
     pub metrics: std::sync::Arc<Metrics>,
+    /// Artifacts named by digest (encoders, tokenizers), from `learner.model-dirs`.
+    pub artifacts: std::sync::Arc<vigil_models::artifacts::Artifacts>,
 }
 
 /// One model being learnt.
@@ -120,8 +122,15 @@ impl Model {
     }
 
     fn load_champion(&self, cp: &ModelCheckpoint, shared: &Shared) -> Option<Champion> {
-        let (schema, encoding) = (self.reader.schema_name(), self.reader.encoding());
-        match Champion::load(&shared.runtime, &shared.codec, cp, schema, encoding) {
+        let with = crate::champion::Load {
+            runtime: &shared.runtime,
+            codec: &shared.codec,
+            schema: self.reader.schema_name(),
+            encoding: self.reader.encoding(),
+            artifacts: &shared.artifacts,
+            trainer_spec: self.trainer.spec(),
+        };
+        match Champion::load(&with, cp) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(model = %self.name, version = cp.version, error = e, "cannot evaluate the champion");
@@ -146,7 +155,7 @@ impl Model {
             shared.metrics.bad_event(&self.name);
             return;
         };
-        let champion = self.champion.as_ref().and_then(|c| c.row(&shared.codec, payload));
+        let champion = self.champion.as_mut().and_then(|c| c.row(&shared.codec, payload, &raw));
         let at = r.timestamp.unwrap_or_else(now_ms);
         self.join.event(id, Event { raw, champion }, Origin { partition: r.partition, offset: r.offset }, at);
     }

@@ -15,7 +15,7 @@ use vigil_models::Runtime;
 
 use crate::model::{Model, Shared};
 use crate::telemetry::Metrics;
-use crate::trainer::{State, Trainer};
+use crate::trainer::{Encoder, State, Trainer};
 
 /// The learner: every model it trains, and what they share.
 pub struct Learner {
@@ -39,7 +39,9 @@ impl Learner {
     ) -> Result<Learner, HandlerError> {
         let runtime = Runtime::global(None).map_err(|e| HandlerError(vigil_runtime::error_chain(&e)))?;
         let key = signing_key(&config.learner.sign_key)?;
-        let shared = Shared { config, codec, runtime, key, metrics };
+        let dirs = config.learner.model_dirs.iter().map(std::path::PathBuf::from).collect();
+        let artifacts = std::sync::Arc::new(vigil_models::artifacts::Artifacts::new(dirs));
+        let shared = Shared { config, codec, runtime, key, metrics, artifacts };
         let mut learner = Learner { shared, resolver, models: Vec::new(), starts: HashMap::new() };
         for name in names {
             let model = learner.model(name, registry)?;
@@ -81,16 +83,24 @@ impl Learner {
                     trained = state.counts.trained,
                     "resuming from checkpoint"
                 );
-                Trainer::resume(name, state, schema, lc).map_err(HandlerError)?
+                let encoder = self.encoder(name, &Trainer::spec_of(&state).map_err(HandlerError)?)?;
+                Trainer::resume(name, state, schema, lc, encoder).map_err(HandlerError)?
             }
             None => {
                 tracing::info!(model = name, "starting fresh");
                 let spec = vigil_kafka::inputs::starting_spec(name, registry, &input).map_err(HandlerError)?;
-                Trainer::new(name, spec, schema, lc).map_err(HandlerError)?
+                let encoder = self.encoder(name, &spec)?;
+                Trainer::new(name, spec, schema, lc, encoder).map_err(HandlerError)?
             }
         };
         let applied = self.starts.get(&input.labels).cloned().unwrap_or_default();
         Model::new(name, &input, trainer, applied, registry, &self.shared)
+    }
+
+    /// The encoder `spec` names, if any: a model whose encoder cannot be loaded cannot learn.
+    fn encoder(&self, name: &str, spec: &vigil_features::FeatureSpec) -> Result<Option<Encoder>, HandlerError> {
+        Encoder::for_spec(spec, &self.shared.artifacts, &self.shared.runtime)
+            .map_err(|e| HandlerError(format!("{name}: {e}")))
     }
 
     /// The keys whose states may be resumed: the learner's own and `learner.trusted-keys`; `None`

@@ -1,7 +1,8 @@
 //! One model's training: featurise joined events with the raw form of the model's spec, learn
 //! prequentially, keep the reference window, evaluate the champion on the same labels, and build
 //! checkpoints (exact ONNX graph, spec with the learnt standardisation, metrics, reference statistics,
-//! offsets, learner state) and the promotion decision.
+//! offsets, learner state) and the promotion decision. An encoder model's events are embedded here
+//! by the frozen encoder its spec names, and its heads learn from the embeddings.
 
 use std::collections::VecDeque;
 
@@ -73,6 +74,32 @@ pub struct Trainer {
     raw: Featurizer,
     /// Reference window length.
     window: usize,
+    /// The encoder of an encoder model.
+    encoder: Option<Encoder>,
+}
+
+/// The sentence encoder an encoder model's spec names, loaded for the learner.
+pub struct Encoder {
+    /// The checked artifact (its tokenizer featurises).
+    pub artifact: vigil_models::EncoderArtifact,
+    /// Its session.
+    pub embedder: vigil_models::Embedder,
+}
+
+impl Encoder {
+    /// The encoder `spec` names, if it names one, from the model folders in `artifacts`.
+    pub fn for_spec(
+        spec: &FeatureSpec,
+        artifacts: &vigil_models::artifacts::Artifacts,
+        runtime: &vigil_models::Runtime,
+    ) -> Result<Option<Encoder>, String> {
+        let Some(e) = &spec.encoder else { return Ok(None) };
+        let artifact = vigil_models::EncoderArtifact::load(e, artifacts, runtime)
+            .map_err(|why| format!("the encoder of the spec (learner.model-dirs): {why}"))?;
+        let embedder =
+            artifact.embedder(runtime, vigil_models::Provider::Cpu, 1).map_err(|e| vigil_runtime::error_chain(&e))?;
+        Ok(Some(Encoder { artifact, embedder }))
+    }
 }
 
 /// A metric's windowed value (higher is better).
@@ -91,8 +118,9 @@ impl Trainer {
         spec: FeatureSpec,
         schema: &apache_avro::Schema,
         cfg: &LearnerConfig,
+        encoder: Option<Encoder>,
     ) -> Result<Trainer, String> {
-        let raw = Featurizer::new(&spec.raw(), schema).map_err(|p| p.join("; "))?;
+        let raw = featurizer(&spec, schema, &encoder)?;
         let policy = Policy {
             metric: cfg.metric,
             round: (cfg.window as u64 * 2).max(500),
@@ -101,9 +129,10 @@ impl Trainer {
             window: cfg.window,
             threshold: 0.5,
         };
-        let (width, numeric, candidates) = match &spec.text {
-            Some(t) => (0, 0, vigil_learn::learner::text_candidates(cfg.seed, t.buckets as usize)),
-            None => (
+        let (width, numeric, candidates) = match (&spec.text, &spec.encoder) {
+            (Some(t), _) => (0, 0, vigil_learn::learner::text_candidates(cfg.seed, t.buckets as usize)),
+            (None, Some(e)) => (e.dim as usize, 0, vigil_learn::learner::encoder_candidates(cfg.seed)),
+            (None, None) => (
                 spec.width(),
                 spec.numeric.len(),
                 vigil_learn::learner::tabular_candidates(cfg.seed, cfg.metric == Metric::Auc),
@@ -119,7 +148,8 @@ impl Trainer {
             clip: spec.numeric.iter().map(|n| n.clip).collect(),
             candidates: candidates.collect(),
             policy,
-            rehearsal: if spec.is_text() { cfg.rehearsal.min(1000) } else { cfg.rehearsal },
+            // Text rows are long, and the buffer goes into every checkpoint's learner state.
+            rehearsal: if spec.is_tabular() { cfg.rehearsal } else { cfg.rehearsal.min(1000) },
             replay_ratio: cfg.replay_ratio,
             serve_top: cfg.serve_top,
             seed: cfg.seed,
@@ -133,19 +163,30 @@ impl Trainer {
             recent: VecDeque::new(),
             since_checkpoint: 0,
         };
-        Ok(Trainer { model: model.to_string(), state, spec, raw, window: cfg.window })
+        Ok(Trainer { model: model.to_string(), state, spec, raw, window: cfg.window, encoder })
     }
 
-    /// A trainer resumed from a checkpoint's learner state.
+    /// A trainer resumed from a checkpoint's learner state (`encoder`: the one its spec names).
     pub fn resume(
         model: &str,
         state: State,
         schema: &apache_avro::Schema,
         cfg: &LearnerConfig,
+        encoder: Option<Encoder>,
     ) -> Result<Trainer, String> {
-        let spec = FeatureSpec::parse(&state.spec).map_err(|e| e.to_string())?;
-        let raw = Featurizer::new(&spec.raw(), schema).map_err(|p| p.join("; "))?;
-        Ok(Trainer { model: model.to_string(), state, spec, raw, window: cfg.window })
+        let spec = Self::spec_of(&state)?;
+        let raw = featurizer(&spec, schema, &encoder)?;
+        Ok(Trainer { model: model.to_string(), state, spec, raw, window: cfg.window, encoder })
+    }
+
+    /// The spec a learner state trains.
+    pub fn spec_of(state: &State) -> Result<FeatureSpec, String> {
+        FeatureSpec::parse(&state.spec).map_err(|e| e.to_string())
+    }
+
+    /// The spec this trainer trains.
+    pub fn spec(&self) -> &FeatureSpec {
+        &self.spec
     }
 
     /// The record fields the spec reads.
@@ -153,10 +194,17 @@ impl Trainer {
         self.raw.fields()
     }
 
-    /// Featurises an event's fields (in [`Trainer::fields`] order); a missing numeric value is NaN.
-    pub fn featurise(&self, fields: &[Field<'_>]) -> Result<Row, FeatureError> {
+    /// Featurises an event's fields (in [`Trainer::fields`] order); a missing numeric value is NaN;
+    /// an encoder model's text is embedded.
+    pub fn featurise(&mut self, fields: &[Field<'_>]) -> Result<Row, FeatureError> {
         Ok(match self.raw.row(fields)? {
             vigil_features::Row::Text(i, v) => Row::Text(i, v),
+            vigil_features::Row::Tokens(ids) => {
+                let tokens = |why: String| FeatureError::Tokens { field: String::new(), why };
+                let e = self.encoder.as_mut().ok_or_else(|| tokens("the encoder is not loaded".into()))?;
+                let embedding = e.embedder.embed_one(&ids).map_err(|e| tokens(vigil_runtime::error_chain(&e)))?;
+                Row::Dense(embedding.into_iter().map(f64::from).collect())
+            }
             vigil_features::Row::Dense(x) => {
                 Row::Dense(x.iter().map(|v| if v.is_infinite() { f64::NAN } else { f64::from(*v) }).collect())
             }
@@ -180,7 +228,9 @@ impl Trainer {
             if self.state.recent.len() == self.window {
                 self.state.recent.pop_front();
             }
-            self.state.recent.push_back((x.clone(), p));
+            // An embedding is no feature the drift service watches: only its score is kept.
+            let kept = if self.spec.is_tabular() { x.clone() } else { Vec::new() };
+            self.state.recent.push_back((kept, p));
         }
         p
     }
@@ -305,6 +355,19 @@ impl Trainer {
             }
         }
     }
+}
+
+/// The raw featuriser of `spec` (with the encoder's tokenizer, for an encoder model).
+fn featurizer(
+    spec: &FeatureSpec,
+    schema: &apache_avro::Schema,
+    encoder: &Option<Encoder>,
+) -> Result<Featurizer, String> {
+    let raw = Featurizer::new(&spec.raw(), schema).map_err(|p| p.join("; "))?;
+    Ok(match encoder {
+        Some(e) => raw.with_tokenizer(e.artifact.tokenizer.clone()),
+        None => raw,
+    })
 }
 
 fn numeric_reference(name: &str, kind: FeatureKind, mut sample: Vec<f64>) -> FeatureReference {

@@ -344,7 +344,7 @@ impl Follower {
         };
         let key: Key = (cp.model.clone(), cp.version);
         let result = match validated {
-            Ok(v) => match self.pool.load(&key, v.onnx.clone(), &v.spec.graph).await {
+            Ok(v) => match self.pool.load(&key, v.onnx.clone(), &v.spec.graph, v.encoder.clone()).await {
                 Ok(provider) => {
                     tracing::info!(model = %cp.model, version = cp.version, provider, "checkpoint validated and loaded");
                     let threshold = cp.metrics.as_ref().map(|m| m.threshold).unwrap_or(self.config.scorer.threshold);

@@ -41,7 +41,8 @@ pub struct ScorerConfig {
     pub trusted_keys: Vec<String>,
     /// Largest ONNX model accepted, bytes.
     pub max_model_bytes: u64,
-    /// Folders a checkpoint's `onnx_uri` (`file://`) may point into; empty: URIs are not followed.
+    /// Folders a checkpoint's `onnx_uri` (`file://`) may point into, and where the artifacts an
+    /// `[encoder]` spec names by digest (encoder graph, tokenizer) are found; empty: neither.
     pub model_dirs: Vec<String>,
     /// Longest a checkpoint's validation (load and probe) may take, ms.
     #[serde(rename = "validation-timeout-ms", with = "millis")]

@@ -198,12 +198,13 @@ fn policy(sc: &ScorerConfig) -> Result<Policy, ScorerError> {
     let trusted_keys =
         sc.trusted_keys.iter().map(|k| verifying_key_from_hex(k).map_err(start)).collect::<Result<_, _>>()?;
     let model_dirs = sc.model_dirs.iter().map(std::path::PathBuf::from).collect();
-    Ok(Policy {
+    let policy = Policy {
         max_bytes: sc.max_model_bytes as usize,
         require_signature: sc.require_signature,
         trusted_keys,
-        model_dirs,
-    })
+        ..Policy::default()
+    };
+    Ok(policy.with_model_dirs(model_dirs))
 }
 
 /// Consumes the input topics of the models that have a champion (the others' records wait in Kafka,

@@ -2,7 +2,9 @@
 //! per loaded model version, fed by bounded channels. A batch goes to one worker (round robin); a
 //! model version is loaded into every worker before it may serve, and unloaded when the last holder
 //! of its [`Loaded`] handle lets go — the model book and every batch in flight hold one, so a swap
-//! never unloads a version a batch still needs.
+//! never unloads a version a batch still needs. An encoder model's versions share one encoder
+//! session per worker (by the encoder's digest), kept while a version that uses it is loaded: a
+//! batch of token rows is embedded by it, then scored by the version's head.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use arrow_array::RecordBatch;
 use tokio::sync::oneshot;
 use vigil_features::batch::{dense_view, text_view};
 use vigil_features::spec::Graph;
-use vigil_models::{Probabilities, Provider, Runtime};
+use vigil_models::{Embedder, EncoderArtifact, Probabilities, Provider, Runtime};
 
 /// A model version, as the pool knows it.
 pub type Key = (String, i64);
@@ -21,8 +23,16 @@ pub type Key = (String, i64);
 /// A batch's probabilities, or why the model failed on it.
 pub type Scored = Result<Probabilities, String>;
 
+/// A version to load: its graph, how it is called, and the encoder in front of it.
+struct NewVersion {
+    key: Key,
+    onnx: Arc<Vec<u8>>,
+    graph: Graph,
+    encoder: Option<EncoderArtifact>,
+}
+
 enum Job {
-    Load { key: Key, onnx: Arc<Vec<u8>>, graph: Graph, done: oneshot::Sender<Result<&'static str, String>> },
+    Load { version: NewVersion, done: oneshot::Sender<Result<&'static str, String>> },
     Unload { key: Key },
     Run { key: Key, batch: RecordBatch, done: oneshot::Sender<Scored> },
 }
@@ -80,13 +90,20 @@ impl Pool {
         Pool { workers: senders, next: AtomicUsize::new(0), handles }
     }
 
-    /// Loads a model version (called as `graph` says) into every worker; returns the provider it
-    /// runs on.
-    pub async fn load(&self, key: &Key, onnx: Arc<Vec<u8>>, graph: &Graph) -> Result<&'static str, String> {
+    /// Loads a model version (called as `graph` says, behind `encoder` if it has one) into every
+    /// worker; returns the provider it runs on.
+    pub async fn load(
+        &self,
+        key: &Key,
+        onnx: Arc<Vec<u8>>,
+        graph: &Graph,
+        encoder: Option<EncoderArtifact>,
+    ) -> Result<&'static str, String> {
         let mut waits = Vec::new();
         for w in &self.workers {
             let (done, rx) = oneshot::channel();
-            w.send(Job::Load { key: key.clone(), onnx: onnx.clone(), graph: graph.clone(), done })
+            let (onnx, graph, encoder) = (onnx.clone(), graph.clone(), encoder.clone());
+            w.send(Job::Load { version: NewVersion { key: key.clone(), onnx, graph, encoder }, done })
                 .map_err(|_| "the inference pool stopped".to_string())?;
             waits.push(rx);
         }
@@ -132,42 +149,86 @@ impl Pool {
     }
 }
 
+/// A loaded version: its session, how it is called, and the encoder in front of it.
+struct Version {
+    session: vigil_models::Session,
+    graph: Graph,
+    encoder: Option<String>,
+}
+
+/// One worker's sessions: versions by key, encoders by digest with the versions using each.
+struct Sessions {
+    versions: HashMap<Key, Version>,
+    encoders: HashMap<String, (Embedder, usize)>,
+}
+
 fn worker(runtime: Runtime, jobs: Receiver<Job>, provider: Provider, intra_threads: usize) {
-    let mut sessions: HashMap<Key, (vigil_models::Session, Graph)> = HashMap::new();
+    let mut s = Sessions { versions: HashMap::new(), encoders: HashMap::new() };
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Load { key, onnx, graph, done } => {
-                let r = runtime
-                    .session(&onnx, provider, intra_threads)
-                    .map(|s| {
-                        let p = s.provider();
-                        sessions.insert(key, (s, graph));
-                        p
-                    })
-                    .map_err(|e| vigil_runtime::error_chain(&e));
-                let _ = done.send(r);
+            Job::Load { version, done } => {
+                let _ = done.send(s.load(&runtime, provider, intra_threads, version));
             }
-            Job::Unload { key } => {
-                sessions.remove(&key);
-            }
+            Job::Unload { key } => s.unload(&key),
             Job::Run { key, batch, done } => {
-                let r = match sessions.get_mut(&key) {
-                    None => Err(format!("{} v{} is not loaded", key.0, key.1)),
-                    Some((s, graph)) => run(s, graph, &batch),
-                };
-                let _ = done.send(r);
+                let _ = done.send(s.run(&key, &batch));
             }
         }
     }
 }
 
-fn run(session: &mut vigil_models::Session, graph: &Graph, batch: &RecordBatch) -> Scored {
-    let scored = if let Some((values, rows, width)) = dense_view(batch) {
-        session.dense(graph, values, rows, width)
-    } else if let Some((indices, values, rows, len)) = text_view(batch) {
-        session.text(graph, indices, values, rows, len)
-    } else {
-        return Err("the batch has neither a features column nor indices / values".into());
-    };
-    scored.map_err(|e| vigil_runtime::error_chain(&e))
+impl Sessions {
+    fn load(
+        &mut self,
+        runtime: &Runtime,
+        provider: Provider,
+        threads: usize,
+        new: NewVersion,
+    ) -> Result<&'static str, String> {
+        let NewVersion { key, onnx, graph, encoder } = new;
+        let session = runtime.session(&onnx, provider, threads).map_err(|e| vigil_runtime::error_chain(&e))?;
+        let p = session.provider();
+        self.unload(&key);
+        let digest = match encoder {
+            Some(e) => {
+                if !self.encoders.contains_key(&e.digest) {
+                    let embedder =
+                        e.embedder(runtime, provider, threads).map_err(|e| vigil_runtime::error_chain(&e))?;
+                    self.encoders.insert(e.digest.clone(), (embedder, 0));
+                }
+                if let Some((_, users)) = self.encoders.get_mut(&e.digest) {
+                    *users += 1;
+                }
+                Some(e.digest)
+            }
+            None => None,
+        };
+        self.versions.insert(key, Version { session, graph, encoder: digest });
+        Ok(p)
+    }
+
+    fn unload(&mut self, key: &Key) {
+        let Some(Version { encoder: Some(digest), .. }) = self.versions.remove(key) else { return };
+        if let Some((_, users)) = self.encoders.get_mut(&digest) {
+            *users -= 1;
+            if *users == 0 {
+                self.encoders.remove(&digest);
+            }
+        }
+    }
+
+    fn run(&mut self, key: &Key, batch: &RecordBatch) -> Scored {
+        let Some(v) = self.versions.get_mut(key) else { return Err(format!("{} v{} is not loaded", key.0, key.1)) };
+        let scored = match (&v.encoder, dense_view(batch), text_view(batch)) {
+            (Some(digest), _, Some((ids, mask, rows, len))) => {
+                let (embedder, _) = self.encoders.get_mut(digest).ok_or("the version's encoder is not loaded")?;
+                let embedding = embedder.embed(ids, mask, rows, len).map_err(|e| vigil_runtime::error_chain(&e))?;
+                v.session.dense(&v.graph, &embedding, rows, embedder.dim())
+            }
+            (None, Some((values, rows, width)), _) => v.session.dense(&v.graph, values, rows, width),
+            (None, None, Some((indices, values, rows, len))) => v.session.text(&v.graph, indices, values, rows, len),
+            _ => return Err("the batch does not fit the model: neither features nor indices / values".into()),
+        };
+        scored.map_err(|e| vigil_runtime::error_chain(&e))
+    }
 }
