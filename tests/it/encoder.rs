@@ -297,3 +297,75 @@ async fn a_transformer_sentiment_model_learns_heads_that_the_scorer_serves_and_s
     stack.delete().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A three-class head exported elsewhere (negative / neutral / positive logits) behind the stored
+/// encoder: registered and promoted with the CLI, it fills `Score.scores` with the three
+/// probabilities; an empty text and one of emoji only are scored, one of 100 kB and one that is not
+/// UTF-8 are dead letters with their reason, and the scorer goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_class_head_fills_every_class_and_hostile_texts_never_stop_the_scorer() {
+    let (dir, section) = store();
+    let stack = encoder_stack("encoder3", &dir, &section).await;
+    let head = temp_file("head3.onnx", "");
+    let (code, out, err) = python_support("softmax_head.py", &[head.to_str().unwrap(), "384"], None);
+    assert_eq!((code, out.trim()), (0, "ok"), "{err}");
+    let graph = "[graph]\noutput = \"logits\"\npost = \"softmax\"\npositive-column = 2\n";
+    let spec = format!("model = \"sentiment\"\nschema = \"dev.vigil.demo.TextEvent\"\n{section}\n{graph}");
+    let spec = temp_file("spec3.toml", &spec);
+    let args = ["models", "register", "--onnx", head.to_str().unwrap(), "--spec", spec.to_str().unwrap(), "--promote"];
+    let (code, out, err) = stack.vigil(&args, None);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut scorer = Running(stack.spawn("vigil-scorer", &[]));
+    let codec = Codec::new();
+    let event = |id: &str, text: &str| TextEvent {
+        event_id: id.into(),
+        event_time: 0,
+        source: "s".into(),
+        text: text.into(),
+        language: None,
+        author_id: None,
+    };
+    let p = producer();
+    let texts = [
+        ("h-good", "great service, I love it".to_string()),
+        ("h-empty", String::new()),
+        ("h-emoji", "😀🎉🔥👍🏽".repeat(10)),
+        ("h-long", "word ".repeat(20_000)),
+    ];
+    for (id, text) in &texts {
+        produce(&p, &stack.texts, Some(id.as_bytes()), &codec.encode_event(&event(id, text)).unwrap()).await;
+    }
+    let mut bytes = codec.encode_event(&event("h-utf8", "XX")).unwrap();
+    let at = bytes.windows(2).rposition(|w| w == b"XX").unwrap();
+    bytes[at..at + 2].copy_from_slice(&[0xFF, 0xFE]);
+    produce(&p, &stack.texts, Some(b"h-utf8"), &bytes).await;
+    produce(&p, &stack.texts, Some(b"h-after"), &codec.encode_event(&event("h-after", "awful, broken")).unwrap()).await;
+
+    let scores = scores_of(&stack, "h-", 4).await;
+    for id in ["h-good", "h-empty", "h-emoji", "h-after"] {
+        let s = &scores[id];
+        assert_eq!(s.scores.len(), 3, "{id}: every class {s:?}");
+        assert!((s.scores.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{id}: probabilities {s:?}");
+        assert!((s.score - s.scores[2]).abs() < 1e-9, "{id}: the score is the positive class's");
+    }
+    assert!(!scores.contains_key("h-long") && !scores.contains_key("h-utf8"));
+    let dead = collect_until(&stack.dlq, "read_committed", T, "two dead letters", |r| r.len() >= 2).await;
+    let kinds: HashMap<String, String> = dead
+        .iter()
+        .map(|m| {
+            let h = |k: &str| String::from_utf8_lossy(m.header(k).unwrap_or_default()).to_string();
+            let reason = format!("{}: {}", h(vigil_kafka::dlq::ERROR_KIND), h(vigil_kafka::dlq::ERROR));
+            (String::from_utf8_lossy(m.key.as_deref().unwrap_or_default()).to_string(), reason)
+        })
+        .collect();
+    println!(
+        "dead letters: {kinds:?}; scores: {:?}",
+        scores.values().map(|s| (&s.event_id, &s.scores)).collect::<Vec<_>>()
+    );
+    assert!(kinds.get("h-long").is_some_and(|k| k.starts_with("oversized-text: ")), "{kinds:?}");
+    assert!(kinds.get("h-utf8").is_some_and(|k| k.contains("not UTF-8")), "{kinds:?}");
+    assert!(scorer.0.try_wait().unwrap().is_none(), "the scorer still runs");
+    terminate(&mut scorer.0, Duration::from_secs(20));
+    stack.delete().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
