@@ -1,5 +1,5 @@
 # Vigil's entry points. Each target sets up what it needs itself (scripts/setup.sh).
-.PHONY: demo test bench soak chaos setup build lint fmt broker-start broker-stop clean
+.PHONY: demo test bench soak chaos setup build lint fmt broker-start broker-stop clean gpu-prepare gpu-bench
 
 ## Run the main job end to end on a local broker started here.
 demo:
@@ -21,6 +21,14 @@ chaos:
 ## The demo's workload for an hour with every service's memory sampled; target/soak/report.json.
 soak:
 	@scripts/soak.sh
+
+## The sentence encoder on a GPU machine: prepare here (CUDA bundle + a cuda build of `vigil` in .gpu),
+## then run gpu-bench there (texts/s at batch 64/256/1024, FP32 and FP16, CPU parity; target/gpu/).
+gpu-prepare:
+	@scripts/gpu-prepare.sh
+
+gpu-bench:
+	@scripts/gpu-bench.sh
 
 setup:
 	@scripts/setup.sh

@@ -24,3 +24,32 @@ fn the_scale_out_benchmark_writes_its_report() {
         assert!(r["rss_mb_total"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
+
+/// `vigil-bench sentiment` at its shortest: 100 texts per VADER set (when the shared data is here),
+/// 300 preloaded texts for the speed run; the report's figures are measured.
+#[test]
+fn the_sentiment_benchmark_writes_its_report() {
+    let out = std::env::temp_dir().join(unique("bench"));
+    let status = std::process::Command::new(bin("vigil-bench"))
+        .args(["sentiment", "--events", "12000", "--rounds", "1", "--out", out.to_str().unwrap()])
+        .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+        .env("VIGIL_BENCH_SENTIMENT_TEXTS", "100")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sentiment.json")).unwrap()).unwrap();
+    let speed = &report["speed"];
+    let (vigil, python) =
+        (speed["scorer_texts_per_s"].as_f64().unwrap(), speed["python_texts_per_s"].as_f64().unwrap());
+    assert!(vigil > 0.0 && python > 0.0, "{report}");
+    assert!((report["encoder_vs_python"].as_f64().unwrap() - vigil / python).abs() < 1e-9, "{report}");
+    if let Some(sets) = report["quality"]["sets"].as_object() {
+        assert_eq!(sets.len(), 4, "{report}");
+        for set in sets.values() {
+            for k in ["encoder_head_accuracy", "hashed_accuracy", "river_bow_accuracy"] {
+                assert!(set[k].as_f64().is_some_and(|a| a > 0.0 && a < 1.0), "{k}: {set}");
+            }
+        }
+    }
+}

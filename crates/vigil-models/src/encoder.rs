@@ -10,7 +10,11 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
+pub use self::variants::{build_random, random_weights, to_fp16};
 use crate::graph::{Attr, Dim, GraphBuilder};
+
+#[path = "encoder_variants.rs"]
+mod variants;
 use crate::onnx::{ModelProto, data_type};
 
 /// The input of token ids.
@@ -38,6 +42,13 @@ pub struct BertConfig {
     /// The feed-forward activation (only `gelu`, the exact one, is built).
     #[serde(default = "gelu")]
     pub hidden_act: String,
+    /// Tokens of the vocabulary (only random weights need it: real ones carry it).
+    #[serde(default = "bert_vocab")]
+    pub vocab_size: usize,
+}
+
+fn bert_vocab() -> usize {
+    30_522
 }
 
 fn gelu() -> String {
@@ -47,8 +58,8 @@ fn gelu() -> String {
 /// Why an encoder could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
-    /// A file could not be read.
-    #[error("reading {path}: {source}")]
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
     Read {
         /// The file.
         path: String,
@@ -73,6 +84,50 @@ pub fn build_from_dir(dir: &Path) -> Result<ModelProto, EncoderError> {
     let weights =
         SafeTensors::deserialize(&bytes).map_err(|e| EncoderError::Invalid(format!("model.safetensors: {e}")))?;
     build(&config, &weights)
+}
+
+/// An encoder and its tokenizer written into a model folder by digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// SHA-256 of the encoder graph (`<digest>.onnx`).
+    pub artifact: String,
+    /// SHA-256 of the tokenizer (`<digest>.json`).
+    pub tokenizer: String,
+    /// Embedding width.
+    pub dim: usize,
+}
+
+impl Stored {
+    /// The `[encoder]` section of a feature spec naming them, reading `field`.
+    pub fn spec_section(&self, field: &str, max_tokens: u32) -> String {
+        format!(
+            "[encoder]\nfield = \"{field}\"\nartifact = \"{}\"\ntokenizer = \"{}\"\ndim = {}\nmax-tokens = {max_tokens}\n",
+            self.artifact, self.tokenizer, self.dim
+        )
+    }
+}
+
+/// Builds the encoder of the checkpoint in `from` and writes it, with the checkpoint's
+/// `tokenizer.json`, into the model folder `dir` as `<sha256>.onnx` and `<sha256>.json`.
+pub fn store(from: &Path, dir: &Path) -> Result<Stored, EncoderError> {
+    let read = |name: &str| {
+        let path = from.join(name);
+        std::fs::read(&path).map_err(|source| EncoderError::Read { path: path.display().to_string(), source })
+    };
+    let config: BertConfig = serde_json::from_slice(&read("config.json")?)
+        .map_err(|e| EncoderError::Invalid(format!("config.json: {e}")))?;
+    let graph = build_from_dir(from)?.to_bytes();
+    let tokenizer = read("tokenizer.json")?;
+    vigil_features::subword::Subword::from_json(&tokenizer, 8).map_err(|e| EncoderError::Invalid(e.to_string()))?;
+    let write = |bytes: &[u8], ext: &str| {
+        let digest = crate::checkpoint::sha256_hex(bytes);
+        let path = dir.join(format!("{digest}.{ext}"));
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, bytes))
+            .map_err(|source| EncoderError::Read { path: path.display().to_string(), source })?;
+        Ok::<_, EncoderError>(digest)
+    };
+    Ok(Stored { artifact: write(&graph, "onnx")?, tokenizer: write(&tokenizer, "json")?, dim: config.hidden_size })
 }
 
 /// The encoder described by `config` with `weights` (names as in BERT checkpoints, with or without
@@ -298,36 +353,13 @@ mod tests {
             max_position_embeddings: positions,
             layer_norm_eps: 1e-12,
             hidden_act: "gelu".into(),
+            vocab_size: SHAPE.3,
         }
     }
 
-    /// The tensors of a one-layer BERT of [`SHAPE`], with small made-up values.
+    /// The tensors of a one-layer BERT of [`SHAPE`].
     fn tensors() -> Vec<(String, Vec<usize>)> {
-        let (h, _, ff, vocab, positions) = SHAPE;
-        let mut t = vec![
-            ("embeddings.word_embeddings.weight".to_string(), vec![vocab, h]),
-            ("embeddings.position_embeddings.weight".into(), vec![positions, h]),
-            ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
-        ];
-        let p = "encoder.layer.0";
-        for (name, shape) in [
-            ("attention.self.query", vec![h, h]),
-            ("attention.self.key", vec![h, h]),
-            ("attention.self.value", vec![h, h]),
-            ("attention.output.dense", vec![h, h]),
-            ("intermediate.dense", vec![ff, h]),
-            ("output.dense", vec![h, ff]),
-        ] {
-            t.push((format!("{p}.{name}.bias"), vec![shape[0]]));
-            t.push((format!("{p}.{name}.weight"), shape));
-        }
-        for norm in
-            ["embeddings.LayerNorm", &format!("{p}.attention.output.LayerNorm"), &format!("{p}.output.LayerNorm")]
-        {
-            t.push((format!("{norm}.weight"), vec![h]));
-            t.push((format!("{norm}.bias"), vec![h]));
-        }
-        t
+        super::variants::tensors(&config())
     }
 
     fn weights(tensors: &[(String, Vec<usize>)]) -> Vec<u8> {

@@ -18,10 +18,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use serde_json::{Value as Json, json};
-use vigil_kafka::{client, now_ms};
+use vigil_kafka::now_ms;
 use vigil_stats::detectors::{Adwin, Ddm, Detector, Kswin, PageHinkley};
 
 use super::{self as bench, BenchError, Env, System, Workload};
@@ -244,12 +242,7 @@ async fn service_rate(env: &Env, models_topic: &str, input: &str, n: u64) -> Res
 
 /// The service's part of the report.
 async fn service(env: &Env) -> Result<Json, BenchError> {
-    let models_topic = format!("bench-drift-models-{}-{}", std::process::id(), now_ms());
-    let admin: AdminClient<DefaultClientContext> = client::base_config(&env.kafka, "bench").create()?;
-    let t = NewTopic::new(&models_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    for r in admin.create_topics([&t], &AdminOptions::new()).await? {
-        r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
-    }
+    let models_topic = bench::models_topic(env, "drift-models").await?;
     let forwarder = System::forwarder();
     let (mut d_rate, mut f_rate, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..env.rounds {

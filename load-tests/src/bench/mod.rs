@@ -15,7 +15,8 @@
 //!
 //! The harness (this module) runs systems and measures them; [`process`] reads a running process's
 //! figures (CPU, memory, its metrics endpoint); [`report`] turns samples into medians and writes the
-//! reports; one module per benchmark: [`forwarder`], [`scorer`], [`learner`], [`drift`], [`byo`].
+//! reports; one module per benchmark: [`forwarder`], [`scorer`], [`learner`], [`drift`], [`byo`],
+//! [`scale`], [`sentiment`].
 
 pub mod byo;
 pub mod drift;
@@ -25,6 +26,7 @@ pub mod process;
 pub mod report;
 pub mod scale;
 pub mod scorer;
+pub mod sentiment;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,6 +58,7 @@ pub use self::process::{cpu_seconds, free_port, metric_value, rss_mb, scrape_met
 pub use self::report::{commit, machine, median, repo_root, spread, table, write_report};
 pub use self::scale::scale;
 pub use self::scorer::scorer;
+pub use self::sentiment::sentiment;
 
 /// Errors of a benchmark run.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -204,6 +207,17 @@ pub async fn topics(env: &Env, names: &[&str]) -> Result<(), BenchError> {
         r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
     }
     Ok(())
+}
+
+/// Creates a fresh models topic as Vigil wants it (one partition, compacted) named after `name`.
+pub async fn models_topic(env: &Env, name: &str) -> Result<String, BenchError> {
+    let topic = unique(name);
+    let admin: AdminClient<DefaultClientContext> = client::base_config(&env.kafka, "bench").create()?;
+    let t = NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    for r in admin.create_topics([&t], &AdminOptions::new()).await? {
+        r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
+    }
+    Ok(topic)
 }
 
 /// Deletes topics (best effort).

@@ -12,12 +12,11 @@ const PARTITIONS: i32 = 6;
 /// Runs the scale-out measurement.
 pub async fn scale(env: &Env) -> Result<Json, BenchError> {
     let started = Instant::now();
-    let models_topic = unique("scale-models");
+    let models_topic = models_topic(env, "scale-models").await?;
     let input = unique("scale-in");
     let admin: AdminClient<DefaultClientContext> = client::base_config(&env.kafka, "bench").create()?;
-    let models = NewTopic::new(&models_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
     let inputs = NewTopic::new(&input, PARTITIONS, TopicReplication::Fixed(1));
-    for r in admin.create_topics([&models, &inputs], &AdminOptions::new()).await? {
+    for r in admin.create_topics([&inputs], &AdminOptions::new()).await? {
         r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
     }
     super::scorer::register_models(env, &models_topic).await?;

@@ -44,6 +44,11 @@ pub(super) async fn register_models(env: &Env, topic: &str) -> Result<(), BenchE
 }
 
 pub(super) fn scorer_system(workload: Workload, models_topic: &str) -> System {
+    scorer_system_with(workload, models_topic, "")
+}
+
+/// [`scorer_system`] with more `[scorer]` keys.
+pub(super) fn scorer_system_with(workload: Workload, models_topic: &str, scorer_keys: &str) -> System {
     let (model, schema) = match workload {
         Workload::Fraud => ("fraud", "dev.vigil.demo.Transaction"),
         Workload::Text => ("sentiment", "dev.vigil.demo.TextEvent"),
@@ -67,6 +72,7 @@ group-id = "{{group}}"
 http-listen = "127.0.0.1:{{port}}"
 challenger-share = 0.0
 require-signature = false
+{scorer_keys}
 "#
     );
     System {
@@ -188,12 +194,7 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
 /// scorer's memory under a backlog ten times what it scores in a latency run.
 pub async fn scorer(env: &Env) -> Result<Json, BenchError> {
     let started = Instant::now();
-    let models_topic = unique("models");
-    let admin: AdminClient<DefaultClientContext> = client::base_config(&env.kafka, "bench").create()?;
-    let t = NewTopic::new(&models_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    for r in admin.create_topics([&t], &AdminOptions::new()).await? {
-        r.map_err(|(n, c)| format!("creating {n}: {c}"))?;
-    }
+    let models_topic = models_topic(env, "models").await?;
     register_models(env, &models_topic).await?;
     let fraud = scorer_workload(env, Workload::Fraud, &models_topic, env.events).await?;
     let text = scorer_workload(env, Workload::Text, &models_topic, (env.events / 4).max(1000)).await?;

@@ -43,6 +43,7 @@ enum Which {
     Drift,
     Byo,
     Scale,
+    Sentiment,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +102,9 @@ fn main() -> ExitCode {
         }
         if matches!(cli.which, Which::All | Which::Scale) {
             bench::scale(&env).await?;
+        }
+        if matches!(cli.which, Which::All | Which::Sentiment) {
+            bench::sentiment(&env).await?;
         }
         eprintln!("\nbenchmarks took {:.0} s", started.elapsed().as_secs_f64());
         Ok::<(), bench::BenchError>(())

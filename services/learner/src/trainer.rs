@@ -148,8 +148,13 @@ impl Trainer {
             clip: spec.numeric.iter().map(|n| n.clip).collect(),
             candidates: candidates.collect(),
             policy,
-            // Text rows are long, and the buffer goes into every checkpoint's learner state.
-            rehearsal: if spec.is_tabular() { cfg.rehearsal } else { cfg.rehearsal.min(1000) },
+            // Text rows are long, embeddings longer, and the buffer goes into every checkpoint's
+            // learner state (JSON): 200 embeddings are ~1.5 MB of it.
+            rehearsal: match (&spec.text, &spec.encoder) {
+                (Some(_), _) => cfg.rehearsal.min(1000),
+                (None, Some(_)) => cfg.rehearsal.min(200),
+                (None, None) => cfg.rehearsal,
+            },
             replay_ratio: cfg.replay_ratio,
             serve_top: cfg.serve_top,
             seed: cfg.seed,
