@@ -213,6 +213,11 @@ async fn a_surge_in_one_source_is_alerted_naming_it_and_the_other_sources_stay_q
     stack.load(&args);
     let scores = r#"vigil_drift_records_total{model="sentiment",stream="scores"}"#;
     wait_for(T, "every score read", || async { (metric(port, scores) >= 6000.0).then_some(()) }).await;
+    wait_for(T, "a lag of 0 once everything is read", || async {
+        let (_, body) = http_get(port, "/metrics")?;
+        body.lines().any(|l| l == "vigil_drift_consumer_lag_records 0").then_some(())
+    })
+    .await;
     let all = alerts(&read_all(&stack.alerts, "read_committed", Duration::from_secs(2)).await);
     let surges: Vec<&Alert> = all.iter().filter(|a| a.kind == AlertKind::SentimentSurge).collect();
     let firing: Vec<&Alert> = surges.iter().copied().filter(|a| a.state == AlertState::Firing).collect();

@@ -189,20 +189,42 @@ impl Progress<'_> {
     /// 250 ms, so asking every round costs little).
     pub fn caught_up(&mut self, topic: &str) -> bool {
         let partitions = self.partitions(topic).to_vec();
-        partitions.iter().all(|p| {
-            let key = (topic.to_string(), *p);
-            let high = match self.high.get(&key) {
-                Some((h, at)) if at.elapsed() < Duration::from_millis(250) => *h,
-                _ => match self.consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
-                    Ok((_, h)) => {
-                        self.high.insert(key.clone(), (h, Instant::now()));
-                        h
-                    }
-                    Err(_) => return false,
-                },
-            };
-            self.next.get(&key).copied().unwrap_or(0) >= high
+        partitions.iter().all(|p| match self.high(topic, *p) {
+            Some(high) => self.next(topic, *p).unwrap_or(0) >= high,
+            None => false,
         })
+    }
+
+    /// Records between the service's positions and the ends of every partition it reads (the
+    /// consumer lag of a service that commits nothing); a partition with no known position or end
+    /// counts 0.
+    pub fn lag(&mut self) -> i64 {
+        let positions = self.consumer.position().ok();
+        let wanted: Vec<(String, i32)> =
+            self.partitions.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p))).collect();
+        let mut lag = 0;
+        for (topic, p) in wanted {
+            let at = self
+                .next(&topic, p)
+                .or_else(|| positions.as_ref()?.find_partition(&topic, p)?.offset().to_raw().filter(|o| *o >= 0));
+            if let (Some(at), Some(high)) = (at, self.high(&topic, p)) {
+                lag += (high - at).max(0);
+            }
+        }
+        lag
+    }
+
+    /// A partition's high watermark, cached for 250 ms.
+    fn high(&mut self, topic: &str, partition: i32) -> Option<i64> {
+        let key = (topic.to_string(), partition);
+        if let Some((h, at)) = self.high.get(&key)
+            && at.elapsed() < Duration::from_millis(250)
+        {
+            return Some(*h);
+        }
+        let (_, h) = self.consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)).ok()?;
+        self.high.insert(key, (h, Instant::now()));
+        Some(h)
     }
 }
 

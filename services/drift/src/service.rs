@@ -34,6 +34,8 @@ pub struct Drift {
     /// Evaluations whose alerts are out, counted once they are acknowledged (so that a count seen
     /// outside means the alerts are on their topic).
     sent: Vec<(usize, Evaluation)>,
+    /// When the consumer lag was last measured.
+    lag_at: std::time::Instant,
 }
 
 /// Alerts read back per partition of the alerts topic at start (to restore the open conditions).
@@ -65,7 +67,8 @@ impl Drift {
             .map_err(|e| HandlerError(e.to_string()))?;
         let book = AlertBook::new(config.drift.cooldown, config.drift.resolve_after);
         tracing::info!(models = ?models, "drift service started");
-        Ok(Drift { config, codec, resolver, metrics, watched, book, scores, evaluations: Vec::new(), sent: Vec::new() })
+        let (evaluations, sent, lag_at) = (Vec::new(), Vec::new(), std::time::Instant::now());
+        Ok(Drift { config, codec, resolver, metrics, watched, book, scores, evaluations, sent, lag_at })
     }
 
     fn score(&mut self, r: &Record<'_>) {
@@ -208,7 +211,11 @@ impl ModelService for Drift {
         Ok(())
     }
 
-    fn on_round(&mut self, _progress: &mut Progress<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
+    fn on_round(&mut self, progress: &mut Progress<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
+        if self.lag_at.elapsed() >= std::time::Duration::from_secs(1) {
+            self.metrics.set_lag(progress.lag());
+            self.lag_at = std::time::Instant::now();
+        }
         self.alerts(out)?;
         self.reports(out)?;
         if out.is_empty() {

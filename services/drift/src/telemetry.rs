@@ -62,6 +62,7 @@ pub struct Metrics {
     p99_latency: Family<ModelLabel, FloatGauge>,
     reference_version: Family<ModelLabel, Gauge>,
     join_waiting: Family<StreamLabels, Gauge>,
+    lag: Gauge,
 }
 
 /// A watched model's per-record counters, taken once.
@@ -93,6 +94,7 @@ impl Metrics {
             p99_latency: Family::default(),
             reference_version: Family::default(),
             join_waiting: Family::default(),
+            lag: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("vigil_drift");
         r.register("records", "Records read, by model and stream (events, scores, labels)", m.records.clone());
@@ -129,7 +131,17 @@ impl Metrics {
             "Scores waiting for their label and labels waiting for their score, by model and stream",
             m.join_waiting.clone(),
         );
+        r.register(
+            "consumer_lag_records",
+            "Records behind the ends of the input, score and label partitions the drift service reads",
+            m.lag.clone(),
+        );
         m
+    }
+
+    /// Records behind the ends of what the drift service reads.
+    pub fn set_lag(&self, records: i64) {
+        self.lag.set(records);
     }
 
     /// How many scores and labels of `model` wait for their other half.

@@ -24,7 +24,12 @@ pub struct Learner {
     models: Vec<Model>,
     /// Where each model's topics start (from its checkpoint).
     starts: HashMap<String, HashMap<i32, i64>>,
+    /// When the consumer lag was last measured.
+    lag_at: std::time::Instant,
 }
+
+/// How often the consumer lag is measured.
+const LAG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Learner {
     /// Builds the learner of `names` from the replayed registry: each model resumes from its newest
@@ -42,7 +47,13 @@ impl Learner {
         let dirs = config.learner.model_dirs.iter().map(std::path::PathBuf::from).collect();
         let artifacts = std::sync::Arc::new(vigil_models::artifacts::Artifacts::new(dirs));
         let shared = Shared { config, codec, runtime, key, metrics, artifacts };
-        let mut learner = Learner { shared, resolver, models: Vec::new(), starts: HashMap::new() };
+        let mut learner = Learner {
+            shared,
+            resolver,
+            models: Vec::new(),
+            starts: HashMap::new(),
+            lag_at: std::time::Instant::now() - LAG_EVERY,
+        };
         for name in names {
             let model = learner.model(name, registry)?;
             learner.models.push(model);
@@ -179,7 +190,12 @@ impl ModelService for Learner {
     }
 
     fn on_round(&mut self, progress: &mut Progress<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
-        self.models.iter_mut().try_for_each(|m| m.settle(progress, &self.shared, out))
+        self.models.iter_mut().try_for_each(|m| m.settle(progress, &self.shared, out))?;
+        if self.lag_at.elapsed() >= LAG_EVERY {
+            self.shared.metrics.set_lag(progress.lag());
+            self.lag_at = std::time::Instant::now();
+        }
+        Ok(())
     }
 }
 

@@ -38,6 +38,7 @@ pub struct Metrics {
     evicted: Family<ModelLabel, Gauge>,
     candidates: Family<ModelLabel, Gauge>,
     window_metric: Family<MetricLabels, Gauge<f64, AtomicU64>>,
+    lag: Gauge,
 }
 
 fn model(name: &str) -> ModelLabel {
@@ -59,6 +60,7 @@ impl Metrics {
             evicted: Family::default(),
             candidates: Family::default(),
             window_metric: Family::default(),
+            lag: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("vigil_learner");
         r.register("examples", "Labelled examples learnt from, by model", m.trained.clone());
@@ -80,7 +82,17 @@ impl Metrics {
             "Prequential metrics of the served predictions over the window",
             m.window_metric.clone(),
         );
+        r.register(
+            "consumer_lag_records",
+            "Records behind the ends of the input, label and alert partitions the learner reads",
+            m.lag.clone(),
+        );
         m
+    }
+
+    /// Records behind the ends of what the learner reads.
+    pub fn set_lag(&self, records: i64) {
+        self.lag.set(records);
     }
 
     /// The counter of examples `model` learnt from (taken once, counted per label).
