@@ -58,6 +58,17 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: commands::Output,
     },
+    /// Models and their champions, inputs with their rates and the scorer's lag, open alerts.
+    Status {
+        /// Redraw every this many seconds (until interrupted).
+        #[arg(long)]
+        watch: Option<f64>,
+    },
+    /// A shell completion script on standard output (e.g. `vigil completions bash > /etc/bash_completion.d/vigil`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Check the configuration (every section) and print it as TOML, secrets redacted.
     Config {
         /// Print the built-in defaults as a TOML file instead.
@@ -80,6 +91,11 @@ enum TopicsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "vigil", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -111,6 +127,8 @@ fn main() -> ExitCode {
             Command::Spec { command } => commands::spec::run(&config, command).await,
             Command::Encoder { command } => commands::encoder::run(command),
             Command::Schemas { output } => commands::schemas(output),
+            Command::Status { watch } => commands::status::run(&config, watch),
+            Command::Completions { .. } => Ok(ExitCode::SUCCESS),
             Command::Config { defaults: true } => commands::print_defaults(),
             Command::Config { defaults: false } => commands::print_config(&config),
         }

@@ -18,5 +18,6 @@ mod load;
 mod safety;
 mod scorer;
 mod secure;
+mod status;
 mod topics;
 mod wire;

@@ -6,6 +6,7 @@ pub mod models;
 pub mod produce;
 pub mod records;
 pub mod spec;
+pub mod status;
 pub mod tail;
 pub mod topics;
 

@@ -161,7 +161,8 @@ fn signer(config: &Config, path: Option<PathBuf>) -> anyhow::Result<Option<ed255
 }
 
 /// The model registry, read from the models topic to its end.
-fn registry(config: &Config, codec: &Codec) -> anyhow::Result<ModelRegistry> {
+/// The registry as the models topic holds it now.
+pub(crate) fn registry(config: &Config, codec: &Codec) -> anyhow::Result<ModelRegistry> {
     let mut r = ModelRegistry::new();
     for rec in models::read_all(&config.kafka, &config.topics.models, codec)? {
         match rec {
