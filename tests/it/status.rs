@@ -97,3 +97,28 @@ fn completions_are_scripts_the_shells_accept() {
     let (code, zsh, _) = vigil(&["completions", "zsh"], &[], None);
     assert!(code == 0 && zsh.starts_with("#compdef vigil"), "{zsh}");
 }
+
+/// `vigil-load` draws a progress bar on standard error in a terminal, and none in a pipe (where its
+/// JSON summary is all that comes out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_run_shows_progress_in_a_terminal_only() {
+    let stack = Stack::new("progress", 1, "").await;
+    let command = format!(
+        "{} fraud --topic {} --labels-topic none --rate 4000 --events 4000",
+        bin("vigil-load").display(),
+        stack.tx
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("VIGIL_CONFIG", &stack.config)
+        .env("VIGIL_LOG__LEVEL", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("/4000 records"), "a bar in the terminal: {screen:?}");
+    let summary =
+        stack.load(&["fraud", "--topic", &stack.tx, "--labels-topic", "none", "--rate", "0", "--events", "10"]);
+    assert_eq!(summary["events"], 10, "{summary}");
+    stack.delete().await;
+}

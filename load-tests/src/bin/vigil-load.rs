@@ -356,8 +356,31 @@ async fn run(config: &vigil_runtime::Config, command: Command) -> Result<serde_j
         }
         Command::Demo(a) => return vigil_load::demo::run(config, a).await.map_err(|e| vigil_load::error_chain(&*e)),
     };
-    let summary = generate::run(&config.kafka, source.as_mut(), &cfg, &codec, Arc::new(Progress::default()))
-        .await
-        .map_err(|e| vigil_load::error_chain(&e))?;
+    let progress = Arc::new(Progress::default());
+    let bar = progress_bar(cfg.max_events, progress.clone());
+    let summary = generate::run(&config.kafka, source.as_mut(), &cfg, &codec, progress).await;
+    bar.abort();
+    let summary = summary.map_err(|e| vigil_load::error_chain(&e))?;
     serde_json::to_value(summary).map_err(|e| e.to_string())
+}
+
+/// A progress bar of the records produced, on standard error when it is a terminal (a run's JSON
+/// summary goes to standard output either way); the returned task draws it until aborted.
+fn progress_bar(events: Option<u64>, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::Ordering;
+    let bar = match events {
+        _ if !std::io::stderr().is_terminal() => indicatif::ProgressBar::hidden(),
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  eta {eta}") {
+        bar.set_style(style);
+    }
+    tokio::spawn(async move {
+        loop {
+            bar.set_position(progress.events.load(Ordering::Relaxed));
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
 }
