@@ -64,6 +64,15 @@ enum Command {
         #[arg(long)]
         watch: Option<f64>,
     },
+    /// A page a person can read about one model: ROC curve and calibration of the champion on its
+    /// labelled window, accuracy, AUC and drift statistics over time, version history (HTML, SVG charts).
+    Report {
+        /// The model.
+        model: String,
+        /// Where to write the page.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
     /// A shell completion script on standard output (e.g. `vigil completions bash > /etc/bash_completion.d/vigil`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -128,6 +137,7 @@ fn main() -> ExitCode {
             Command::Encoder { command } => commands::encoder::run(command),
             Command::Schemas { output } => commands::schemas(output),
             Command::Status { watch } => commands::status::run(&config, watch),
+            Command::Report { model, out } => commands::report::run(&config, &model, &out),
             Command::Completions { .. } => Ok(ExitCode::SUCCESS),
             Command::Config { defaults: true } => commands::print_defaults(),
             Command::Config { defaults: false } => commands::print_config(&config),

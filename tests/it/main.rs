@@ -15,6 +15,7 @@ mod faults;
 mod graphs;
 mod learner;
 mod load;
+mod report;
 mod safety;
 mod scorer;
 mod secure;

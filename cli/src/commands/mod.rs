@@ -5,6 +5,7 @@ pub mod encoder;
 pub mod models;
 pub mod produce;
 pub mod records;
+pub mod report;
 pub mod spec;
 pub mod status;
 pub mod tail;

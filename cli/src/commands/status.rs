@@ -132,7 +132,7 @@ fn render(
 /// The alerts whose latest record (by dedup key) is firing; promotions and other notices, which
 /// are never resolved, are left out.
 fn open_alerts(config: &Config, codec: &Codec) -> anyhow::Result<Vec<Alert>> {
-    let records = read_topic(config, &config.topics.alerts)?;
+    let records = read_topic(config, &config.topics.alerts, None)?;
     let mut latest: BTreeMap<String, Alert> = BTreeMap::new();
     for payload in records {
         if let Ok(a) = codec.decode_event::<Alert>(&payload) {
@@ -143,8 +143,9 @@ fn open_alerts(config: &Config, codec: &Codec) -> anyhow::Result<Vec<Alert>> {
     Ok(latest.into_values().filter(|a| a.state == AlertState::Firing && !notice(a)).collect())
 }
 
-/// Every record's value on `topic`, read from the beginning to the ends it had when asked.
-fn read_topic(config: &Config, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+/// Every record's value on `topic` (the `last` ones of each partition, when given), read to the
+/// ends the partitions had when asked.
+pub(crate) fn read_topic(config: &Config, topic: &str, last: Option<i64>) -> anyhow::Result<Vec<Vec<u8>>> {
     let timeout = Duration::from_secs(10);
     let group = format!("vigil-status-{}-{}", std::process::id(), vigil_kafka::now_ms());
     let consumer: BaseConsumer<client::LogContext> =
@@ -154,7 +155,8 @@ fn read_topic(config: &Config, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     for p in md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
         let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
         if high > low {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+            let from = last.map_or(Offset::Beginning, |n| Offset::Offset((high - n).max(low)));
+            tpl.add_partition_offset(topic, p, from)?;
             ends.insert(p, high);
         }
     }
