@@ -4,6 +4,7 @@
 # difference from the CPU's (FP32 graph on both: target <= 1e-3). Run in the repository root after
 # scripts/gpu-prepare.sh, with .gpu carried along; reports JSON lines under ${OUT:-target/gpu}.
 # A session that silently falls back to the CPU is a failure: `--provider cuda` refuses to.
+# What travels: .gpu (the CUDA bundle, ~57 MiB, and vigil.xz, ~4 MiB): one carry, under 64 MiB.
 set -euo pipefail
 out=${OUT:-target/gpu}
 mkdir -p "$out" /tmp/ort
