@@ -112,6 +112,8 @@ async fn a_load_run_shows_progress_in_a_terminal_only() {
         .args(["-qec", &command, "/dev/null"])
         .env("VIGIL_CONFIG", &stack.config)
         .env("VIGIL_LOG__LEVEL", "warn")
+        // A terminal that says what it is (CI runs with no TERM, which reads as a dumb one).
+        .env("TERM", "xterm-256color")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

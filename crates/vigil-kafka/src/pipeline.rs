@@ -513,6 +513,8 @@ impl Persist<'_> {
                 Err(KafkaError::Transaction(e)) if e.is_retriable() && self.goes_on(attempts) => {
                     attempts += 1;
                     tracing::warn!(error = %e, attempts, "{what}: trying again (is the broker away?)");
+                    // A call that fails at once (not after its timeout) must not spin.
+                    std::thread::sleep(Duration::from_millis(50 << attempts.min(4)));
                 }
                 r => return r,
             }
@@ -584,9 +586,15 @@ fn commit_txn<C: ConsumerContext, K: Consumer<C>>(
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
     let metadata = consumer.group_metadata().ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::State))?;
+    // A retry resumes the step that timed out: calling `send_offsets_to_transaction` again while a
+    // commit is in progress is refused as a conflicting call, for ever (seen: 76 million attempts).
+    let mut offsets_sent = tpl.count() == 0;
     persist.retry("committing a transaction", || {
-        if tpl.count() > 0 { producer.send_offsets_to_transaction(&tpl, &metadata, timeout) } else { Ok(()) }
-            .and_then(|()| producer.commit_transaction(timeout))
+        if !offsets_sent {
+            producer.send_offsets_to_transaction(&tpl, &metadata, timeout)?;
+            offsets_sent = true;
+        }
+        producer.commit_transaction(timeout)
     })?;
     t.open = false;
     let next: Vec<_> = t.next.drain().collect();
