@@ -11,7 +11,13 @@ pub mod status;
 pub mod tail;
 pub mod topics;
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use vigil_kafka::client;
 
 use crate::Config;
 use vigil_events::error::hex;
@@ -91,4 +97,39 @@ pub fn key_field(schema: &str) -> Option<&'static str> {
         names::DRIFT_REPORT => Some("model"),
         _ => None,
     }
+}
+
+/// Every record's value on `topic` (the `last` ones of each partition, when given), read to the
+/// ends the partitions had when asked.
+pub(crate) fn read_topic(config: &Config, topic: &str, last: Option<i64>) -> anyhow::Result<Vec<Vec<u8>>> {
+    let timeout = Duration::from_secs(10);
+    let group = format!("vigil-read-{}-{}", std::process::id(), vigil_kafka::now_ms());
+    let consumer: BaseConsumer<client::LogContext> =
+        client::consumer_config(&config.kafka, "read", &group).create_with_context(client::LogContext)?;
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let (mut tpl, mut ends) = (TopicPartitionList::new(), HashMap::new());
+    for p in md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        if high > low {
+            let from = last.map_or(Offset::Beginning, |n| Offset::Offset((high - n).max(low)));
+            tpl.add_partition_offset(topic, p, from)?;
+            ends.insert(p, high);
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.extend(rdkafka::Message::payload(&m).map(<[u8]>::to_vec));
+        }
+        let at_end = |e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>| matches!(e.offset(), Offset::Offset(o) if o >= ends[&e.partition()]);
+        if consumer.position()?.elements().iter().all(at_end) {
+            break;
+        }
+    }
+    Ok(out)
 }

@@ -25,20 +25,20 @@ pub fn run(config: &Config, model: &str, out: &Path) -> anyhow::Result<ExitCode>
     anyhow::ensure!(!versions.is_empty(), "no version of model `{model}` on {}", config.topics.models);
     let input = config.inputs.iter().find(|i| i.model == model);
     let labels: HashMap<String, f64> = match input.filter(|i| !i.labels.is_empty()) {
-        Some(i) => super::status::read_topic(config, &i.labels, Some(TAIL))?
+        Some(i) => super::read_topic(config, &i.labels, Some(TAIL))?
             .iter()
             .filter_map(|b| codec.decode_event::<Label>(b).ok())
             .map(|l| (l.event_id, l.label))
             .collect(),
         None => HashMap::new(),
     };
-    let pairs: Vec<(f64, bool)> = super::status::read_topic(config, &config.topics.scores, Some(TAIL))?
+    let pairs: Vec<(f64, bool)> = super::read_topic(config, &config.topics.scores, Some(TAIL))?
         .iter()
         .filter_map(|b| codec.decode_event::<Score>(b).ok())
         .filter(|s| s.model == model && s.variant == Variant::Champion)
         .filter_map(|s| Some((s.score, *labels.get(&s.event_id)? >= 0.5)))
         .collect();
-    let reports: Vec<DriftReport> = super::status::read_topic(config, &config.topics.drift, Some(TAIL))?
+    let reports: Vec<DriftReport> = super::read_topic(config, &config.topics.drift, Some(TAIL))?
         .iter()
         .filter_map(|b| codec.decode_event::<DriftReport>(b).ok())
         .filter(|r| r.model == model)

@@ -132,7 +132,7 @@ fn render(
 /// The alerts whose latest record (by dedup key) is firing; promotions and other notices, which
 /// are never resolved, are left out.
 fn open_alerts(config: &Config, codec: &Codec) -> anyhow::Result<Vec<Alert>> {
-    let records = read_topic(config, &config.topics.alerts, None)?;
+    let records = super::read_topic(config, &config.topics.alerts, None)?;
     let mut latest: BTreeMap<String, Alert> = BTreeMap::new();
     for payload in records {
         if let Ok(a) = codec.decode_event::<Alert>(&payload) {
@@ -141,39 +141,4 @@ fn open_alerts(config: &Config, codec: &Codec) -> anyhow::Result<Vec<Alert>> {
     }
     let notice = |a: &Alert| matches!(a.kind, vigil_events::AlertKind::ModelPromoted);
     Ok(latest.into_values().filter(|a| a.state == AlertState::Firing && !notice(a)).collect())
-}
-
-/// Every record's value on `topic` (the `last` ones of each partition, when given), read to the
-/// ends the partitions had when asked.
-pub(crate) fn read_topic(config: &Config, topic: &str, last: Option<i64>) -> anyhow::Result<Vec<Vec<u8>>> {
-    let timeout = Duration::from_secs(10);
-    let group = format!("vigil-status-{}-{}", std::process::id(), vigil_kafka::now_ms());
-    let consumer: BaseConsumer<client::LogContext> =
-        client::consumer_config(&config.kafka, "status", &group).create_with_context(client::LogContext)?;
-    let md = consumer.fetch_metadata(Some(topic), timeout)?;
-    let (mut tpl, mut ends) = (TopicPartitionList::new(), HashMap::new());
-    for p in md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
-        if high > low {
-            let from = last.map_or(Offset::Beginning, |n| Offset::Offset((high - n).max(low)));
-            tpl.add_partition_offset(topic, p, from)?;
-            ends.insert(p, high);
-        }
-    }
-    let mut out = Vec::new();
-    if ends.is_empty() {
-        return Ok(out);
-    }
-    consumer.assign(&tpl)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            out.extend(rdkafka::Message::payload(&m).map(<[u8]>::to_vec));
-        }
-        let at_end = |e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>| matches!(e.offset(), Offset::Offset(o) if o >= ends[&e.partition()]);
-        if consumer.position()?.elements().iter().all(at_end) {
-            break;
-        }
-    }
-    Ok(out)
 }

@@ -57,11 +57,6 @@ impl Subword {
         Ok(Subword { tokenizer, pad_id, max_tokens })
     }
 
-    /// The padding id.
-    pub fn pad_id(&self) -> i64 {
-        self.pad_id
-    }
-
     /// Tokens per text at most.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens

@@ -33,11 +33,6 @@ impl Artifacts {
         Artifacts { dirs, ..Artifacts::default() }
     }
 
-    /// The folders searched.
-    pub fn dirs(&self) -> &[PathBuf] {
-        &self.dirs
-    }
-
     /// The bytes whose SHA-256 is `digest` (lower-case hex). The reason given back names no path.
     pub fn get(&self, digest: &str) -> Result<Arc<Vec<u8>>, String> {
         if let Some(bytes) = self.held.lock().ok().and_then(|h| h.get(digest).and_then(Weak::upgrade)) {

@@ -99,11 +99,6 @@ impl Embedder {
         self.dim
     }
 
-    /// The provider the encoder runs on.
-    pub fn provider(&self) -> &'static str {
-        self.session.provider()
-    }
-
     /// Embeds `rows` token rows, each `len` ids padded at the end and a mask of 1.0 for a token and
     /// 0.0 for padding (a token batch of the featuriser); returns `[rows, dim]` row-major. Rows are
     /// run shortest first, at most [`ENCODER_ROWS`] at a time, each group padded to its longest.
