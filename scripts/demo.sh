@@ -7,7 +7,9 @@
 #      learner, drift);
 #   4. drive them with vigil-load: card transactions with labels, and texts with labels, with drift
 #      injected halfway, printing a one-line summary every few seconds and a final summary;
-#   5. stop the services (the broker keeps running: `make broker-stop`).
+#   5. serve the live console (`vigil console`, http://127.0.0.1:8090/ unless VIGIL_CONSOLE_LISTEN
+#      says otherwise) for the run, and VIGIL_DEMO_LINGER more seconds after it (default 0);
+#   6. stop the services (the broker keeps running: `make broker-stop`).
 # VIGIL_DEMO_SECONDS sets the length (default 60). Works without ../shared (synthetic texts then).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -50,6 +52,11 @@ for svc in "${SERVICES[@]}"; do
   pids+=($!)
 done
 
+export VIGIL_CONSOLE_LISTEN=${VIGIL_CONSOLE_LISTEN:-127.0.0.1:8090}
+"$bin/vigil" console >"$logs/console.log" 2>&1 &
+pids+=($!)
+echo "== live console: http://$VIGIL_CONSOLE_LISTEN/ (log: $logs/console.log)" >&2
+
 data_args=()
 if [ -d "$VIGIL_ROOT/../shared/data/sentiment" ]; then
   data_args=(--data "$VIGIL_ROOT/../shared/data/sentiment")
@@ -60,4 +67,8 @@ echo "== driving Vigil for ${VIGIL_DEMO_SECONDS:-60} s" >&2
 "$bin/vigil-load" demo --duration "${VIGIL_DEMO_SECONDS:-60}" "${data_args[@]}" > "$logs/summary.json"
 echo "== final summary ($logs/summary.json)" >&2
 "$VIGIL_PYTHON" -c 'import json,sys; s=json.load(open(sys.argv[1])); s.pop("generators",None); print(json.dumps(s, indent=2))' "$logs/summary.json"
+if [ "${VIGIL_DEMO_LINGER:-0}" -gt 0 ]; then
+  echo "== the console stays up ${VIGIL_DEMO_LINGER} s more: http://$VIGIL_CONSOLE_LISTEN/" >&2
+  sleep "$VIGIL_DEMO_LINGER"
+fi
 echo "== the broker keeps running on 127.0.0.1:$VIGIL_KAFKA_PORT; stop it with: make broker-stop" >&2

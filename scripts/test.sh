@@ -10,6 +10,19 @@ cd "$VIGIL_ROOT"
 source "$VIGIL_ROOT/scripts/env.sh"  # again: setup may have just installed ONNX Runtime
 [ -n "${ORT_DYLIB_PATH:-}" ] || { echo "test.sh: ONNX Runtime library not found in $VIGIL_VENV" >&2; exit 1; }
 
+# Disk: a clean build and the test run need about 15 GiB; say so plainly rather than fail mid-link.
+free_gib=$(df -Pk "$VIGIL_ROOT" | awk 'NR==2 {print int($4 / 1048576)}')
+if [ "$free_gib" -lt 15 ]; then
+  echo "test.sh: only ${free_gib} GiB free on $VIGIL_ROOT; the build and tests need about 15 GiB" >&2
+  exit 1
+fi
+# A clean clone gains nothing from incremental builds but their disk (tens of GiB over a session).
+[ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
+# What the tests write in the temporary folder (broker-less scratch, services' logs, model stores)
+# goes under target/, emptied at each run, so failed runs do not pile up in /tmp.
+export TMPDIR="$VIGIL_ROOT/target/test-tmp"
+rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
+
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2

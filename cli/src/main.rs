@@ -73,6 +73,13 @@ enum Command {
         #[arg(long, default_value = "report.html")]
         out: PathBuf,
     },
+    /// A live page about every model (events/s, latency, score distributions, accuracy / AUC, version
+    /// timeline, drift per feature, alerts), served until interrupted.
+    Console {
+        /// Address to serve on (localhost unless told otherwise).
+        #[arg(long, env = "VIGIL_CONSOLE_LISTEN", default_value = "127.0.0.1:8090")]
+        listen: String,
+    },
     /// A shell completion script on standard output (e.g. `vigil completions bash > /etc/bash_completion.d/vigil`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -138,6 +145,7 @@ fn main() -> ExitCode {
             Command::Schemas { output } => commands::schemas(output),
             Command::Status { watch } => commands::status::run(&config, watch),
             Command::Report { model, out } => commands::report::run(&config, &model, &out),
+            Command::Console { listen } => commands::console::run(&config, &listen).await,
             Command::Completions { .. } => Ok(ExitCode::SUCCESS),
             Command::Config { defaults: true } => commands::print_defaults(),
             Command::Config { defaults: false } => commands::print_config(&config),

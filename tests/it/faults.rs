@@ -224,11 +224,12 @@ async fn scenarios(delivery: &str) {
     }
 }
 
-/// Both delivery modes in one test: the proxy's port is one.
+/// Both delivery modes in one test (the proxy's port is one), then the console across a broker restart.
 #[tokio::test]
 async fn broker_and_network_faults_lose_nothing() {
     scenarios("at-least-once").await;
     scenarios("exactly-once").await;
+    crate::console::across_a_broker_restart(&FaultBroker::from_env()).await;
 }
 
 /// Three exactly-once scorers on six partitions while one of them, in turn, is killed (and started

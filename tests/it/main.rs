@@ -7,6 +7,7 @@ mod bench;
 mod byo;
 mod compose;
 mod config;
+mod console;
 mod dead_letters;
 mod drift;
 mod encoder;

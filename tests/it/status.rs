@@ -4,30 +4,9 @@
 
 use std::time::Duration;
 
+use vigil_e2e::pages::alert;
 use vigil_e2e::*;
-use vigil_events::{Alert, AlertKind, AlertState, Codec, Severity};
-
-fn alert(kind: AlertKind, state: AlertState, feature: &str, key: &str) -> Alert {
-    Alert {
-        alert_id: format!("{key}-{state:?}"),
-        time: vigil_kafka::now_ms(),
-        kind,
-        state,
-        severity: Severity::Warning,
-        model: Some("fraud".into()),
-        model_version: Some(1),
-        feature: Some(feature.into()),
-        detector: Some("ks".into()),
-        statistic: None,
-        value: None,
-        threshold: None,
-        p_value: None,
-        window_start: None,
-        window_end: None,
-        message: format!("{feature} moved"),
-        dedup_key: key.into(),
-    }
-}
+use vigil_events::{AlertKind, AlertState, Codec};
 
 /// Runs `vigil status ARGS` in a pseudo-terminal; its screen.
 fn in_terminal(stack: &Stack, args: &str) -> String {

@@ -17,6 +17,7 @@ use vigil_kafka::Input;
 use vigil_runtime::config::KafkaConfig;
 
 pub mod fault;
+pub mod pages;
 
 thread_local! {
     static BROKER: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };

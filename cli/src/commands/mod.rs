@@ -1,6 +1,7 @@
 //! The `vigil` subcommands.
 
 pub mod bootstrap;
+pub mod console;
 pub mod encoder;
 pub mod models;
 pub mod produce;
@@ -8,6 +9,7 @@ pub mod records;
 pub mod report;
 pub mod spec;
 pub mod status;
+pub mod svg;
 pub mod tail;
 pub mod topics;
 
