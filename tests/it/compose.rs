@@ -31,10 +31,22 @@ fn python_support_inline(code: &str) -> (i32, String, String) {
 fn every_service_in_the_compose_file_exists_in_the_workspace() {
     let c = compose();
     let services = c["services"].as_object().expect("services");
-    for infra in ["kafka", "prometheus", "grafana", "scorer", "learner", "drift"] {
-        assert!(services.contains_key(infra), "compose lacks {infra}");
+    let story = ["keys", "topics", "bootstrap", "load", "console"];
+    for infra in ["kafka", "prometheus", "grafana", "scorer", "learner", "drift"].iter().chain(&story) {
+        assert!(services.contains_key(*infra), "compose lacks {infra}");
     }
     let dockerfile = std::fs::read_to_string(root().join("compose/Dockerfile")).unwrap();
+    // The image's configuration is the demo's (its inputs), checked below with each environment.
+    assert!(dockerfile.contains("COPY config/demo.toml /etc/vigil/vigil.toml"));
+    assert!(dockerfile.contains("ENV VIGIL_CONFIG=/etc/vigil/vigil.toml"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/vigil-entry\"]"));
+    // The services start once the signed starting models are there (after the key and the topics).
+    for (name, after) in
+        [("scorer", "bootstrap"), ("learner", "bootstrap"), ("load", "bootstrap"), ("bootstrap", "keys")]
+    {
+        let condition = &services[name]["depends_on"][after]["condition"];
+        assert_eq!(condition, "service_completed_successfully", "{name} waits for {after}");
+    }
     for (name, svc) in services {
         let Some(cmd) = svc["command"].as_array() else { continue };
         let program = cmd[0].as_str().unwrap();
@@ -44,6 +56,7 @@ fn every_service_in_the_compose_file_exists_in_the_workspace() {
         // The binary is a [[bin]] of a workspace crate and the Dockerfile copies it.
         let crate_dir = match program {
             "vigil" => root().join("cli"),
+            "vigil-load" => root().join("load-tests"),
             other => root().join("services").join(other.trim_start_matches("vigil-")),
         };
         let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml"))
@@ -62,7 +75,9 @@ fn every_service_in_the_compose_file_exists_in_the_workspace() {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
             .collect();
-        let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let demo = root().join("config/demo.toml");
+        refs.push(("VIGIL_CONFIG", demo.to_str().unwrap()));
         let (code, _, err) = vigil(&["config"], &refs, None);
         assert_eq!(code, 0, "service {name}: its environment is not a valid configuration: {err}");
     }
@@ -70,6 +85,36 @@ fn every_service_in_the_compose_file_exists_in_the_workspace() {
     for target in ["scorer:9471", "learner:9472", "drift:9473"] {
         assert!(prometheus.contains(target), "prometheus does not scrape {target}");
     }
+}
+
+/// The containers' entry point, run here with the workspace's binaries: `init-keys` makes the key
+/// pair once, and every other command runs with the scorer trusting its public half and the learner
+/// signing with its private half, unless the operator set them.
+#[test]
+fn the_entry_point_wires_the_signing_key_into_every_service() {
+    let keys = std::env::temp_dir().join(unique("compose-keys"));
+    std::fs::create_dir_all(&keys).unwrap();
+    let path = format!("{}:{}", bin("vigil").parent().unwrap().display(), std::env::var("PATH").unwrap());
+    let entry = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg(root().join("compose/entry.sh")).args(args).env("PATH", &path).env("VIGIL_KEYS_DIR", &keys);
+        cmd.env("VIGIL_CONFIG", root().join("config/demo.toml")).envs(extra.iter().copied());
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "entry.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(entry(&["init-keys"], &[]).contains("made a signing key"));
+    let public = std::fs::read_to_string(keys.join("public.hex")).unwrap().trim().to_string();
+    assert!(public.len() == 64 && public.chars().all(|c| c.is_ascii_hexdigit()), "{public:?}");
+    assert!(entry(&["init-keys"], &[]).contains("already"), "a second run keeps the key");
+    assert_eq!(std::fs::read_to_string(keys.join("public.hex")).unwrap().trim(), public);
+    let config = entry(&["vigil", "config"], &[]);
+    assert!(config.contains(&format!("trusted-keys = [\"{public}\"]")), "the scorer trusts the key:\n{config}");
+    assert!(config.contains(&format!("sign-key = \"{}\"", keys.join("signing.key").display())), "{config}");
+    let own = "[\"0000000000000000000000000000000000000000000000000000000000000000\"]";
+    let config = entry(&["vigil", "config"], &[("VIGIL_SCORER__TRUSTED_KEYS", own)]);
+    assert!(config.contains(&format!("trusted-keys = {own}")), "the operator's key wins:\n{config}");
+    let _ = std::fs::remove_dir_all(&keys);
 }
 
 /// The metric names a service exports, from its `/metrics` (`# TYPE` lines, with the sample names
