@@ -22,4 +22,5 @@ mod scorer;
 mod secure;
 mod status;
 mod topics;
+mod trees;
 mod wire;

@@ -226,12 +226,32 @@ pub fn river_logistic(seed: u64) -> Hyper {
 }
 
 /// The default candidates for tabular models: every tabular family's grid (logistic regressions and
-/// small MLPs over a range of learning rates), with balanced class weights when `class_weights`.
+/// small MLPs over a range of learning rates, Hoeffding trees over two grace periods), with
+/// balanced class weights when `class_weights`.
 pub fn tabular_candidates(seed: u64, class_weights: bool) -> Vec<Hyper> {
     let pw = if class_weights { None } else { Some(1.0) };
     let mut v = logistic::candidates(seed, pw);
     v.extend(mlp::candidates(seed, pw));
+    v.extend(crate::family::tree::candidates(seed + 40, pw));
     v
+}
+
+/// The tabular families, as `learner.families` names them.
+pub const TABULAR_FAMILIES: [&str; 3] = ["logistic", "mlp", "tree"];
+
+/// [`tabular_candidates`] of the named families only.
+pub fn tabular_candidates_of(seed: u64, class_weights: bool, families: &[String]) -> Vec<Hyper> {
+    use crate::family::Family;
+    let name = |f: Family| match f {
+        Family::Logistic => "logistic",
+        Family::Mlp(_) => "mlp",
+        Family::Tree { .. } => "tree",
+        Family::Text(_) => "text",
+    };
+    tabular_candidates(seed, class_weights)
+        .into_iter()
+        .filter(|h| families.iter().any(|f| f == name(h.family)))
+        .collect()
 }
 
 /// The default candidates for heads on a sentence encoder's L2-normalised embeddings: logistic

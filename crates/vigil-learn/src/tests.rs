@@ -185,3 +185,54 @@ fn rehearsal_keeps_a_returning_concept() {
     eprintln!("returning concept: accuracy {with:.3} with rehearsal, {without:.3} without");
     assert!(with > without + 0.05, "rehearsal {with} vs none {without}");
 }
+
+/// Five uniform features; the label is `x1 > 0.3`, flipped for 5% of the rows.
+fn step_concept(seed: u64, n: usize) -> Vec<([f64; 5], f64)> {
+    let mut r = Rng::new(seed);
+    (0..n)
+        .map(|_| {
+            let x = [r.uniform(), r.uniform(), r.uniform(), r.uniform(), r.uniform()];
+            let y = (x[1] > 0.3) != (r.uniform() < 0.05);
+            (x, f64::from(u8::from(y)))
+        })
+        .collect()
+}
+
+#[test]
+fn a_hoeffding_tree_splits_on_the_feature_that_decides_and_exports_what_it_predicts() {
+    use crate::family::{Online, tree};
+    let mut t = Online::new(tree::river(1), 5);
+    let rows = step_concept(3, 6000);
+    let mut right = 0;
+    for (k, (x, y)) in rows.iter().enumerate() {
+        let p = t.learn(crate::family::Row::Dense(x), *y, 1.0);
+        if k >= 4000 && (p > 0.5) == (*y > 0.5) {
+            right += 1;
+        }
+    }
+    let Online::Tree(ht) = &t else { panic!("a tree") };
+    let (feature, threshold) = ht.root_split().expect("the root split");
+    let (splits, leaves) = ht.size();
+    eprintln!(
+        "root: x{feature} <= {threshold:.4}; {splits} splits, {leaves} leaves; accuracy {}",
+        right as f64 / 2000.0
+    );
+    assert_eq!(feature, 1, "the root tests the feature that decides");
+    assert!((threshold - 0.3).abs() < 0.1, "near the concept's threshold: {threshold}");
+    assert!(right as f64 / 2000.0 > 0.9, "accuracy on the last 2000 rows: {right}/2000");
+    // The export predicts what the tree does, row by row (thresholds in f32, as ONNX compares).
+    let model = t.export();
+    for (x, _) in step_concept(4, 500) {
+        let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+        let (rust, served) = (t.predict(crate::family::Row::Dense(&x)), f64::from(model.predict_dense(&x32)));
+        assert!((rust - served).abs() < 1e-6, "{rust} vs {served}");
+    }
+    let rt = Runtime::global(None).expect("ONNX Runtime");
+    let bytes = model.to_onnx("fraud", 1).to_bytes();
+    let rows: Vec<f32> = step_concept(5, 64).iter().flat_map(|(x, _)| x.map(|v| v as f32)).collect();
+    let (_, scores) = rt.session(&bytes, Provider::Cpu, 1).unwrap().run_f32(&rows, 64, 5).unwrap();
+    for (r, s) in scores.iter().enumerate() {
+        let want = model.predict_dense(&rows[r * 5..(r + 1) * 5]);
+        assert!((s - want).abs() < 1e-6, "row {r}: ONNX Runtime {s} vs Rust {want}");
+    }
+}

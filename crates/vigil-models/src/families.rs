@@ -1,6 +1,7 @@
 //! The model families Vigil trains and serves, with weights held in Rust: logistic regression, small
-//! MLPs (ReLU hidden layers, sigmoid output) and hashed-text linear models (a weight table gathered by
-//! padded bucket indices). Each exports the exact ONNX graph the scorer runs, and predicts in Rust
+//! MLPs (ReLU hidden layers, sigmoid output), hashed-text linear models (a weight table gathered by
+//! padded bucket indices) and decision trees (`ai.onnx.ml` `TreeEnsembleRegressor`, a leaf holding
+//! the probability of the positive class). Each exports the exact ONNX graph the scorer runs, and predicts in Rust
 //! with the same arithmetic (what the learner evaluates and the parity tests compare against).
 //!
 //! Graph signatures: tabular models take `features` `[batch, D]` `float`; text models take `indices`
@@ -10,6 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{Attr, Dim, GraphBuilder};
+
+pub use self::tree::{Tree, TreeNode};
 use crate::onnx::{ModelProto, data_type};
 
 /// Graph input of tabular models.
@@ -79,6 +82,8 @@ pub enum Model {
     },
     /// The mean probability of several tabular models (an ensemble of the best candidates).
     Mean(Vec<Model>),
+    /// A binary decision tree whose leaves hold probabilities.
+    Tree(Tree),
 }
 
 /// The logistic function.
@@ -94,6 +99,7 @@ impl Model {
             Model::Mlp { .. } => "mlp",
             Model::HashedText { .. } => "hashed-text",
             Model::Mean(_) => "mean",
+            Model::Tree(_) => "decision-tree",
         }
     }
 
@@ -113,6 +119,7 @@ impl Model {
             Model::Mlp { layers } => layers.first().map(|l| l.inputs).unwrap_or(0),
             Model::HashedText { .. } => 0,
             Model::Mean(m) => m.first().map(Model::width).unwrap_or(0),
+            Model::Tree(t) => t.inputs,
         }
     }
 
@@ -120,6 +127,7 @@ impl Model {
     pub fn predict_dense(&self, x: &[f32]) -> f32 {
         match self {
             Model::Mean(m) if !m.is_empty() => m.iter().map(|m| m.predict_dense(x)).sum::<f32>() / m.len() as f32,
+            Model::Tree(t) => t.predict(x),
             other => sigmoid(other.logit_dense(x)),
         }
     }
@@ -141,7 +149,7 @@ impl Model {
                 cur.first().copied().unwrap_or(0.0)
             }
             Model::HashedText { b, .. } => *b,
-            Model::Mean(_) => {
+            Model::Mean(_) | Model::Tree(_) => {
                 let p = self.predict_dense(x).clamp(1e-7, 1.0 - 1e-7);
                 (p / (1.0 - p)).ln()
             }
@@ -226,9 +234,12 @@ impl Model {
                 let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
                 g.node("Mean", &refs, &[])
             }
+            Model::Tree(t) => t.emit(g),
         }
     }
 }
+
+mod tree;
 
 #[cfg(test)]
 mod tests {

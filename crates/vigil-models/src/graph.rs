@@ -26,7 +26,18 @@ pub enum Attr {
     Float(f32),
     /// Several integers.
     Ints(Vec<i64>),
+    /// Several floats.
+    Floats(Vec<f32>),
+    /// One string.
+    Str(String),
+    /// Several strings.
+    Strings(Vec<String>),
 }
+
+/// The ONNX-ML operator domain (tree ensembles) and the opset Vigil's graphs import from it.
+pub const ML_DOMAIN: &str = "ai.onnx.ml";
+/// `ai.onnx.ml` opset 3: `TreeEnsembleRegressor` with float thresholds.
+pub const ML_OPSET: i64 = 3;
 
 /// Builds a [`ModelProto`].
 #[derive(Debug, Default)]
@@ -92,6 +103,15 @@ impl GraphBuilder {
         out
     }
 
+    /// Adds a node of the `ai.onnx.ml` domain (the graph then imports its opset); returns its output.
+    pub fn ml_node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
+        let out = self.node(op, inputs, attrs);
+        if let Some(n) = self.graph.node.last_mut() {
+            n.domain = ML_DOMAIN.to_string();
+        }
+        out
+    }
+
     /// Adds a node writing to the given output name (e.g. a graph output).
     pub fn node_into(&mut self, op: &str, inputs: &[&str], output: &str, attrs: &[(&str, Attr)]) {
         self.counter += 1;
@@ -113,9 +133,13 @@ impl GraphBuilder {
 
     /// Finishes the model.
     pub fn build(self, model_version: i64, doc: &str) -> ModelProto {
+        let mut opset_import = vec![OperatorSetIdProto { domain: String::new(), version: crate::onnx::OPSET }];
+        if self.graph.node.iter().any(|n| n.domain == ML_DOMAIN) {
+            opset_import.push(OperatorSetIdProto { domain: ML_DOMAIN.into(), version: ML_OPSET });
+        }
         ModelProto {
             ir_version: crate::onnx::IR_VERSION,
-            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: crate::onnx::OPSET }],
+            opset_import,
             producer_name: "vigil".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             domain: "dev.vigil".into(),
@@ -160,6 +184,18 @@ fn attribute(name: &str, a: &Attr) -> AttributeProto {
         Attr::Ints(v) => {
             p.r#type = attribute_type::INTS;
             p.ints = v.clone();
+        }
+        Attr::Floats(v) => {
+            p.r#type = attribute_type::FLOATS;
+            p.floats = v.clone();
+        }
+        Attr::Str(v) => {
+            p.r#type = attribute_type::STRING;
+            p.s = v.as_bytes().to_vec();
+        }
+        Attr::Strings(v) => {
+            p.r#type = attribute_type::STRINGS;
+            p.strings = v.iter().map(|s| s.as_bytes().to_vec()).collect();
         }
     }
     p

@@ -105,6 +105,7 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
         prequential(&elec, setup(elec[0].0.len(), tabular_candidates(1, false), Metric::Accuracy, 2, Some(3.0)));
     let (best_credit, _, credit_served) =
         prequential(&credit, setup(credit[0].0.len(), tabular_candidates(1, false), Metric::Auc, 2, Some(3.0)));
+    let trees = trees(env, &root, &elec, &credit, &setup)?;
     let updates = median(&rates_elec);
     let river_updates = river_lr("elec2", "events_per_s");
     let report = json!({
@@ -131,7 +132,13 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
         "credit_updates_per_s": median(&rates_credit),
         "river_credit_updates_per_s": river_lr("credit_default", "events_per_s"),
         "credit_update_ratio": median(&rates_credit) / river_lr("credit_default", "events_per_s"),
-        "notes": "AUC as River's metrics.ROCAUC computes it (10 thresholds, trapezoid); River's best is its Adaptive Random Forest (10 trees) from shared/baselines/river-reference.json. updates/s are prequential (predict, then learn) events per second of the logistic regression, one core each.",
+        "tree_elec2_accuracy": trees["elec2_accuracy"],
+        "river_tree_elec2_accuracy": trees["river_elec2_accuracy"],
+        "tree_credit_default_auc": trees["credit_default_auc"],
+        "tree_updates_per_s": trees["updates_per_s"],
+        "river_tree_updates_per_s": trees["river_updates_per_s"],
+        "tree_update_ratio": trees["update_ratio"],
+        "notes": "AUC as River's metrics.ROCAUC computes it (10 thresholds, trapezoid); River's best is its Adaptive Random Forest (10 trees) from shared/baselines/river-reference.json. updates/s are prequential (predict, then learn) events per second of the logistic regression, one core each. tree_*: one Hoeffding tree with River's defaults and majority-class leaves (tree::river) beside River's HoeffdingTreeClassifier(leaf_prediction='mc') run in the same session (load-tests/baselines/river_tree.py).",
     });
     let path = write_report(env, "learner", &report)?;
     eprintln!("\nlearner benchmark -> {}", path.display());
@@ -147,8 +154,63 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
         "updates_per_s",
         "river_updates_per_s",
         "update_ratio",
+        "tree_elec2_accuracy",
+        "river_tree_elec2_accuracy",
+        "tree_credit_default_auc",
+        "tree_update_ratio",
     ] {
         eprintln!("  {k:<32} {:>14.4}", report[k].as_f64().unwrap_or(f64::NAN));
     }
     Ok(report)
+}
+
+type Rows = [(Vec<f64>, f64)];
+
+/// One Hoeffding tree (River's defaults, majority-class leaves) over both datasets, and River's
+/// over ELEC2 in the same session: accuracy, AUC and prequential updates per second.
+fn trees(
+    env: &Env,
+    root: &Path,
+    elec: &Rows,
+    credit: &Rows,
+    setup: &dyn Fn(
+        usize,
+        Vec<vigil_learn::family::Hyper>,
+        vigil_learn::select::Metric,
+        usize,
+        Option<f64>,
+    ) -> vigil_learn::Setup,
+) -> Result<Json, BenchError> {
+    use vigil_learn::select::Metric;
+    let tree = || vec![vigil_learn::family::tree::river(1)];
+    let mut rates = Vec::new();
+    let mut accuracy = 0.0;
+    for _ in 0..env.rounds {
+        let (m, r, _) = prequential(elec, setup(elec[0].0.len(), tree(), Metric::Accuracy, 1, None));
+        accuracy = m.accuracy();
+        rates.push(r);
+    }
+    let (c, _, _) = prequential(credit, setup(credit[0].0.len(), tree(), Metric::Auc, 1, None));
+    let csv: String = elec
+        .iter()
+        .map(|(x, y)| x.iter().map(f64::to_string).chain([y.to_string()]).collect::<Vec<_>>().join(",") + "\n")
+        .collect();
+    let rows = env.out_dir.join("elec2-rows.csv");
+    std::fs::write(&rows, csv)?;
+    let python = std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let out = Command::new(&python).arg(root.join("load-tests/baselines/river_tree.py")).arg(&rows).output()?;
+    let _ = std::fs::remove_file(&rows);
+    if !out.status.success() {
+        return Err(format!("River's Hoeffding tree failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let river: Json = serde_json::from_slice(&out.stdout)?;
+    let river_rate = river["updates_per_s"].as_f64().unwrap_or(f64::NAN);
+    Ok(json!({
+        "elec2_accuracy": accuracy,
+        "river_elec2_accuracy": river["accuracy"],
+        "credit_default_auc": c.river_auc(),
+        "updates_per_s": median(&rates),
+        "river_updates_per_s": river_rate,
+        "update_ratio": median(&rates) / river_rate,
+    }))
 }

@@ -59,6 +59,9 @@ pub struct LearnerConfig {
     pub trusted_keys: Vec<String>,
     /// Most candidates in the pool (concept-drift alerts add fresh ones up to this).
     pub max_candidates: usize,
+    /// Families of a tabular model's candidates: `logistic`, `mlp` and `tree` (Hoeffding trees,
+    /// served as ONNX tree ensembles).
+    pub families: Vec<String>,
     /// Folders holding the artifacts an `[encoder]` spec names by digest (the encoder graph and its
     /// tokenizer, written by `vigil encoder build --store`).
     pub model_dirs: Vec<String>,
@@ -90,6 +93,7 @@ impl Default for LearnerConfig {
             sign_key: String::new(),
             trusted_keys: Vec::new(),
             max_candidates: 32,
+            families: vec!["logistic".into(), "mlp".into(), "tree".into()],
             keep_versions: 50,
             model_dirs: Vec::new(),
         }
@@ -119,6 +123,14 @@ impl Section for LearnerConfig {
         }
         if self.max_candidates == 0 {
             p.push("learner.max-candidates: must be at least 1".into());
+        }
+        if self.families.is_empty() {
+            p.push("learner.families: name at least one of logistic, mlp, tree".into());
+        }
+        for (i, f) in self.families.iter().enumerate() {
+            if !vigil_learn::learner::TABULAR_FAMILIES.contains(&f.as_str()) {
+                p.push(format!("learner.families[{i}]: `{f}` is not one of logistic, mlp, tree"));
+            }
         }
         for (i, k) in self.trusted_keys.iter().enumerate() {
             if vigil_models::checkpoint::verifying_key_from_hex(k).is_err() {

@@ -135,7 +135,7 @@ impl Trainer {
             (None, None) => (
                 spec.width(),
                 spec.numeric.len(),
-                vigil_learn::learner::tabular_candidates(cfg.seed, cfg.metric == Metric::Auc),
+                vigil_learn::learner::tabular_candidates_of(cfg.seed, cfg.metric == Metric::Auc, &cfg.families),
             ),
         };
         let candidates = candidates.into_iter().map(|mut h| {

@@ -1,7 +1,8 @@
 //! The online model families, one module each, behind one trait ([`OnlineModel`]: predict, learn,
 //! export the exact scoring model, describe). What every family shares — the optimisers, the class
 //! weights, the anchoring pull, the hyper-parameters — lives here; a family's weights, arithmetic,
-//! export and default candidate grid live in its own module ([`logistic`], [`mlp`], [`text`]).
+//! export and default candidate grid live in its own module ([`logistic`], [`mlp`], [`text`],
+//! [`tree`]).
 //!
 //! To add a family: write a module with a type implementing [`OnlineModel`] (and `Serialize` /
 //! `Deserialize`: it travels in the learner state), add a [`Family`] variant naming it, a
@@ -11,6 +12,7 @@
 pub mod logistic;
 pub mod mlp;
 pub mod text;
+pub mod tree;
 
 use serde::{Deserialize, Serialize};
 use vigil_models::Model;
@@ -18,6 +20,7 @@ use vigil_models::Model;
 pub use self::logistic::Logistic;
 pub use self::mlp::Mlp;
 pub use self::text::HashedText;
+pub use self::tree::HoeffdingTree;
 
 /// One example's inputs.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +54,13 @@ pub enum Family {
     Mlp(usize),
     /// Hashed-text linear model over this many buckets.
     Text(usize),
+    /// Hoeffding tree: a split attempt every `grace` examples, down to `max_depth`.
+    Tree {
+        /// Examples (of weight) between split attempts at a leaf.
+        grace: u32,
+        /// Depth limit.
+        max_depth: u32,
+    },
 }
 
 /// How weights move.
@@ -104,6 +114,7 @@ impl Hyper {
             Family::Logistic => "lr".to_string(),
             Family::Mlp(h) => format!("mlp{h}"),
             Family::Text(b) => format!("text{b}"),
+            Family::Tree { grace, max_depth } => return format!("ht/grace{grace}/depth{max_depth}"),
         };
         let opt = match self.optimizer {
             Optimizer::Sgd { lr } => format!("sgd{lr}"),
@@ -127,6 +138,8 @@ pub enum Online {
     Mlp(Mlp),
     /// A hashed-text linear model.
     Text(HashedText),
+    /// A Hoeffding tree.
+    Tree(HoeffdingTree),
 }
 
 macro_rules! each {
@@ -135,6 +148,7 @@ macro_rules! each {
             Online::Logistic($m) => $e,
             Online::Mlp($m) => $e,
             Online::Text($m) => $e,
+            Online::Tree($m) => $e,
         }
     };
 }
@@ -146,6 +160,7 @@ impl Online {
             Family::Logistic => Online::Logistic(Logistic::new(hyper, inputs)),
             Family::Mlp(h) => Online::Mlp(Mlp::new(hyper, inputs, h)),
             Family::Text(buckets) => Online::Text(HashedText::new(hyper, buckets)),
+            Family::Tree { grace, max_depth } => Online::Tree(HoeffdingTree::new(hyper, inputs, grace, max_depth)),
         }
     }
 
