@@ -31,6 +31,7 @@ max-wait-ms = -1
 
 [learner]
 metric = "f1"
+families = ["oak"]
 
 [drift.concept-detector]
 kind = "hunch"
@@ -55,6 +56,7 @@ kind = "hunch"
         "scorer.provider",
         "scorer.max-wait-ms",
         "learner.metric",
+        "learner.families[0]",
         "drift.concept-detector.kind",
     ] {
         assert!(err.contains(needle), "`{needle}` not reported:\n{err}");

@@ -1,14 +1,15 @@
 //! Vigil's Hoeffding tree beside River's `HoeffdingTreeClassifier` (majority-class leaves, River's
 //! defaults otherwise) on the same streams in the same order — a generated one with a known concept,
-//! and ELEC2 when `../shared/data` is here: prequential accuracy within 0.01; the trained trees'
-//! graphs pass `onnx.checker` and score the same in Python's onnxruntime (1e-5).
+//! and ELEC2 when `../shared/data` is here: prequential accuracy within 0.01; its adaptive random
+//! forest beside River's `ARFClassifier` (no worse by more than 0.02); the trained trees' and
+//! forests' graphs pass `onnx.checker` and score the same in Python's onnxruntime (1e-5).
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use vigil_e2e::*;
-use vigil_learn::family::{Online, OnlineModel, Row, tree};
+use vigil_learn::family::{Online, OnlineModel, Row, forest, tree};
 
 const T: Duration = Duration::from_secs(180);
 
@@ -44,14 +45,14 @@ fn elec2(path: &Path) -> Vec<(Vec<f64>, f64)> {
         .collect()
 }
 
-/// Vigil's tree over the rows, prequentially: accuracy and the tree.
-fn vigil_run(rows: &[(Vec<f64>, f64)]) -> (f64, Online) {
-    let mut t = Online::new(tree::river(1), rows[0].0.len());
+/// Vigil's model of `hyper` over the rows, prequentially: accuracy and the model.
+fn vigil_run(rows: &[(Vec<f64>, f64)], hyper: vigil_learn::family::Hyper) -> (f64, Online) {
+    let mut t = Online::new(hyper, rows[0].0.len());
     let right = rows.iter().filter(|(x, y)| (t.learn(Row::Dense(x), *y, 1.0) > 0.5) == (*y > 0.5)).count();
     (right as f64 / rows.len() as f64, t)
 }
 
-fn river_run(rows: &[(Vec<f64>, f64)], dir: &Path, name: &str) -> Value {
+fn river_run(rows: &[(Vec<f64>, f64)], dir: &Path, name: &str, kind: &str) -> Value {
     let csv: String = rows
         .iter()
         .map(|(x, y)| x.iter().map(f64::to_string).chain([y.to_string()]).collect::<Vec<_>>().join(",") + "\n")
@@ -59,9 +60,23 @@ fn river_run(rows: &[(Vec<f64>, f64)], dir: &Path, name: &str) -> Value {
     let path = dir.join(format!("{name}.csv"));
     std::fs::write(&path, csv).unwrap();
     // The learner benchmark's River baseline, the same script.
-    let (code, out, err) = python_support("../../load-tests/baselines/river_tree.py", &[path.to_str().unwrap()], None);
+    let (code, out, err) =
+        python_support("../../load-tests/baselines/river_tree.py", &[path.to_str().unwrap(), kind], None);
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(out.trim()).unwrap()
+}
+
+/// The model's graph, written to `dir`, and what the Rust walk scores on the stream's first rows:
+/// one case of `onnx_parity.py`'s manifest.
+fn parity_case(model: &Online, rows: &[(Vec<f64>, f64)], dir: &Path, name: &str) -> Value {
+    let model = model.export();
+    let d = rows[0].0.len();
+    let x: Vec<f32> = rows.iter().take(256).flat_map(|(x, _)| x.iter().map(|v| *v as f32)).collect();
+    let expected: Vec<f32> = x.chunks(d).map(|r| model.predict_dense(r)).collect();
+    let path = dir.join(format!("{name}.onnx"));
+    std::fs::write(&path, model.to_onnx(name, 1).to_bytes()).unwrap();
+    json!({"name": name, "path": path, "expected": expected,
+        "inputs": {"features": {"dtype": "float32", "shape": [expected.len(), d], "data": x}}})
 }
 
 #[test]
@@ -77,29 +92,29 @@ fn vigils_hoeffding_tree_matches_rivers_and_its_graph_scores_the_same_in_python(
     }
     let mut manifest = Vec::new();
     for (name, rows) in &streams {
-        let (accuracy, t) = vigil_run(rows);
-        let river = river_run(rows, &dir, name);
+        let (accuracy, t) = vigil_run(rows, tree::river(1));
+        let river = river_run(rows, &dir, name, "tree");
         let Online::Tree(ht) = &t else { unreachable!() };
         let (splits, leaves) = ht.size();
         println!("{name}: Vigil accuracy {accuracy:.4} ({splits} splits, {leaves} leaves), River {river}");
         let theirs = river["accuracy"].as_f64().unwrap();
         assert!((accuracy - theirs).abs() <= 0.01, "{name}: Vigil {accuracy:.4} vs River {theirs:.4}");
         assert!(splits > 0, "{name}: the tree grew");
-        // Its graph against Python's onnxruntime, on the stream's first rows.
-        let model = t.export();
-        let d = rows[0].0.len();
-        let x: Vec<f32> = rows.iter().take(256).flat_map(|(x, _)| x.iter().map(|v| *v as f32)).collect();
-        let expected: Vec<f32> = x.chunks(d).map(|r| model.predict_dense(r)).collect();
-        let path = dir.join(format!("{name}.onnx"));
-        std::fs::write(&path, model.to_onnx(name, 1).to_bytes()).unwrap();
-        manifest.push(json!({"name": name, "path": path, "expected": expected,
-            "inputs": {"features": {"dtype": "float32", "shape": [expected.len(), d], "data": x}}}));
+        manifest.push(parity_case(&t, rows, &dir, name));
+        // The forest is random (bagging, feature draws): no draw-for-draw parity with River's, but
+        // no worse than it by more than 0.02.
+        let (accuracy, f) = vigil_run(rows, forest::candidates(1, Some(1.0)).remove(0));
+        let river = river_run(rows, &dir, name, "forest");
+        let theirs = river["accuracy"].as_f64().unwrap();
+        println!("{name}: Vigil's forest {accuracy:.4}, River's ARF (majority-class leaves) {river}");
+        assert!(accuracy >= theirs - 0.02, "{name}: Vigil's forest {accuracy:.4} vs River's {theirs:.4}");
+        manifest.push(parity_case(&f, rows, &dir, &format!("{name}-forest")));
     }
     let manifest_path = dir.join("manifest.json");
     std::fs::write(&manifest_path, serde_json::to_string(&manifest).unwrap()).unwrap();
     let (code, out, err) = python_support("onnx_parity.py", &[manifest_path.to_str().unwrap()], None);
     assert_eq!(code, 0, "python parity failed:\n{out}\n{err}");
-    assert_eq!(out.lines().count(), streams.len(), "{out}");
+    assert_eq!(out.lines().count(), 2 * streams.len(), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

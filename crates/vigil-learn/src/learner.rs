@@ -226,18 +226,20 @@ pub fn river_logistic(seed: u64) -> Hyper {
 }
 
 /// The default candidates for tabular models: every tabular family's grid (logistic regressions and
-/// small MLPs over a range of learning rates, Hoeffding trees over two grace periods), with
+/// small MLPs over a range of learning rates, Hoeffding trees over two grace periods, an adaptive
+/// random forest), with
 /// balanced class weights when `class_weights`.
 pub fn tabular_candidates(seed: u64, class_weights: bool) -> Vec<Hyper> {
     let pw = if class_weights { None } else { Some(1.0) };
     let mut v = logistic::candidates(seed, pw);
     v.extend(mlp::candidates(seed, pw));
     v.extend(crate::family::tree::candidates(seed + 40, pw));
+    v.extend(crate::family::forest::candidates(seed + 50, pw));
     v
 }
 
 /// The tabular families, as `learner.families` names them.
-pub const TABULAR_FAMILIES: [&str; 3] = ["logistic", "mlp", "tree"];
+pub const TABULAR_FAMILIES: [&str; 4] = ["logistic", "mlp", "tree", "forest"];
 
 /// [`tabular_candidates`] of the named families only.
 pub fn tabular_candidates_of(seed: u64, class_weights: bool, families: &[String]) -> Vec<Hyper> {
@@ -246,6 +248,7 @@ pub fn tabular_candidates_of(seed: u64, class_weights: bool, families: &[String]
         Family::Logistic => "logistic",
         Family::Mlp(_) => "mlp",
         Family::Tree { .. } => "tree",
+        Family::Forest { .. } => "forest",
         Family::Text(_) => "text",
     };
     tabular_candidates(seed, class_weights)

@@ -236,3 +236,42 @@ fn a_hoeffding_tree_splits_on_the_feature_that_decides_and_exports_what_it_predi
         assert!((s - want).abs() < 1e-6, "row {r}: ONNX Runtime {s} vs Rust {want}");
     }
 }
+
+#[test]
+fn an_adaptive_forest_replaces_its_trees_after_a_change_and_exports_what_it_predicts() {
+    use crate::family::{Online, Row, forest};
+    let mut f = Online::new(forest::candidates(7, Some(1.0)).remove(0), 5);
+    // The concept flips at 6,000: x1 > 0.3 becomes x3 <= 0.6.
+    let before = step_concept(11, 6000);
+    let after: Vec<([f64; 5], f64)> =
+        step_concept(12, 6000).into_iter().map(|(x, _)| (x, f64::from(u8::from(x[3] <= 0.6)))).collect();
+    let mut right_late = 0;
+    for (k, (x, y)) in before.iter().chain(&after).enumerate() {
+        let p = f.learn(Row::Dense(x), *y, 1.0);
+        if k >= 10_000 && (p > 0.5) == (*y > 0.5) {
+            right_late += 1;
+        }
+    }
+    let Online::Forest(arf) = &f else { panic!("a forest") };
+    let state = serde_json::to_vec(&f).unwrap().len();
+    eprintln!(
+        "forest: {:?} (trees, leaves), {} replaced, accuracy {}, state {state} bytes",
+        arf.size(),
+        arf.replaced,
+        right_late as f64 / 2000.0
+    );
+    assert!(arf.replaced > 0, "the change replaced trees");
+    assert!(right_late as f64 / 2000.0 > 0.9, "the new concept learnt: {right_late}/2000");
+    let model = f.export();
+    let rows: Vec<f32> = step_concept(13, 64).iter().flat_map(|(x, _)| x.map(|v| v as f32)).collect();
+    let rt = Runtime::global(None).expect("ONNX Runtime");
+    let (_, scores) =
+        rt.session(&model.to_onnx("fraud", 1).to_bytes(), Provider::Cpu, 1).unwrap().run_f32(&rows, 64, 5).unwrap();
+    for (r, s) in scores.iter().enumerate() {
+        let x = &rows[r * 5..(r + 1) * 5];
+        let (want, learner) =
+            (model.predict_dense(x), f.predict(Row::Dense(&x.iter().map(|v| f64::from(*v)).collect::<Vec<_>>())));
+        assert!((s - want).abs() < 1e-5, "row {r}: ONNX Runtime {s} vs Rust {want}");
+        assert!((f64::from(want) - learner).abs() < 1e-4, "row {r}: served {want} vs learner {learner}");
+    }
+}

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::graph::{Attr, Dim, GraphBuilder};
 
-pub use self::tree::{Tree, TreeNode};
+pub use self::tree::{Forest, Tree, TreeNode};
 use crate::onnx::{ModelProto, data_type};
 
 /// Graph input of tabular models.
@@ -84,6 +84,8 @@ pub enum Model {
     Mean(Vec<Model>),
     /// A binary decision tree whose leaves hold probabilities.
     Tree(Tree),
+    /// Trees voting with weights.
+    Forest(Forest),
 }
 
 /// The logistic function.
@@ -100,6 +102,7 @@ impl Model {
             Model::HashedText { .. } => "hashed-text",
             Model::Mean(_) => "mean",
             Model::Tree(_) => "decision-tree",
+            Model::Forest(_) => "forest",
         }
     }
 
@@ -120,6 +123,7 @@ impl Model {
             Model::HashedText { .. } => 0,
             Model::Mean(m) => m.first().map(Model::width).unwrap_or(0),
             Model::Tree(t) => t.inputs,
+            Model::Forest(f) => f.inputs(),
         }
     }
 
@@ -128,6 +132,7 @@ impl Model {
         match self {
             Model::Mean(m) if !m.is_empty() => m.iter().map(|m| m.predict_dense(x)).sum::<f32>() / m.len() as f32,
             Model::Tree(t) => t.predict(x),
+            Model::Forest(f) => f.predict(x),
             other => sigmoid(other.logit_dense(x)),
         }
     }
@@ -149,7 +154,7 @@ impl Model {
                 cur.first().copied().unwrap_or(0.0)
             }
             Model::HashedText { b, .. } => *b,
-            Model::Mean(_) | Model::Tree(_) => {
+            Model::Mean(_) | Model::Tree(_) | Model::Forest(_) => {
                 let p = self.predict_dense(x).clamp(1e-7, 1.0 - 1e-7);
                 (p / (1.0 - p)).ln()
             }
@@ -235,6 +240,7 @@ impl Model {
                 g.node("Mean", &refs, &[])
             }
             Model::Tree(t) => t.emit(g),
+            Model::Forest(f) => f.emit(g),
         }
     }
 }

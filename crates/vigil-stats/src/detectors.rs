@@ -141,14 +141,14 @@ impl DetectorConfig {
 }
 
 /// One row of ADWIN's exponential histogram: summaries of 2^row values each, oldest first.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Row {
     totals: VecDeque<f64>,
     variances: VecDeque<f64>,
 }
 
 /// ADWIN's adaptive window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Window {
     delta: f64,
     clock: u64,
@@ -271,8 +271,8 @@ impl Window {
     }
 }
 
-/// ADWIN.
-#[derive(Debug, Clone)]
+/// ADWIN (serialisable: forests keep one per tree in the learner's state).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adwin {
     params: (f64, u64, usize, usize, usize),
     window: Window,

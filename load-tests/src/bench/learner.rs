@@ -101,7 +101,7 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
         lr = (m.accuracy(), c.river_auc());
         eprintln!("round {}: logistic regression {r:.0} updates/s (elec2), {rc:.0}/s (credit)", round + 1);
     }
-    let (best_elec, _, elec_served) =
+    let (best_elec, best_rate, elec_served) =
         prequential(&elec, setup(elec[0].0.len(), tabular_candidates(1, false), Metric::Accuracy, 2, Some(3.0)));
     let (best_credit, _, credit_served) =
         prequential(&credit, setup(credit[0].0.len(), tabular_candidates(1, false), Metric::Auc, 2, Some(3.0)));
@@ -120,6 +120,8 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
         "river_lr_credit_default_auc": river_lr("credit_default", "value"),
         "best_elec2_accuracy": best_elec.accuracy(),
         "best_elec2_selected": elec_served,
+        "best_elec2_updates_per_s": best_rate,
+        "best_to_river_arf_updates": best_rate / trees["river_forest_updates_per_s"].as_f64().unwrap_or(f64::NAN),
         "river_best_elec2_accuracy": arf("elec2"),
         "best_credit_default_auc": best_credit.river_auc(),
         "best_credit_default_exact_auc": best_credit.auc(),
@@ -138,7 +140,12 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
         "tree_updates_per_s": trees["updates_per_s"],
         "river_tree_updates_per_s": trees["river_updates_per_s"],
         "tree_update_ratio": trees["update_ratio"],
-        "notes": "AUC as River's metrics.ROCAUC computes it (10 thresholds, trapezoid); River's best is its Adaptive Random Forest (10 trees) from shared/baselines/river-reference.json. updates/s are prequential (predict, then learn) events per second of the logistic regression, one core each. tree_*: one Hoeffding tree with River's defaults and majority-class leaves (tree::river) beside River's HoeffdingTreeClassifier(leaf_prediction='mc') run in the same session (load-tests/baselines/river_tree.py).",
+        "forest_elec2_accuracy": trees["forest_elec2_accuracy"],
+        "river_arf_mc_elec2_accuracy": trees["river_forest_elec2_accuracy"],
+        "forest_credit_default_auc": trees["forest_credit_default_auc"],
+        "arf_updates_per_s": trees["forest_updates_per_s"],
+        "river_arf_updates_per_s": trees["river_forest_updates_per_s"],
+        "notes": "AUC as River's metrics.ROCAUC computes it (10 thresholds, trapezoid); River's best is its Adaptive Random Forest (10 trees) from shared/baselines/river-reference.json. updates/s are prequential (predict, then learn) events per second of the logistic regression, one core each. tree_*: one Hoeffding tree with River's defaults and majority-class leaves (tree::river) beside River's HoeffdingTreeClassifier(leaf_prediction='mc'); forest_* / arf_*: Vigil's adaptive random forest (10 trees) beside River's ARFClassifier(n_models=10, leaf_prediction='mc'), both run in the same session (load-tests/baselines/river_tree.py); every Vigil figure goes through the learner (online standardisation included).",
     });
     let path = write_report(env, "learner", &report)?;
     eprintln!("\nlearner benchmark -> {}", path.display());
@@ -158,6 +165,13 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
         "river_tree_elec2_accuracy",
         "tree_credit_default_auc",
         "tree_update_ratio",
+        "best_elec2_updates_per_s",
+        "best_to_river_arf_updates",
+        "forest_elec2_accuracy",
+        "river_arf_mc_elec2_accuracy",
+        "forest_credit_default_auc",
+        "arf_updates_per_s",
+        "river_arf_updates_per_s",
     ] {
         eprintln!("  {k:<32} {:>14.4}", report[k].as_f64().unwrap_or(f64::NAN));
     }
@@ -166,8 +180,9 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
 
 type Rows = [(Vec<f64>, f64)];
 
-/// One Hoeffding tree (River's defaults, majority-class leaves) over both datasets, and River's
-/// over ELEC2 in the same session: accuracy, AUC and prequential updates per second.
+/// One Hoeffding tree (River's defaults, majority-class leaves) and one adaptive random forest (ten
+/// trees) over both datasets, and River's over ELEC2 in the same session: accuracy, AUC and
+/// prequential updates per second.
 fn trees(
     env: &Env,
     root: &Path,
@@ -198,19 +213,31 @@ fn trees(
     let rows = env.out_dir.join("elec2-rows.csv");
     std::fs::write(&rows, csv)?;
     let python = std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
-    let out = Command::new(&python).arg(root.join("load-tests/baselines/river_tree.py")).arg(&rows).output()?;
+    let river = |kind: &str| -> Result<Json, BenchError> {
+        let out =
+            Command::new(&python).arg(root.join("load-tests/baselines/river_tree.py")).arg(&rows).arg(kind).output()?;
+        if !out.status.success() {
+            return Err(format!("River's {kind} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let (river_tree, river_forest) = (river("tree")?, river("forest")?);
     let _ = std::fs::remove_file(&rows);
-    if !out.status.success() {
-        return Err(format!("River's Hoeffding tree failed: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    let river: Json = serde_json::from_slice(&out.stdout)?;
-    let river_rate = river["updates_per_s"].as_f64().unwrap_or(f64::NAN);
+    let forest = || vec![vigil_learn::family::forest::candidates(1, Some(1.0)).remove(0)];
+    let (fe, forest_rate, _) = prequential(elec, setup(elec[0].0.len(), forest(), Metric::Accuracy, 1, None));
+    let (fc, _, _) = prequential(credit, setup(credit[0].0.len(), forest(), Metric::Auc, 1, None));
+    let river_rate = river_tree["updates_per_s"].as_f64().unwrap_or(f64::NAN);
     Ok(json!({
         "elec2_accuracy": accuracy,
-        "river_elec2_accuracy": river["accuracy"],
+        "river_elec2_accuracy": river_tree["accuracy"],
         "credit_default_auc": c.river_auc(),
         "updates_per_s": median(&rates),
         "river_updates_per_s": river_rate,
         "update_ratio": median(&rates) / river_rate,
+        "forest_elec2_accuracy": fe.accuracy(),
+        "river_forest_elec2_accuracy": river_forest["accuracy"],
+        "forest_credit_default_auc": fc.river_auc(),
+        "forest_updates_per_s": forest_rate,
+        "river_forest_updates_per_s": river_forest["updates_per_s"],
     }))
 }

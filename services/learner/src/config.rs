@@ -59,8 +59,8 @@ pub struct LearnerConfig {
     pub trusted_keys: Vec<String>,
     /// Most candidates in the pool (concept-drift alerts add fresh ones up to this).
     pub max_candidates: usize,
-    /// Families of a tabular model's candidates: `logistic`, `mlp` and `tree` (Hoeffding trees,
-    /// served as ONNX tree ensembles).
+    /// Families of a tabular model's candidates: `logistic`, `mlp`, `tree` (Hoeffding trees) and
+    /// `forest` (adaptive random forests); trees and forests are served as ONNX tree ensembles.
     pub families: Vec<String>,
     /// Folders holding the artifacts an `[encoder]` spec names by digest (the encoder graph and its
     /// tokenizer, written by `vigil encoder build --store`).
@@ -93,7 +93,7 @@ impl Default for LearnerConfig {
             sign_key: String::new(),
             trusted_keys: Vec::new(),
             max_candidates: 32,
-            families: vec!["logistic".into(), "mlp".into(), "tree".into()],
+            families: ["logistic", "mlp", "tree", "forest"].map(String::from).to_vec(),
             keep_versions: 50,
             model_dirs: Vec::new(),
         }
@@ -125,11 +125,11 @@ impl Section for LearnerConfig {
             p.push("learner.max-candidates: must be at least 1".into());
         }
         if self.families.is_empty() {
-            p.push("learner.families: name at least one of logistic, mlp, tree".into());
+            p.push("learner.families: name at least one of logistic, mlp, tree, forest".into());
         }
         for (i, f) in self.families.iter().enumerate() {
             if !vigil_learn::learner::TABULAR_FAMILIES.contains(&f.as_str()) {
-                p.push(format!("learner.families[{i}]: `{f}` is not one of logistic, mlp, tree"));
+                p.push(format!("learner.families[{i}]: `{f}` is not one of logistic, mlp, tree, forest"));
             }
         }
         for (i, k) in self.trusted_keys.iter().enumerate() {

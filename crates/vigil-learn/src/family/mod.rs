@@ -2,13 +2,14 @@
 //! export the exact scoring model, describe). What every family shares — the optimisers, the class
 //! weights, the anchoring pull, the hyper-parameters — lives here; a family's weights, arithmetic,
 //! export and default candidate grid live in its own module ([`logistic`], [`mlp`], [`text`],
-//! [`tree`]).
+//! [`tree`], [`forest`]).
 //!
 //! To add a family: write a module with a type implementing [`OnlineModel`] (and `Serialize` /
 //! `Deserialize`: it travels in the learner state), add a [`Family`] variant naming it, a
 //! [`Online`] variant holding it, and its arm in [`Online::new`]; if its graph is a new shape, add
 //! the shape to `vigil_models::Model`.
 
+pub mod forest;
 pub mod logistic;
 pub mod mlp;
 pub mod text;
@@ -17,6 +18,7 @@ pub mod tree;
 use serde::{Deserialize, Serialize};
 use vigil_models::Model;
 
+pub use self::forest::AdaptiveForest;
 pub use self::logistic::Logistic;
 pub use self::mlp::Mlp;
 pub use self::text::HashedText;
@@ -59,6 +61,13 @@ pub enum Family {
         /// Examples (of weight) between split attempts at a leaf.
         grace: u32,
         /// Depth limit.
+        max_depth: u32,
+    },
+    /// Adaptive random forest of this many Hoeffding trees.
+    Forest {
+        /// Trees.
+        trees: u32,
+        /// Depth limit of each.
         max_depth: u32,
     },
 }
@@ -115,6 +124,7 @@ impl Hyper {
             Family::Mlp(h) => format!("mlp{h}"),
             Family::Text(b) => format!("text{b}"),
             Family::Tree { grace, max_depth } => return format!("ht/grace{grace}/depth{max_depth}"),
+            Family::Forest { trees, max_depth } => return format!("arf{trees}/depth{max_depth}"),
         };
         let opt = match self.optimizer {
             Optimizer::Sgd { lr } => format!("sgd{lr}"),
@@ -140,6 +150,8 @@ pub enum Online {
     Text(HashedText),
     /// A Hoeffding tree.
     Tree(HoeffdingTree),
+    /// An adaptive random forest.
+    Forest(AdaptiveForest),
 }
 
 macro_rules! each {
@@ -149,6 +161,7 @@ macro_rules! each {
             Online::Mlp($m) => $e,
             Online::Text($m) => $e,
             Online::Tree($m) => $e,
+            Online::Forest($m) => $e,
         }
     };
 }
@@ -161,6 +174,7 @@ impl Online {
             Family::Mlp(h) => Online::Mlp(Mlp::new(hyper, inputs, h)),
             Family::Text(buckets) => Online::Text(HashedText::new(hyper, buckets)),
             Family::Tree { grace, max_depth } => Online::Tree(HoeffdingTree::new(hyper, inputs, grace, max_depth)),
+            Family::Forest { trees, max_depth } => Online::Forest(AdaptiveForest::new(hyper, inputs, trees, max_depth)),
         }
     }
 

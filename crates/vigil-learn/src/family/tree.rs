@@ -14,8 +14,9 @@ use vigil_models::Model;
 use vigil_models::families::{Tree, TreeNode};
 
 use super::{Core, Family, Hyper, Online, OnlineModel, Optimizer, Row};
+use crate::rng::Rng;
 
-/// Hoeffding bound confidence (River's `delta`).
+/// Hoeffding bound confidence (River's `delta`) of a tree on its own.
 const DELTA: f64 = 1e-7;
 /// Tie threshold (River's `tau`).
 const TAU: f64 = 0.05;
@@ -67,20 +68,28 @@ type Observer = [Option<Gauss>; 2];
 /// A split a leaf could make: merit, feature, threshold and the children's class weights.
 type Suggestion = (f64, Option<(usize, f64, [f64; 2], [f64; 2])>);
 
-/// A leaf: class weights, depth, weight at the last split attempt, per-feature observers (empty
-/// once it stops growing).
+/// A leaf: class weights, depth, weight at the last split attempt, the features it may split on
+/// (all, or a random subset in a forest) and their observers (empty once it stops growing).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Leaf {
     stats: [f64; 2],
     depth: u32,
     last_attempt: f64,
     active: bool,
+    features: Vec<u32>,
     observers: Vec<Observer>,
 }
 
 impl Leaf {
     fn new(stats: [f64; 2], depth: u32) -> Leaf {
-        Leaf { stats, depth, last_attempt: stats[0] + stats[1], active: true, observers: Vec::new() }
+        Leaf {
+            stats,
+            depth,
+            last_attempt: stats[0] + stats[1],
+            active: true,
+            features: Vec::new(),
+            observers: Vec::new(),
+        }
     }
 
     fn total(&self) -> f64 {
@@ -90,6 +99,7 @@ impl Leaf {
     fn deactivate(&mut self) {
         self.active = false;
         self.observers = Vec::new();
+        self.features = Vec::new();
     }
 }
 
@@ -107,14 +117,45 @@ pub struct HoeffdingTree {
     inputs: usize,
     grace: f64,
     max_depth: u32,
+    delta: f64,
+    /// Features each leaf may split on: all (0), or this many drawn at random per leaf (forests).
+    subset: usize,
+    rng: Rng,
     nodes: Vec<Node>,
 }
 
 impl HoeffdingTree {
     /// One leaf; splits are tried every `grace` examples of weight, down to `max_depth`.
     pub fn new(hyper: Hyper, inputs: usize, grace: u32, max_depth: u32) -> HoeffdingTree {
+        HoeffdingTree::with(hyper, inputs, (grace, max_depth), DELTA, 0)
+    }
+
+    /// A forest's member: Hoeffding bound confidence `delta`, leaves drawing `subset` features.
+    pub fn with(
+        hyper: Hyper,
+        inputs: usize,
+        (grace, max_depth): (u32, u32),
+        delta: f64,
+        subset: usize,
+    ) -> HoeffdingTree {
         let nodes = vec![Node::Leaf(Leaf::new([0.0; 2], 0))];
-        HoeffdingTree { core: Core::new(hyper), inputs, grace: f64::from(grace.max(1)), max_depth, nodes }
+        let (rng, grace) = (Rng::new(hyper.seed), f64::from(grace.max(1)));
+        HoeffdingTree { core: Core::new(hyper), inputs, grace, max_depth, delta, subset, rng, nodes }
+    }
+
+    /// The features a new leaf may split on.
+    fn draw_features(&mut self) -> Vec<u32> {
+        let mut all: Vec<u32> = (0..self.inputs as u32).collect();
+        if self.subset == 0 || self.subset >= self.inputs {
+            return all;
+        }
+        // A partial Fisher–Yates shuffle: the first `subset` places are a uniform sample.
+        for i in 0..self.subset {
+            let j = i + self.rng.below((self.inputs - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        all.truncate(self.subset);
+        all
     }
 
     fn leaf_of(&self, x: &[f64]) -> usize {
@@ -144,15 +185,17 @@ impl HoeffdingTree {
     fn attempt_split(&mut self, at: usize) {
         let room = self.nodes.len() + 2 <= MAX_NODES;
         let len = self.nodes.len();
+        let delta = self.delta;
         let Node::Leaf(leaf) = &mut self.nodes[at] else { return };
         if leaf.stats.iter().filter(|w| **w > 0.0).count() < 2 {
             return;
         }
         let total = leaf.total();
         let mut suggestions: Vec<Suggestion> = vec![(f64::NEG_INFINITY, None)];
-        suggestions.extend(leaf.observers.iter().enumerate().map(|(f, o)| best_split(o, f, leaf.stats)));
+        let features = leaf.features.iter();
+        suggestions.extend(features.zip(&leaf.observers).map(|(f, o)| best_split(o, *f as usize, leaf.stats)));
         suggestions.sort_by(|a, b| a.0.total_cmp(&b.0)); // stable, as Python's sort
-        let bound = (DELTA.recip().ln() / (2.0 * total)).sqrt();
+        let bound = (delta.recip().ln() / (2.0 * total)).sqrt();
         let (best, second) = (&suggestions[suggestions.len() - 1], &suggestions[suggestions.len() - 2]);
         if !(best.0 - second.0 > bound || bound < TAU) {
             return;
@@ -241,17 +284,21 @@ impl OnlineModel for HoeffdingTree {
         let w = weight * self.core.classes.weight(self.core.hyper.positive_weight, y);
         let class = usize::from(y >= 0.5);
         let at = self.leaf_of(x);
-        let (grace, max_depth, inputs) = (self.grace, self.max_depth, self.inputs);
+        let (grace, max_depth) = (self.grace, self.max_depth);
+        let fresh = matches!(&self.nodes[at], Node::Leaf(l) if l.active && l.observers.is_empty());
+        let drawn = if fresh { self.draw_features() } else { Vec::new() };
         let Node::Leaf(leaf) = &mut self.nodes[at] else { return p };
         leaf.stats[class] += w;
         if !leaf.active {
             return p;
         }
-        if leaf.observers.is_empty() {
-            leaf.observers = vec![[None, None]; inputs];
+        if fresh {
+            leaf.observers = vec![[None, None]; drawn.len()];
+            leaf.features = drawn;
         }
-        for (o, v) in leaf.observers.iter_mut().zip(x) {
-            o[class].get_or_insert_with(|| Gauss::new(*v)).update(*v, w);
+        for (o, f) in leaf.observers.iter_mut().zip(&leaf.features) {
+            let v = x.get(*f as usize).copied().unwrap_or(0.0);
+            o[class].get_or_insert_with(|| Gauss::new(v)).update(v, w);
         }
         if leaf.depth >= max_depth {
             leaf.deactivate();
@@ -266,6 +313,15 @@ impl OnlineModel for HoeffdingTree {
     }
 
     fn export(&self) -> Model {
+        Model::Tree(self.tree())
+    }
+
+    fn set_anchor(&mut self, _anchor: &Online) {}
+}
+
+impl HoeffdingTree {
+    /// The tree as served: thresholds in `f32`, leaves holding their share of positives.
+    pub fn tree(&self) -> Tree {
         let nodes = self
             .nodes
             .iter()
@@ -281,10 +337,8 @@ impl OnlineModel for HoeffdingTree {
                 }
             })
             .collect();
-        Model::Tree(Tree { inputs: self.inputs, nodes })
+        Tree { inputs: self.inputs, nodes }
     }
-
-    fn set_anchor(&mut self, _anchor: &Online) {}
 }
 
 /// River's `HoeffdingTreeClassifier(leaf_prediction="mc")` with its other defaults (grace period

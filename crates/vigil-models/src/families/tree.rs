@@ -1,5 +1,5 @@
-//! A binary decision tree over dense features, exported as one `ai.onnx.ml` `TreeEnsembleRegressor`
-//! (opset 3): a node sends a row left when `x[feature] <= threshold` (`BRANCH_LEQ`, in `float`, as
+//! Binary decision trees over dense features (one, or a forest's weighted vote), exported as one
+//! `ai.onnx.ml` `TreeEnsembleRegressor` (opset 3): a node sends a row left when `x[feature] <= threshold` (`BRANCH_LEQ`, in `float`, as
 //! ONNX Runtime compares), and a leaf's value is the probability of the positive class, summed over
 //! the one tree with no post-transform. The Rust walk below makes the same comparisons in `f32`.
 
@@ -65,45 +65,109 @@ impl Tree {
     /// Adds the tree's `TreeEnsembleRegressor` reading the graph's features; returns its output
     /// (`[batch, 1]`, the probability).
     pub(crate) fn emit(&self, g: &mut GraphBuilder) -> String {
-        let n = self.nodes.len();
-        let (mut features, mut values, mut modes, mut trues, mut falses) = (vec![], vec![], vec![], vec![], vec![]);
-        let (mut leaf_ids, mut leaf_values) = (vec![], vec![]);
-        for (id, node) in self.nodes.iter().enumerate() {
-            match node {
+        let mut e = Ensemble::default();
+        e.add(self, 0, 1.0);
+        e.emit(g)
+    }
+}
+
+/// Trees whose probabilities are averaged with weights (a forest's vote), served as one
+/// `TreeEnsembleRegressor` whose leaves hold `p · weight / Σ weights`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forest {
+    /// The trees (same input width).
+    pub trees: Vec<Tree>,
+    /// Each tree's vote weight.
+    pub weights: Vec<f32>,
+}
+
+impl Forest {
+    /// Each tree's share of the vote.
+    fn shares(&self) -> Vec<f32> {
+        let total: f32 = self.weights.iter().sum();
+        if total > 0.0 {
+            self.weights.iter().map(|w| w / total).collect()
+        } else {
+            vec![1.0 / self.trees.len().max(1) as f32; self.trees.len()]
+        }
+    }
+
+    /// The weighted mean of the trees' probabilities (summed in the order ONNX Runtime sums).
+    pub fn predict(&self, x: &[f32]) -> f32 {
+        self.trees.iter().zip(self.shares()).map(|(t, s)| t.predict(x) * s).sum()
+    }
+
+    /// Width of the input rows.
+    pub fn inputs(&self) -> usize {
+        self.trees.first().map_or(0, |t| t.inputs)
+    }
+
+    pub(crate) fn emit(&self, g: &mut GraphBuilder) -> String {
+        let mut e = Ensemble::default();
+        for (k, (t, s)) in self.trees.iter().zip(self.shares()).enumerate() {
+            e.add(t, k as i64, s);
+        }
+        e.emit(g)
+    }
+}
+
+/// The attribute lists of one `TreeEnsembleRegressor`, tree by tree.
+#[derive(Default)]
+struct Ensemble {
+    tree_ids: Vec<i64>,
+    node_ids: Vec<i64>,
+    features: Vec<i64>,
+    values: Vec<f32>,
+    modes: Vec<String>,
+    trues: Vec<i64>,
+    falses: Vec<i64>,
+    leaf_trees: Vec<i64>,
+    leaf_ids: Vec<i64>,
+    leaf_values: Vec<f32>,
+}
+
+impl Ensemble {
+    /// Adds `tree` as tree `id`, its leaves scaled by `scale`.
+    fn add(&mut self, tree: &Tree, id: i64, scale: f32) {
+        for (n, node) in tree.nodes.iter().enumerate() {
+            self.tree_ids.push(id);
+            self.node_ids.push(n as i64);
+            let (feature, value, mode, t, f) = match node {
                 TreeNode::Split { feature, threshold, left, right } => {
-                    features.push(i64::from(*feature));
-                    values.push(*threshold);
-                    modes.push("BRANCH_LEQ".to_string());
-                    trues.push(i64::from(*left));
-                    falses.push(i64::from(*right));
+                    (i64::from(*feature), *threshold, "BRANCH_LEQ", i64::from(*left), i64::from(*right))
                 }
                 TreeNode::Leaf { p } => {
-                    features.push(0);
-                    values.push(0.0);
-                    modes.push("LEAF".to_string());
-                    trues.push(0);
-                    falses.push(0);
-                    leaf_ids.push(id as i64);
-                    leaf_values.push(*p);
+                    self.leaf_trees.push(id);
+                    self.leaf_ids.push(n as i64);
+                    self.leaf_values.push(p * scale);
+                    (0, 0.0, "LEAF", 0, 0)
                 }
-            }
+            };
+            self.features.push(feature);
+            self.values.push(value);
+            self.modes.push(mode.to_string());
+            self.trues.push(t);
+            self.falses.push(f);
         }
-        let leaves = leaf_ids.len();
+    }
+
+    fn emit(self, g: &mut GraphBuilder) -> String {
+        let leaves = self.leaf_ids.len();
         let attrs = [
             ("n_targets", Attr::Int(1)),
             ("aggregate_function", Attr::Str("SUM".into())),
             ("post_transform", Attr::Str("NONE".into())),
-            ("nodes_treeids", Attr::Ints(vec![0; n])),
-            ("nodes_nodeids", Attr::Ints((0..n as i64).collect())),
-            ("nodes_featureids", Attr::Ints(features)),
-            ("nodes_values", Attr::Floats(values)),
-            ("nodes_modes", Attr::Strings(modes)),
-            ("nodes_truenodeids", Attr::Ints(trues)),
-            ("nodes_falsenodeids", Attr::Ints(falses)),
-            ("target_treeids", Attr::Ints(vec![0; leaves])),
-            ("target_nodeids", Attr::Ints(leaf_ids)),
+            ("nodes_treeids", Attr::Ints(self.tree_ids)),
+            ("nodes_nodeids", Attr::Ints(self.node_ids)),
+            ("nodes_featureids", Attr::Ints(self.features)),
+            ("nodes_values", Attr::Floats(self.values)),
+            ("nodes_modes", Attr::Strings(self.modes)),
+            ("nodes_truenodeids", Attr::Ints(self.trues)),
+            ("nodes_falsenodeids", Attr::Ints(self.falses)),
+            ("target_treeids", Attr::Ints(self.leaf_trees)),
+            ("target_nodeids", Attr::Ints(self.leaf_ids)),
             ("target_ids", Attr::Ints(vec![0; leaves])),
-            ("target_weights", Attr::Floats(leaf_values)),
+            ("target_weights", Attr::Floats(self.leaf_values)),
         ];
         g.ml_node("TreeEnsembleRegressor", &[FEATURES], &attrs)
     }
