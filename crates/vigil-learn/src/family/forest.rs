@@ -12,7 +12,7 @@ use vigil_models::families::Forest;
 use vigil_stats::detectors::{Adwin, Detector};
 
 use super::tree::HoeffdingTree;
-use super::{Core, Family, Hyper, Online, OnlineModel, Optimizer, Row};
+use super::{Core, Family, Hyper, Online, OnlineModel, Row};
 use crate::rng::Rng;
 
 /// Grace period of the forest's trees (River's ARF default).
@@ -170,14 +170,5 @@ impl OnlineModel for AdaptiveForest {
 
 /// The forest candidate: ten trees (River's ARF default), depth at most 16.
 pub fn candidates(seed: u64, positive_weight: Option<f64>) -> Vec<Hyper> {
-    let family = Family::Forest { trees: 10, max_depth: 16 };
-    vec![Hyper {
-        family,
-        optimizer: Optimizer::Sgd { lr: 0.0 },
-        intercept_lr: None,
-        l2: 0.0,
-        positive_weight,
-        anchor: 0.0,
-        seed,
-    }]
+    vec![super::tree::hyper(Family::Forest { trees: 10, max_depth: 16 }, positive_weight, seed)]
 }

@@ -356,7 +356,8 @@ pub fn candidates(seed: u64, positive_weight: Option<f64>) -> Vec<Hyper> {
         .collect()
 }
 
-fn hyper(family: Family, positive_weight: Option<f64>, seed: u64) -> Hyper {
+/// The hyper-parameters of a tree family (trees have no optimiser: the learning-rate fields are 0).
+pub(super) fn hyper(family: Family, positive_weight: Option<f64>, seed: u64) -> Hyper {
     Hyper {
         family,
         optimizer: Optimizer::Sgd { lr: 0.0 },
