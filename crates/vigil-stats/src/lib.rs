@@ -1,8 +1,9 @@
 //! Statistics for drift detection, without I/O: the two-sample Kolmogorov–Smirnov test with exact
 //! p-values ([`ks`]), chi-squared homogeneity ([`chi2`]), PSI, Jensen–Shannon and Wasserstein
 //! ([`divergence`]), multiple-testing corrections ([`correction`]), mergeable histograms
-//! ([`histogram`]) and streaming detectors with River's semantics ([`detectors`]: ADWIN,
-//! Page-Hinkley, DDM, KSWIN, the last with Python's generator from [`pyrandom`]).
+//! ([`histogram`]), streaming detectors with River's semantics ([`detectors`]: ADWIN,
+//! Page-Hinkley, DDM, KSWIN, the last with Python's generator from [`pyrandom`]), and paired tests
+//! of one model against another on the same labels ([`paired`]: DeLong's for AUC, a paired z-test).
 
 pub mod chi2;
 pub mod correction;
@@ -10,6 +11,7 @@ pub mod detectors;
 pub mod divergence;
 pub mod histogram;
 pub mod ks;
+pub mod paired;
 pub mod proportions;
 pub mod pyrandom;
 

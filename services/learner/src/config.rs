@@ -38,6 +38,14 @@ pub struct LearnerConfig {
     pub min_examples: u64,
     /// Promote a candidate when its windowed metric beats the champion's by this margin.
     pub promote_margin: f64,
+    /// `none`: the margin alone decides; `paired`: the gain over the margin must also be significant
+    /// on the same labels (DeLong's test for auc, a paired z-test for accuracy and log-loss).
+    pub promotion_test: PromotionTest,
+    /// Significance of `promotion-test` (one-sided).
+    pub promotion_alpha: f64,
+    /// No promotion sooner than this many ms after the last one (0: no limit).
+    #[serde(rename = "min-promotion-interval-ms", with = "millis")]
+    pub min_promotion_interval: Duration,
     /// The metric candidates are ranked and promoted by: auc, accuracy or log-loss.
     pub metric: Metric,
     /// Sliding window of the prequential metrics.
@@ -70,6 +78,16 @@ pub struct LearnerConfig {
     pub keep_versions: usize,
 }
 
+/// How much evidence a promotion needs besides the margin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromotionTest {
+    /// The margin alone.
+    None,
+    /// A significant gain over the margin on the same labels.
+    Paired,
+}
+
 impl Default for LearnerConfig {
     fn default() -> Self {
         LearnerConfig {
@@ -83,6 +101,9 @@ impl Default for LearnerConfig {
             checkpoint_interval: Duration::from_secs(30),
             min_examples: 1_000,
             promote_margin: 0.005,
+            promotion_test: PromotionTest::None,
+            promotion_alpha: 0.05,
+            min_promotion_interval: Duration::ZERO,
             metric: Metric::Auc,
             window: 2_000,
             rehearsal: 2_000,
@@ -120,6 +141,9 @@ impl Section for LearnerConfig {
                 "learner.lease-timeout-ms: at least 1000 (and at least the broker's group.min.session.timeout.ms, 6000 by default)"
                     .into(),
             );
+        }
+        if !(self.promotion_alpha > 0.0 && self.promotion_alpha < 1.0) {
+            p.push("learner.promotion-alpha: must be in (0, 1)".into());
         }
         if self.max_candidates == 0 {
             p.push("learner.max-candidates: must be at least 1".into());

@@ -305,7 +305,7 @@ impl Model {
         out.event(&shared.codec, models, &cp.key(), &cp)?;
         self.next_version = version + 1;
         self.last_checkpoint = Instant::now();
-        let (promote, why) = self.trainer.should_promote(&shared.config.learner);
+        let (promote, why) = self.trainer.should_promote(&shared.config.learner, now_ms());
         shared.metrics.checkpoint(&self.name, version, promote, &why);
         if promote {
             self.promote(&cp, &why, shared, out)?;
@@ -349,6 +349,7 @@ impl Model {
         };
         out.event(&shared.codec, &topics.alerts, &alert.dedup_key, &alert)?;
         self.trainer.set_champion(Some(version));
+        self.trainer.state.last_promoted_ms = Some(now_ms());
         self.champion = self.load_champion(&promoted, shared);
         self.trainer.state.learner.anchor_to_best();
         Ok(())

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use crate::config::LearnerConfig;
+use crate::config::{LearnerConfig, PromotionTest};
 use serde::{Deserialize, Serialize};
 use vigil_events::{FeatureKind, FeatureReference, ModelCheckpoint, PrequentialMetrics};
 use vigil_features::spec::{Encoding, FeatureSpec};
@@ -62,6 +62,13 @@ pub struct State {
     pub recent: VecDeque<(Vec<f64>, f64)>,
     /// Examples since the last checkpoint.
     pub since_checkpoint: u64,
+    /// The last labelled examples both the served model and the champion scored: (served,
+    /// champion, label), for the paired promotion test.
+    #[serde(default)]
+    pub pairs: VecDeque<(f32, f32, bool)>,
+    /// When this learner last promoted (UTC ms).
+    #[serde(default)]
+    pub last_promoted_ms: Option<i64>,
 }
 
 /// Training of one model.
@@ -167,6 +174,8 @@ impl Trainer {
             counts: Counts::default(),
             recent: VecDeque::new(),
             since_checkpoint: 0,
+            pairs: VecDeque::new(),
+            last_promoted_ms: None,
         };
         Ok(Trainer { model: model.to_string(), state, spec, raw, window: cfg.window, encoder })
     }
@@ -226,6 +235,10 @@ impl Trainer {
         self.state.served.update(p, label);
         if let (Some(cp), Some((_, m))) = (champion_p, self.state.champion.as_mut()) {
             m.update(cp, label);
+            if self.state.pairs.len() == self.window {
+                self.state.pairs.pop_front();
+            }
+            self.state.pairs.push_back((p as f32, cp as f32, label));
         }
         self.state.counts.trained += 1;
         self.state.since_checkpoint += 1;
@@ -244,8 +257,14 @@ impl Trainer {
     pub fn set_champion(&mut self, version: Option<i64>) {
         match (version, &self.state.champion) {
             (Some(v), Some((cur, _))) if *cur == v => {}
-            (Some(v), _) => self.state.champion = Some((v, Prequential::new(self.window, 0.5))),
-            (None, _) => self.state.champion = None,
+            (Some(v), _) => {
+                self.state.champion = Some((v, Prequential::new(self.window, 0.5)));
+                self.state.pairs.clear();
+            }
+            (None, _) => {
+                self.state.champion = None;
+                self.state.pairs.clear();
+            }
         }
     }
 
@@ -339,25 +358,70 @@ impl Trainer {
     }
 
     /// Whether the last checkpoint should replace the champion: it beats the champion's windowed
-    /// metric by the margin (or there is no champion yet).
-    pub fn should_promote(&self, cfg: &LearnerConfig) -> (bool, String) {
+    /// metric by the margin (or there is no champion yet), significantly so under
+    /// `promotion-test = "paired"`, and the last promotion is `min-promotion-interval-ms` old.
+    pub fn should_promote(&self, cfg: &LearnerConfig, now_ms: i64) -> (bool, String) {
         let mine = score(&self.state.served, cfg.metric);
+        let since = self.state.last_promoted_ms.map(|t| now_ms.saturating_sub(t));
         match &self.state.champion {
             None => (true, format!("no champion yet; windowed {} {mine:.4}", cfg.metric)),
             Some((v, m)) if m.window_len() < self.window.min(200) => {
                 (false, format!("champion v{v} not evaluated on enough labels yet ({})", m.window_len()))
             }
+            Some((v, _)) if since.is_some_and(|s| (s as u128) < cfg.min_promotion_interval.as_millis()) => {
+                let s = since.unwrap_or(0) / 1000;
+                (false, format!("promoted {s} s ago; champion v{v} stays (min-promotion-interval-ms)"))
+            }
             Some((v, m)) => {
                 let theirs = score(m, cfg.metric);
                 let ok = mine > theirs + cfg.promote_margin;
-                (
-                    ok,
-                    format!(
-                        "windowed {} {mine:.4} vs champion v{v} {theirs:.4} (margin {})",
-                        cfg.metric, cfg.promote_margin
-                    ),
-                )
+                let why = format!(
+                    "windowed {} {mine:.4} vs champion v{v} {theirs:.4} (margin {})",
+                    cfg.metric, cfg.promote_margin
+                );
+                match (ok, cfg.promotion_test) {
+                    (true, PromotionTest::Paired) => self.paired_evidence(cfg, why),
+                    _ => (ok, why),
+                }
             }
+        }
+    }
+
+    /// The paired test of the served model against the champion on the labels both scored.
+    fn paired_evidence(&self, cfg: &LearnerConfig, why: String) -> (bool, String) {
+        use vigil_stats::paired;
+        let pairs = &self.state.pairs;
+        let (served, champion): (Vec<f64>, Vec<f64>) =
+            pairs.iter().map(|(a, b, _)| (f64::from(*a), f64::from(*b))).unzip();
+        let labels: Vec<bool> = pairs.iter().map(|p| p.2).collect();
+        let loss = |p: f64, l: bool| -(if l { p } else { 1.0 - p }).clamp(1e-15, 1.0).ln();
+        let (test, result) = match cfg.metric {
+            Metric::Auc => ("DeLong", paired::delong(&served, &champion, &labels, cfg.promote_margin)),
+            Metric::Accuracy => {
+                let hit = |p: f64, l: bool| f64::from(u8::from((p >= 0.5) == l));
+                let gains: Vec<f64> =
+                    pairs.iter().map(|(a, b, l)| hit(f64::from(*a), *l) - hit(f64::from(*b), *l)).collect();
+                ("paired z", paired::paired(&gains, cfg.promote_margin))
+            }
+            Metric::LogLoss => {
+                let gains: Vec<f64> =
+                    pairs.iter().map(|(a, b, l)| loss(f64::from(*b), *l) - loss(f64::from(*a), *l)).collect();
+                ("paired z", paired::paired(&gains, cfg.promote_margin))
+            }
+        };
+        match result {
+            Some(c) => (
+                c.p_value < cfg.promotion_alpha,
+                format!(
+                    "{why}; {test} on {} shared labels: gain {:.4} ± {:.4}, p {:.2e} (alpha {})",
+                    pairs.len(),
+                    c.gain,
+                    c.se,
+                    c.p_value,
+                    cfg.promotion_alpha
+                ),
+            ),
+            None => (false, format!("{why}; {test}: not enough shared labels of both classes ({})", pairs.len())),
         }
     }
 }
@@ -397,5 +461,64 @@ fn numeric_reference(name: &str, kind: FeatureKind, mut sample: Vec<f64>) -> Fea
         categories: Vec::new(),
         counts,
         sample: kept,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trainer(cfg: &LearnerConfig) -> Trainer {
+        let codec = vigil_events::Codec::new();
+        let schema = codec.schema(vigil_events::schemas::names::TRANSACTION).unwrap();
+        let spec = FeatureSpec::parse(vigil_features::FRAUD_SPEC).unwrap();
+        Trainer::new("fraud", spec, schema, cfg, None).unwrap()
+    }
+
+    /// Fills the champion's window and the shared pairs: `served` and `champion` score each label.
+    fn evaluate(t: &mut Trainer, n: usize, served: impl Fn(usize, bool) -> f64, champion: impl Fn(usize, bool) -> f64) {
+        t.set_champion(Some(1));
+        for i in 0..n {
+            let y = i % 3 == 0;
+            let (a, b) = (served(i, y), champion(i, y));
+            t.state.served.update(a, y);
+            if let Some((_, m)) = t.state.champion.as_mut() {
+                m.update(b, y);
+            }
+            t.state.pairs.push_back((a as f32, b as f32, y));
+        }
+    }
+
+    /// A noisy score: the label's signal plus a deterministic wobble (`phase` picks the wobble).
+    fn noisy(i: usize, y: bool, signal: f64, phase: f64) -> f64 {
+        let wobble = ((i as f64 * phase).fract() - 0.5) * 0.8;
+        (0.5 + if y { signal } else { -signal } + wobble).clamp(0.0, 1.0)
+    }
+
+    #[test]
+    fn a_paired_test_promotes_on_evidence_not_on_a_lucky_window() {
+        let margin_only = LearnerConfig { window: 2000, ..LearnerConfig::default() };
+        let paired = LearnerConfig { promotion_test: PromotionTest::Paired, ..margin_only.clone() };
+        // A little better, within the noise: the served scores wobble independently of the champion's.
+        let lucky = |i: usize, y: bool| noisy(i, y, 0.104, 0.414_214);
+        let champion = |i: usize, y: bool| noisy(i, y, 0.1, 0.618_034);
+        let mut t = trainer(&margin_only);
+        evaluate(&mut t, 2000, lucky, champion);
+        let (by_margin, why) = t.should_promote(&margin_only, 0);
+        let (by_evidence, why_paired) = t.should_promote(&paired, 0);
+        eprintln!("{why}\n{why_paired}");
+        assert!(by_margin, "the margin alone promotes: {why}");
+        assert!(!by_evidence, "the paired test does not: {why_paired}");
+        assert!(why_paired.contains("DeLong"), "{why_paired}");
+        // Clearly better: both promote.
+        let mut t = trainer(&margin_only);
+        evaluate(&mut t, 2000, |i, y| noisy(i, y, 0.25, 0.414_214), champion);
+        let (ok, why) = t.should_promote(&paired, 0);
+        assert!(ok, "{why}");
+        // Not again within the minimum interval.
+        t.state.last_promoted_ms = Some(1_000);
+        let spaced = LearnerConfig { min_promotion_interval: std::time::Duration::from_secs(600), ..paired };
+        let (again, why) = t.should_promote(&spaced, 61_000);
+        assert!(!again && why.contains("60 s ago"), "{why}");
     }
 }
