@@ -101,7 +101,7 @@ impl Default for LearnerConfig {
             checkpoint_interval: Duration::from_secs(30),
             min_examples: 1_000,
             promote_margin: 0.005,
-            promotion_test: PromotionTest::None,
+            promotion_test: PromotionTest::Paired,
             promotion_alpha: 0.05,
             min_promotion_interval: Duration::ZERO,
             metric: Metric::Auc,

@@ -497,7 +497,8 @@ mod tests {
 
     #[test]
     fn a_paired_test_promotes_on_evidence_not_on_a_lucky_window() {
-        let margin_only = LearnerConfig { window: 2000, ..LearnerConfig::default() };
+        let margin_only =
+            LearnerConfig { window: 2000, promotion_test: PromotionTest::None, ..LearnerConfig::default() };
         let paired = LearnerConfig { promotion_test: PromotionTest::Paired, ..margin_only.clone() };
         // A little better, within the noise: the served scores wobble independently of the champion's.
         let lucky = |i: usize, y: bool| noisy(i, y, 0.104, 0.414_214);
