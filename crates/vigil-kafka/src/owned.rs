@@ -444,11 +444,7 @@ fn write_in_transaction(
                     break;
                 }
                 Err(e) if !shutdown.is_cancelled() => {
-                    // A fenced producer's commit fails as a flush timeout (its queue was purged),
-                    // not as a fatal transaction error: ask the client, or this loop never ends.
-                    if let Some((_, reason)) = p.client().fatal_error() {
-                        return Err(OwnedError::Superseded(reason));
-                    }
+                    fatal(&*p)?;
                     tracing::warn!(error = %e, "committing a transaction; trying again (is the broker away?)");
                 }
                 Err(e) => return Err(txn_error(e)),
@@ -463,13 +459,23 @@ fn abort<P: Producer<SinkContext>>(p: &P, timeout: Duration, shutdown: &Cancella
         match p.abort_transaction(timeout) {
             Ok(()) => return Ok(()),
             Err(KafkaError::Transaction(e)) if e.is_fatal() => return Err(txn_error(KafkaError::Transaction(e))),
-            Err(_) if p.client().fatal_error().is_some() => {
-                let reason = p.client().fatal_error().map(|(_, r)| r).unwrap_or_default();
-                return Err(OwnedError::Superseded(reason));
+            Err(e) => {
+                fatal(p)?;
+                if shutdown.is_cancelled() {
+                    return Err(txn_error(e));
+                }
+                tracing::warn!(error = %e, "aborting a transaction; trying again");
             }
-            Err(e) if !shutdown.is_cancelled() => tracing::warn!(error = %e, "aborting a transaction; trying again"),
-            Err(e) => return Err(txn_error(e)),
         }
+    }
+}
+
+/// A fenced producer's commit or abort fails as a flush timeout (its queue was purged), not as a
+/// fatal transaction error: the client says whether it is fatal, else retrying never ends.
+fn fatal<P: Producer<SinkContext>>(p: &P) -> Result<(), OwnedError> {
+    match p.client().fatal_error() {
+        Some((_, reason)) => Err(OwnedError::Superseded(reason)),
+        None => Ok(()),
     }
 }
 

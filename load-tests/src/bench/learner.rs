@@ -149,6 +149,12 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
     });
     let path = write_report(env, "learner", &report)?;
     eprintln!("\nlearner benchmark -> {}", path.display());
+    print_summary(&report);
+    Ok(report)
+}
+
+/// The report's headline figures on standard error.
+fn print_summary(report: &Json) {
     for k in [
         "lr_elec2_accuracy",
         "river_lr_elec2_accuracy",
@@ -175,7 +181,6 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
     ] {
         eprintln!("  {k:<32} {:>14.4}", report[k].as_f64().unwrap_or(f64::NAN));
     }
-    Ok(report)
 }
 
 type Rows = [(Vec<f64>, f64)];
