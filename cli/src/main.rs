@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::models::ModelsCommand,
     },
+    /// Live A/B tests: start one, see how it stands, stop it.
+    Ab {
+        #[command(subcommand)]
+        command: commands::ab::AbCommand,
+    },
     /// Feature specs: infer one from a sample, list a spec's input columns.
     Spec {
         #[command(subcommand)]
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => commands::tail::run(&config, args).await,
             Command::Produce(args) => commands::produce::run(&config, args).await,
             Command::Models { command } => commands::models::run(&config, command).await,
+            Command::Ab { command } => commands::ab::run(&config, command).await,
             Command::Spec { command } => commands::spec::run(&config, command).await,
             Command::Encoder { command } => commands::encoder::run(command),
             Command::Schemas { output } => commands::schemas(output),

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod ab;
 mod bench;
 mod byo;
 mod compose;

@@ -277,6 +277,8 @@ pub struct Stack {
     pub drift: String,
     /// Dead letters.
     pub dlq: String,
+    /// A/B tests.
+    pub experiments: String,
 }
 
 impl Stack {
@@ -330,6 +332,7 @@ impl Stack {
             alerts: t("alerts"),
             drift: t("drift"),
             dlq: t("dlq"),
+            experiments: t("experiments"),
             config: PathBuf::new(),
             prefix: prefix.clone(),
         };
@@ -345,6 +348,7 @@ models = "{models}"
 alerts = "{alerts}"
 drift = "{drift}"
 dlq = "{dlq}"
+experiments = "{experiments}"
 partitions = {partitions}
 
 [[inputs]]
@@ -381,6 +385,7 @@ group-id = "{prefix}-drift"
             alerts = stack.alerts,
             drift = stack.drift,
             dlq = stack.dlq,
+            experiments = stack.experiments,
             tx = stack.tx,
             tx_labels = stack.tx_labels,
             texts = stack.texts,
@@ -466,6 +471,7 @@ group-id = "{prefix}-drift"
             &self.alerts,
             &self.drift,
             &self.dlq,
+            &self.experiments,
         ]
     }
 

@@ -1,5 +1,6 @@
 //! The `vigil` subcommands.
 
+pub mod ab;
 pub mod bootstrap;
 pub mod console;
 pub mod encoder;
@@ -78,6 +79,9 @@ pub fn schema_for_topic<'a>(config: &'a Config, topic: &str) -> Option<&'a str> 
     if topic == t.drift {
         return Some(names::DRIFT_REPORT);
     }
+    if topic == t.experiments {
+        return Some(names::EXPERIMENT);
+    }
     for input in &config.inputs {
         if input.topic == topic {
             return Some(input.schema.as_str());
@@ -96,7 +100,7 @@ pub fn key_field(schema: &str) -> Option<&'static str> {
         names::TRANSACTION => Some("account_id"),
         names::TEXT_EVENT | names::LABEL | names::SCORE => Some("event_id"),
         names::ALERT => Some("dedup_key"),
-        names::DRIFT_REPORT => Some("model"),
+        names::DRIFT_REPORT | names::EXPERIMENT => Some("model"),
         _ => None,
     }
 }

@@ -468,6 +468,8 @@ pub struct ScoreRef<'a> {
     pub source_topic: &'a str,
     pub source_partition: i32,
     pub source_offset: i64,
+    /// The A/B test and arm that served the event, during one.
+    pub ab: Option<(&'a str, &'a str)>,
 }
 
 impl crate::events::Score {
@@ -486,6 +488,7 @@ impl crate::events::Score {
             source_topic: &self.source_topic,
             source_partition: self.source_partition,
             source_offset: self.source_offset,
+            ab: self.experiment_id.as_deref().zip(self.arm.as_deref()),
         }
     }
 }
@@ -515,6 +518,16 @@ impl Codec {
         put_str(out, s.source_topic);
         put_long(out, i64::from(s.source_partition));
         put_long(out, s.source_offset);
+        match s.ab {
+            // Union branch 1 (string) of each nullable field.
+            Some((experiment, arm)) => {
+                put_long(out, 1);
+                put_str(out, experiment);
+                put_long(out, 1);
+                put_str(out, arm);
+            }
+            None => out.extend_from_slice(&[0, 0]),
+        }
         Ok(())
     }
 }

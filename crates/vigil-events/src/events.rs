@@ -10,7 +10,8 @@ use crate::schemas::names;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Variant {
-    /// The promoted version, scoring all traffic.
+    /// The score acted on: the promoted version's, or during an A/B test the version of the
+    /// event's arm.
     Champion,
     /// The newest candidate, scoring a share of traffic in shadow.
     Challenger,
@@ -32,6 +33,8 @@ pub struct Score {
     pub source_topic: String,
     pub source_partition: i32,
     pub source_offset: i64,
+    pub experiment_id: Option<String>,
+    pub arm: Option<String>,
 }
 
 impl Event for Score {
@@ -165,6 +168,8 @@ pub enum AlertKind {
     Other,
     /// The share of negative predictions in one group rose against its own baseline.
     SentimentSurge,
+    /// A live A/B test ended with a verdict (a winner, or no difference).
+    AbTest,
 }
 
 /// Whether an alert opens or closes a condition.
@@ -287,4 +292,86 @@ pub struct TextEvent {
 
 impl Event for TextEvent {
     const SCHEMA: &'static str = names::TEXT_EVENT;
+}
+
+/// The outcome an A/B test compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutcomeMetric {
+    /// Accuracy of the decisions at each version's threshold.
+    Accuracy,
+    /// AUC of the scores.
+    Auc,
+    /// Mean cost of the decisions (lower is better).
+    Cost,
+}
+
+/// Where an A/B test stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum ExperimentState {
+    Running,
+    Stopped,
+    Done,
+}
+
+/// How an A/B test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum Verdict {
+    A,
+    B,
+    NoDifference,
+}
+
+/// A live A/B test of one model (`vigil.experiments`, key = model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Experiment {
+    pub experiment_id: String,
+    pub model: String,
+    pub version_a: i64,
+    pub version_b: i64,
+    pub share_b: f64,
+    pub key_field: String,
+    pub metric: OutcomeMetric,
+    pub false_positive_cost: f64,
+    pub false_negative_cost: f64,
+    pub alpha: f64,
+    pub min_effect: f64,
+    pub max_labels: i64,
+    pub auto_promote: bool,
+    pub state: ExperimentState,
+    pub started_at: i64,
+    pub updated_at: i64,
+    pub verdict: Option<Verdict>,
+    pub labels_a: i64,
+    pub labels_b: i64,
+    pub metric_a: Option<f64>,
+    pub metric_b: Option<f64>,
+    pub p_value: Option<f64>,
+    pub message: String,
+}
+
+impl Event for Experiment {
+    const SCHEMA: &'static str = names::EXPERIMENT;
+}
+
+impl Experiment {
+    /// Whether the event whose key field holds `key` is in arm B: FNV-1a (64-bit) over the
+    /// experiment id, a zero byte and the key, mixed by SplitMix64's finaliser, below `share_b` of
+    /// the range — stable per key and experiment, across restarts, releases and languages.
+    pub fn in_b(&self, key: &str) -> bool {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let bytes = self.experiment_id.bytes().chain(std::iter::once(0)).chain(key.bytes());
+        for b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        ((h >> 11) as f64 / (1u64 << 53) as f64) < self.share_b
+    }
 }

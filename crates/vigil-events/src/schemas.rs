@@ -33,17 +33,20 @@ pub struct Shipped {
 
 /// (file, version, current, text) of every shipped schema.
 const FILES: &[(&str, u32, bool, &str)] = &[
-    ("Score.avsc", 2, true, include_str!("../../../schemas/Score.avsc")),
+    ("Score.avsc", 3, true, include_str!("../../../schemas/Score.avsc")),
+    ("history/Score.v2.avsc", 2, false, include_str!("../../../schemas/history/Score.v2.avsc")),
     ("history/Score.v1.avsc", 1, false, include_str!("../../../schemas/history/Score.v1.avsc")),
     ("Label.avsc", 2, true, include_str!("../../../schemas/Label.avsc")),
     ("history/Label.v1.avsc", 1, false, include_str!("../../../schemas/history/Label.v1.avsc")),
     ("ModelCheckpoint.avsc", 1, true, include_str!("../../../schemas/ModelCheckpoint.avsc")),
-    ("Alert.avsc", 2, true, include_str!("../../../schemas/Alert.avsc")),
+    ("Alert.avsc", 3, true, include_str!("../../../schemas/Alert.avsc")),
+    ("history/Alert.v2.avsc", 2, false, include_str!("../../../schemas/history/Alert.v2.avsc")),
     ("history/Alert.v1.avsc", 1, false, include_str!("../../../schemas/history/Alert.v1.avsc")),
     ("DriftReport.avsc", 1, true, include_str!("../../../schemas/DriftReport.avsc")),
     ("Transaction.avsc", 2, true, include_str!("../../../schemas/Transaction.avsc")),
     ("history/Transaction.v1.avsc", 1, false, include_str!("../../../schemas/history/Transaction.v1.avsc")),
     ("TextEvent.avsc", 1, true, include_str!("../../../schemas/TextEvent.avsc")),
+    ("Experiment.avsc", 1, true, include_str!("../../../schemas/Experiment.avsc")),
 ];
 
 /// Full names of Vigil's own event schemas.
@@ -58,6 +61,8 @@ pub mod names {
     pub const ALERT: &str = "dev.vigil.events.Alert";
     /// `DriftReport`.
     pub const DRIFT_REPORT: &str = "dev.vigil.events.DriftReport";
+    /// `Experiment`.
+    pub const EXPERIMENT: &str = "dev.vigil.events.Experiment";
     /// The demo's card `Transaction`.
     pub const TRANSACTION: &str = "dev.vigil.demo.Transaction";
     /// The demo's `TextEvent`.

@@ -25,6 +25,8 @@ fn score(i: i64) -> Score {
         source_topic: "fraud.transactions".into(),
         source_partition: 2,
         source_offset: 40 + i,
+        experiment_id: (i % 3 == 1).then(|| "ab-1".into()),
+        arm: (i % 3 == 1).then(|| if i % 2 == 0 { "A" } else { "B" }.into()),
     }
 }
 
@@ -420,8 +422,9 @@ fn arb_score() -> impl Strategy<Value = Score> {
         any::<i64>(),
         any::<i32>(),
         any::<i64>(),
+        proptest::option::of(("[a-z0-9-]{0,12}", "[AB]")),
     )
-        .prop_map(|(event_id, model, version, champion, score, scores, t, offset, partition, scored)| Score {
+        .prop_map(|(event_id, model, version, champion, score, scores, t, offset, partition, scored, ab)| Score {
             event_id,
             model,
             model_version: version,
@@ -434,6 +437,8 @@ fn arb_score() -> impl Strategy<Value = Score> {
             source_topic: "in".into(),
             source_partition: partition,
             source_offset: offset,
+            experiment_id: ab.as_ref().map(|(e, _)| e.clone()),
+            arm: ab.map(|(_, a)| a),
         })
 }
 
@@ -519,4 +524,47 @@ proptest! {
         let _ = codec.decode(&input, names::SCORE);
         let _ = codec.decode_as_written(&input);
     }
+}
+
+#[test]
+fn arms_are_stable_per_key_and_near_the_share() {
+    let ab = |id: &str, share: f64| Experiment {
+        experiment_id: id.into(),
+        model: "fraud".into(),
+        version_a: 1,
+        version_b: 2,
+        share_b: share,
+        key_field: "account_id".into(),
+        metric: OutcomeMetric::Accuracy,
+        false_positive_cost: 1.0,
+        false_negative_cost: 1.0,
+        alpha: 0.05,
+        min_effect: 0.02,
+        max_labels: 1000,
+        auto_promote: false,
+        state: ExperimentState::Running,
+        started_at: 0,
+        updated_at: 0,
+        verdict: None,
+        labels_a: 0,
+        labels_b: 0,
+        metric_a: None,
+        metric_b: None,
+        p_value: None,
+        message: String::new(),
+    };
+    let (e, other) = (ab("ab-1", 0.3), ab("ab-2", 0.3));
+    let keys: Vec<String> = (0..20_000).map(|i| format!("acct-{i}")).collect();
+    let b = keys.iter().filter(|k| e.in_b(k)).count() as f64 / keys.len() as f64;
+    assert!((b - 0.3).abs() < 0.015, "share of B {b}");
+    assert!(keys.iter().all(|k| e.in_b(k) == e.in_b(k)));
+    // Another experiment splits the same keys afresh.
+    let same = keys.iter().filter(|k| e.in_b(k) == other.in_b(k)).count() as f64 / keys.len() as f64;
+    assert!((same - 0.58).abs() < 0.03, "agreement {same}");
+    assert!(!keys.iter().any(|k| ab("x", 0.0).in_b(k)));
+    assert!(keys.iter().all(|k| ab("x", 1.0).in_b(k)));
+    // Round trip.
+    let codec = Codec::new();
+    let bytes = codec.encode_event(&e).unwrap();
+    assert_eq!(codec.decode_event::<Experiment>(&bytes).unwrap(), e);
 }

@@ -68,6 +68,12 @@ pub fn topic_specs(topics: &TopicsConfig, inputs: &[InputConfig]) -> Vec<TopicSp
     specs.push(retained(&t.alerts));
     specs.push(retained(&t.drift));
     specs.push(retained(&t.dlq));
+    specs.push(TopicSpec {
+        name: t.experiments.clone(),
+        partitions: 1,
+        replication: t.replication_factor,
+        settings: vec![("cleanup.policy".into(), "compact".into())],
+    });
     specs.dedup_by(|a, b| a.name == b.name);
     specs
 }
@@ -210,6 +216,7 @@ mod tests {
             "vigil.alerts",
             "vigil.drift",
             "vigil.dlq",
+            "vigil.experiments",
         ] {
             assert!(names.contains(&t), "{t} missing from {names:?}");
         }

@@ -1,13 +1,14 @@
 //! Kafka plumbing shared by Vigil's services, its CLI and the load tools: client configuration
 //! ([`client`]), whether the cluster answers ([`cluster`]), topic administration ([`admin`]), the commit-after-acknowledgement consume loop
 //! ([`pipeline`], over [`tracker`] and [`sink`]), the loop of services that own whole models
-//! ([`owned`]), the models topic and the model registry folded from it ([`models`],
+//! ([`owned`]), live A/B tests ([`experiments`]), the models topic and the model registry folded from it ([`models`],
 //! [`model_registry`]), dead letters ([`dlq`]) and the schema registry client ([`schema_registry`]).
 
 pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod dlq;
+pub mod experiments;
 pub mod input;
 pub mod inputs;
 pub mod lease;

@@ -3,7 +3,8 @@
 //! ([`divergence`]), multiple-testing corrections ([`correction`]), mergeable histograms
 //! ([`histogram`]), streaming detectors with River's semantics ([`detectors`]: ADWIN,
 //! Page-Hinkley, DDM, KSWIN, the last with Python's generator from [`pyrandom`]), and paired tests
-//! of one model against another on the same labels ([`paired`]: DeLong's for AUC, a paired z-test).
+//! of one model against another on the same labels ([`paired`]: DeLong's for AUC, a paired z-test), and
+//! the always-valid sequential test of live A/B tests ([`sequential`]).
 
 pub mod chi2;
 pub mod correction;
@@ -14,6 +15,7 @@ pub mod ks;
 pub mod paired;
 pub mod proportions;
 pub mod pyrandom;
+pub mod sequential;
 
 pub use correction::Correction;
 pub use detectors::{Adwin, Ddm, Detector, DetectorConfig, DetectorKind, Kswin, PageHinkley};

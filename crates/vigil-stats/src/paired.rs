@@ -49,7 +49,7 @@ fn midranks(v: &[f64]) -> Vec<f64> {
 }
 
 /// Each model's AUC and structural components (V10 over positives, V01 over negatives).
-fn components(scores: &[f64], labels: &[bool]) -> (f64, Vec<f64>, Vec<f64>) {
+pub(crate) fn components(scores: &[f64], labels: &[bool]) -> (f64, Vec<f64>, Vec<f64>) {
     let pos: Vec<f64> = scores.iter().zip(labels).filter(|(_, y)| **y).map(|(s, _)| *s).collect();
     let neg: Vec<f64> = scores.iter().zip(labels).filter(|(_, y)| !**y).map(|(s, _)| *s).collect();
     let (m, n) = (pos.len() as f64, neg.len() as f64);

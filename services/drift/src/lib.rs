@@ -4,9 +4,10 @@
 //! none ([`monitor`], with the tests in [`two_sample`]); watches windowed accuracy, AUC and scoring latency against thresholds; and
 //! turns what it finds into deduplicated alerts with a cool-down, hysteresis and resolution
 //! ([`alerts`]) and into periodic drift reports; [`watched`] holds each model's reading and
-//! monitor, [`service`] plugs them into `vigil-kafka`'s owned-models loop. The statistics live in
+//! monitor, [`ab`] judges live A/B tests, [`service`] plugs them into `vigil-kafka`'s owned-models loop. The statistics live in
 //! `vigil-stats`.
 
+pub mod ab;
 pub mod alerts;
 pub mod config;
 pub mod monitor;

@@ -16,6 +16,7 @@ use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
 use vigil_kafka::schema_registry::Resolver;
 use vigil_kafka::{HandlerError, ModelRegistry, now_ms};
 
+use crate::ab::{Judge, Outgoing};
 use crate::alerts::AlertBook;
 use crate::monitor::{Evaluation, Monitor};
 use crate::telemetry::Metrics;
@@ -36,13 +37,16 @@ pub struct Drift {
     sent: Vec<(usize, Evaluation)>,
     /// When the consumer lag was last measured.
     lag_at: std::time::Instant,
+    /// The judge of live A/B tests.
+    judge: Judge,
 }
 
 /// Alerts read back per partition of the alerts topic at start (to restore the open conditions).
 const ALERT_HISTORY: i64 = 5000;
 
 /// The fields of a score the service reads.
-const SCORE_FIELDS: [&str; 7] = ["event_id", "model", "variant", "score", "predicted_label", "event_time", "scored_at"];
+const SCORE_FIELDS: [&str; 9] =
+    ["event_id", "model", "variant", "score", "predicted_label", "event_time", "scored_at", "experiment_id", "arm"];
 
 impl Drift {
     /// Watches `models` from the replayed registry.
@@ -68,12 +72,18 @@ impl Drift {
         let book = AlertBook::new(config.drift.cooldown, config.drift.resolve_after);
         tracing::info!(models = ?models, "drift service started");
         let (evaluations, sent, lag_at) = (Vec::new(), Vec::new(), std::time::Instant::now());
-        Ok(Drift { config, codec, resolver, metrics, watched, book, scores, evaluations, sent, lag_at })
+        let age = i64::try_from(config.drift.join_max_age.as_millis()).unwrap_or(i64::MAX);
+        let judge = Judge::new(config.drift.join_window, age);
+        Ok(Drift { config, codec, resolver, metrics, watched, book, scores, evaluations, sent, lag_at, judge })
     }
 
     fn score(&mut self, r: &Record<'_>) {
         let Some(s) = read_score(&self.codec, &self.scores, r.payload.unwrap_or(&[])) else { return };
         let Some(i) = self.watched.iter().position(|w| w.monitor.model == s.model) else { return };
+        if let Some((experiment, b)) = &s.ab {
+            let now = r.timestamp.unwrap_or_else(now_ms);
+            self.judge.score(&s.model, experiment, &s.event_id, (*b, s.score, s.decision), now);
+        }
         self.watched[i].streams.scores.inc();
         if let Some(ts) = r.timestamp {
             self.watched[i].monitor.observe_time(ts);
@@ -97,6 +107,7 @@ impl Drift {
         match self.codec.decode_event::<Label>(r.payload.unwrap_or(&[])) {
             Ok(l) if l.label.is_finite() => {
                 w.streams.labels.inc();
+                self.judge.label(&w.monitor.model, &l.event_id, l.label, r.timestamp.unwrap_or_else(now_ms));
                 if let Some(e) = w.monitor.label(&l.event_id, l.label) {
                     self.evaluations.push((i, e));
                 }
@@ -172,6 +183,8 @@ impl ModelService for Drift {
         let mut sources: Vec<Source> = topics.into_iter().map(|topic| Source { topic, start: start.clone() }).collect();
         // Recent alerts, to restore the open conditions (not fired again after a restart).
         sources.push(Source { topic: self.config.topics.alerts.clone(), start: Start::Last(ALERT_HISTORY) });
+        // Every experiment, to judge the running ones.
+        sources.push(Source { topic: self.config.topics.experiments.clone(), start: Start::Earliest });
         sources
     }
 
@@ -190,6 +203,12 @@ impl ModelService for Drift {
         }
         if r.topic == self.config.topics.alerts {
             self.restore(r);
+            return Ok(());
+        }
+        if r.topic == self.config.topics.experiments {
+            if let Err(e) = self.judge.experiment(r.payload, &self.codec) {
+                tracing::warn!(error = e, offset = r.offset, "an experiment record does not decode; ignored");
+            }
             return Ok(());
         }
         for i in 0..self.watched.len() {
@@ -218,6 +237,13 @@ impl ModelService for Drift {
         }
         self.alerts(out)?;
         self.reports(out)?;
+        self.judge.progress();
+        for o in std::mem::take(&mut self.judge.out) {
+            match o {
+                Outgoing::Experiment(e) => out.event(&self.codec, &self.config.topics.experiments, &e.model, &e)?,
+                Outgoing::Alert(a) => out.event(&self.codec, &self.config.topics.alerts, &a.dedup_key, &a)?,
+            }
+        }
         if out.is_empty() {
             self.on_delivered();
         }
@@ -240,6 +266,8 @@ struct ScoreFields {
     score: f64,
     decision: bool,
     latency_ms: f64,
+    /// The A/B test that served it, and whether in arm B.
+    ab: Option<(String, bool)>,
 }
 
 /// A champion score (challenger scores and anything else: `None`).
@@ -253,12 +281,18 @@ fn read_score(codec: &Codec, reader: &RecordReader, payload: &[u8]) -> Option<Sc
             Field::Float(pl),
             Field::Int(t),
             Field::Int(at),
+            experiment,
+            arm,
         ] => Some(ScoreFields {
             model: model.to_string(),
             event_id: id.to_string(),
             score,
             decision: pl >= 0.5,
             latency_ms: (at - t).max(0) as f64,
+            ab: match (experiment, arm) {
+                (Field::Str(e), Field::Str(a)) => Some((e.to_string(), a == "B")),
+                _ => None,
+            },
         }),
         _ => None,
     });

@@ -15,9 +15,10 @@ use apache_avro::Schema;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use vigil_events::{Alert, AlertKind, AlertState, Codec, ModelCheckpoint, Severity, Variant};
+use vigil_events::{Alert, AlertKind, AlertState, Codec, Experiment, ModelCheckpoint, Severity, Variant};
 use vigil_features::Featurizer;
 use vigil_kafka::ModelRegistry;
+use vigil_kafka::experiments::Experiments;
 use vigil_kafka::models;
 use vigil_kafka::{client, now_ms};
 use vigil_models::Runtime;
@@ -51,6 +52,19 @@ pub struct Slot {
     pub challenger: Option<Arc<Served>>,
     /// Takes over when the champion keeps failing at run time.
     pub fallback: Option<Arc<Served>>,
+    /// A live A/B test: while one runs, its arms decide every event (no shadow scores).
+    pub ab: Option<Arc<Ab>>,
+}
+
+/// A running A/B test with both arms loaded.
+#[derive(Debug)]
+pub struct Ab {
+    /// The experiment (its id, share and key field).
+    pub experiment: Experiment,
+    /// Arm A's version.
+    pub a: Arc<Served>,
+    /// Arm B's version.
+    pub b: Arc<Served>,
 }
 
 /// Consecutive failed batches after which a version is taken out of service.
@@ -183,6 +197,9 @@ impl Follower {
         let alerts: FutureProducer<client::LogContext> = client::producer_config(&self.config.kafka, "scorer-alerts")
             .create_with_context(client::LogContext)
             .map_err(|e| e.to_string())?;
+        let tests = models::follower(&self.config.kafka, &self.config.topics.experiments, "scorer-experiments")
+            .map_err(|e| vigil_runtime::error_chain(&e))?;
+        let mut experiments = Experiments::default();
         let mut registry = ModelRegistry::slim();
         let mut refused: HashSet<(String, i64, String)> = HashSet::new();
         let mut end = models::end_offset(&consumer, &topic).map_err(|e| vigil_runtime::error_chain(&e))?;
@@ -200,6 +217,18 @@ impl Follower {
                     continue;
                 }
                 r = models::next_with_offset(&consumer, &self.codec) => Some(r),
+                m = tests.recv() => {
+                    match m {
+                        Ok(m) => if let Err(e) = experiments.apply_bytes(&self.codec, rdkafka::Message::payload(&m)) {
+                            tracing::warn!(error = e, "an experiment record does not decode; ignored");
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the experiments topic");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                    None
+                }
                 // The topic may end in transaction markers, which are never delivered: the
                 // consumer's position says when it has read to the end.
                 _ = tokio::time::sleep(Duration::from_millis(200)), if !caught_up => None,
@@ -220,7 +249,7 @@ impl Follower {
             }
             if caught_up {
                 for model in &served {
-                    self.reconcile(model, &registry, &mut refused, &alerts).await;
+                    self.reconcile(model, &registry, experiments.running(model), &mut refused, &alerts).await;
                 }
                 self.ready.send_if_modified(|current| {
                     let now = self.book.serving(&served);
@@ -239,20 +268,24 @@ impl Follower {
         &self,
         model: &str,
         registry: &ModelRegistry,
+        experiment: Option<&Experiment>,
         refused: &mut HashSet<(String, i64, String)>,
         alerts: &FutureProducer<client::LogContext>,
     ) {
         let current = self.book.get(model);
-        let loaded: Vec<Arc<Served>> = current
+        let mut loaded: Vec<Arc<Served>> = current
             .iter()
-            .flat_map(|s| std::iter::once(s.champion.clone()).chain(s.challenger.clone()).chain(s.fallback.clone()))
+            .flat_map(|s| {
+                let ab = s.ab.iter().flat_map(|ab| [ab.a.clone(), ab.b.clone()]);
+                std::iter::once(s.champion.clone()).chain(s.challenger.clone()).chain(s.fallback.clone()).chain(ab)
+            })
             .collect();
         let mut promoted = Vec::new();
         for cp in registry.promoted(model) {
             if promoted.len() == 2 {
                 break;
             }
-            if let Some(served) = self.serve(cp, &loaded, refused, alerts).await {
+            if let Some(served) = self.serve(cp, &mut loaded, refused, alerts).await {
                 promoted.push(served);
             }
         }
@@ -260,11 +293,20 @@ impl Follower {
         let Some(champion) = promoted.next() else { return };
         let fallback = promoted.next();
         let challenger = match registry.challenger(model) {
-            Some(cp) if cp.version != champion.key.1 => self.serve(cp, &loaded, refused, alerts).await,
+            Some(cp) if cp.version != champion.key.1 => self.serve(cp, &mut loaded, refused, alerts).await,
             _ => None,
+        };
+        let ab = match experiment {
+            Some(e) => self.arms(e, registry, &mut loaded, refused, alerts).await,
+            None => None,
         };
         let same = |a: &Option<Arc<Served>>, b: &Option<Arc<Served>>| match (a, b) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        let same_ab = |a: &Option<Arc<Ab>>, b: &Option<Ab>| match (a, b) {
+            (Some(a), Some(b)) => a.experiment == b.experiment && Arc::ptr_eq(&a.a, &b.a) && Arc::ptr_eq(&a.b, &b.b),
             (None, None) => true,
             _ => false,
         };
@@ -272,8 +314,13 @@ impl Follower {
             && Arc::ptr_eq(&c.champion, &champion)
             && same(&c.challenger, &challenger)
             && same(&c.fallback, &fallback)
+            && same_ab(&c.ab, &ab)
         {
             return;
+        }
+        if let Some(t) = &ab {
+            let e = &t.experiment;
+            tracing::info!(model, experiment = %e.experiment_id, a = e.version_a, b = e.version_b, share_b = e.share_b, "A/B test serving");
         }
         if let Some(newest) = registry.champion(model).filter(|cp| cp.version != champion.key.1) {
             tracing::warn!(
@@ -289,15 +336,41 @@ impl Follower {
             None => self.metrics.not_serving(model, Variant::Challenger),
         }
         // Versions no longer in the slot unload when the last batch holding them lets go.
-        self.book.set(model, Slot { champion, challenger, fallback });
+        self.book.set(model, Slot { champion, challenger, fallback, ab: ab.map(Arc::new) });
     }
 
-    /// `cp` ready to serve: the loaded version when it is one, else validated and loaded; `None`
-    /// when it was refused or taken out of service.
+    /// Both arms of a running experiment, ready to serve; `None` (the test waits, traffic is served
+    /// as usual) while either version is missing, refused or out of service.
+    async fn arms(
+        &self,
+        e: &Experiment,
+        registry: &ModelRegistry,
+        loaded: &mut Vec<Arc<Served>>,
+        refused: &mut HashSet<(String, i64, String)>,
+        alerts: &FutureProducer<client::LogContext>,
+    ) -> Option<Ab> {
+        let mut arms = Vec::with_capacity(2);
+        for v in [e.version_a, e.version_b] {
+            // A version the slim registry keeps no graph of (not among those that may serve)
+            // cannot be an arm; `vigil ab start` refuses such versions.
+            let Some(cp) = registry.get(&e.model, v).filter(|cp| cp.onnx.is_some() || cp.onnx_uri.is_some()) else {
+                tracing::warn!(model = %e.model, version = v, experiment = %e.experiment_id, "an A/B arm's version cannot be served here; the test waits");
+                return None;
+            };
+            arms.push(self.serve(cp, loaded, refused, alerts).await?);
+        }
+        let b = arms.pop()?;
+        let a = arms.pop()?;
+        Some(Ab { experiment: e.clone(), a, b })
+    }
+
+    /// `cp` ready to serve: the loaded version when it is one, else validated and loaded (and added
+    /// to `loaded`, so that one reconciliation never loads a version twice: the first handle to go
+    /// would unload it under the other); `None` when it was refused or taken out of service.
     async fn serve(
         &self,
         cp: &ModelCheckpoint,
-        loaded: &[Arc<Served>],
+        loaded: &mut Vec<Arc<Served>>,
         refused: &mut HashSet<(String, i64, String)>,
         alerts: &FutureProducer<client::LogContext>,
     ) -> Option<Arc<Served>> {
@@ -308,7 +381,9 @@ impl Follower {
         if let Some(s) = loaded.iter().find(|s| s.key == key && s.sha256 == cp.sha256) {
             return Some(s.clone());
         }
-        self.admit(cp, refused, alerts).await
+        let admitted = self.admit(cp, refused, alerts).await?;
+        loaded.push(admitted.clone());
+        Some(admitted)
     }
 
     /// Validates a checkpoint and loads it into every worker; `None` (with an alert) if refused.

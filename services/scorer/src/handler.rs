@@ -2,7 +2,9 @@
 //! → micro-batch (an Arrow record batch per model and variant) → inference on the pool → `Score`
 //! records keyed by event id. Records that cannot be decoded or featurised become dead letters;
 //! every other record gets exactly one champion score, and, for the configured share, one challenger
-//! score.
+//! score. While an A/B test runs for the model, the event's arm (its key field's value, hashed with
+//! the experiment id) picks the version that scores it, and that score — the one acted on — names
+//! the experiment and the arm; no shadow scores are made meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use vigil_kafka::dlq::Reason;
 use vigil_kafka::{Handler, HandlerError, Input, Outcome, Output, now_ms};
 use vigil_models::Probabilities;
 
-use crate::book::{Book, Served, Slot};
+use crate::book::{Ab, Book, Served, Slot};
 use crate::pool::Pool;
 use crate::telemetry::{Metrics, ModelMetrics};
 
@@ -66,19 +68,28 @@ struct Rows {
     inputs: Vec<usize>,
 }
 
-/// Field layouts per input topic, with the (champion, challenger) versions they were made for.
-pub type Layouts = HashMap<String, ((i64, Option<i64>), Arc<Layout>)>;
+/// Field layouts per input topic, with the versions (and the A/B key field) they were made for.
+pub type Layouts = HashMap<String, (LayoutKey, Arc<Layout>)>;
 
-/// The fields a slot's featurisers read, as one reader: the event id first, then the champion's
-/// and the challenger's fields, each once.
+/// What a layout was made for: the first and second version, and an A/B test's key field.
+pub type LayoutKey = (i64, Option<i64>, Option<String>);
+
+/// The fields a slot's featurisers read, as one reader: the event id first, then the first
+/// version's fields (the champion, or arm A) and the second's (the challenger, or arm B), each once,
+/// and an A/B test's key field.
 pub struct Layout {
     reader: RecordReader,
     champion: Vec<usize>,
     challenger: Vec<usize>,
+    key: Option<usize>,
 }
 
 impl Layout {
     fn new(codec: &Codec, route: &Route, slot: &Slot) -> Result<Layout, CodecError> {
+        let (first, second, key) = match &slot.ab {
+            Some(ab) => (&ab.a, Some(&ab.b), Some(ab.experiment.key_field.as_str()).filter(|k| !k.is_empty())),
+            None => (&slot.champion, slot.challenger.as_ref(), None),
+        };
         let mut names: Vec<String> = vec![route.id_field.clone()];
         let mut map = |fields: &[String]| -> Vec<usize> {
             fields
@@ -92,10 +103,30 @@ impl Layout {
                 })
                 .collect()
         };
-        let champion = map(slot.champion.featurizer.fields());
-        let challenger = slot.challenger.as_ref().map(|c| map(c.featurizer.fields())).unwrap_or_default();
+        let champion = map(first.featurizer.fields());
+        let challenger = second.map(|c| map(c.featurizer.fields())).unwrap_or_default();
+        let key = key.map(|k| map(&[k.to_string()])[0]);
         let reader = RecordReader::new(codec, &route.schema_name, route.encoding, Wanted::new(&names))?;
-        Ok(Layout { reader, champion, challenger })
+        Ok(Layout { reader, champion, challenger, key })
+    }
+
+    fn made_for(slot: &Slot) -> LayoutKey {
+        match &slot.ab {
+            Some(ab) => (ab.a.key.1, Some(ab.b.key.1), Some(ab.experiment.key_field.clone())),
+            None => (slot.champion.key.1, slot.challenger.as_ref().map(|c| c.key.1), None),
+        }
+    }
+}
+
+/// The value of an A/B test's key field, as text.
+fn key_text(field: &Field<'_>) -> String {
+    match field {
+        Field::Str(s) => s.to_string(),
+        Field::Int(i) => i.to_string(),
+        Field::Float(f) => f.to_string(),
+        Field::Bool(b) => b.to_string(),
+        Field::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Field::Null | Field::Other => String::new(),
     }
 }
 
@@ -130,6 +161,8 @@ pub fn in_share(event_id: &str, share: f64) -> bool {
 struct Groups {
     rows: HashMap<(String, i64), Rows>,
     slots: HashMap<String, Arc<Slot>>,
+    /// Inputs served by an A/B test's arm: the test, and whether the arm is B.
+    arms: HashMap<usize, (Arc<Ab>, bool)>,
 }
 
 impl Groups {
@@ -160,6 +193,7 @@ impl Handler for Scorer {
                 Err(reason) => outcomes[i] = Some(self.dead(reason)),
             }
         }
+        let arms = std::mem::take(&mut groups.arms);
         let ran = self.infer(groups).await;
         let now = now_ms();
         let mut produced: Vec<Vec<Output>> = vec![Vec::new(); batch.len()];
@@ -183,7 +217,8 @@ impl Handler for Scorer {
             model.inference(r.seconds);
             model.scored(r.variant, r.inputs.len() as u64);
             for (row, i) in r.inputs.iter().enumerate() {
-                match self.score(&r, &probabilities, row, &batch[*i], &ids[*i], now)? {
+                let ab = arms.get(i).map(|(t, b)| (t.experiment.experiment_id.as_str(), if *b { "B" } else { "A" }));
+                match self.score(&r, &probabilities, row, &batch[*i], (&ids[*i], ab), now)? {
                     Some(output) if r.variant == Variant::Champion => produced[*i].insert(0, output),
                     Some(output) => produced[*i].push(output),
                     None if r.variant == Variant::Champion => {
@@ -210,12 +245,15 @@ impl Handler for Scorer {
 impl Scorer {
     /// Runs every model version's rows (all queued on the pool first, so that they run at once).
     async fn infer(&mut self, groups: Groups) -> Vec<Ran> {
-        let Groups { rows: groups, slots } = groups;
+        let Groups { rows: groups, slots, .. } = groups;
         let mut pending = Vec::new();
         for (key, rows) in groups {
             let variant = slots
                 .get(&key.0)
-                .map(|s| if s.champion.key == key { Variant::Champion } else { Variant::Challenger })
+                .map(|s| {
+                    let arm = s.ab.as_ref().is_some_and(|ab| ab.a.key == key || ab.b.key == key);
+                    if arm || s.champion.key == key { Variant::Champion } else { Variant::Challenger }
+                })
                 .unwrap_or(Variant::Champion);
             let started = Instant::now();
             let Rows { served, builder, inputs } = rows;
@@ -252,15 +290,15 @@ impl Scorer {
         })
     }
 
-    /// The score record of one row; `None` when the model gave no probability for it (NaN, out of
-    /// [0, 1]).
+    /// The score record of one row (`id`: its event id, and the A/B test and arm that served it);
+    /// `None` when the model gave no probability for it (NaN, out of [0, 1]).
     fn score(
         &self,
         r: &Ran,
         probabilities: &Probabilities,
         row: usize,
         input: &Input,
-        id: &str,
+        (id, ab): (&str, Option<(&str, &str)>),
         now: i64,
     ) -> Result<Option<Output>, HandlerError> {
         let p = f64::from(probabilities.positive(row));
@@ -288,6 +326,7 @@ impl Scorer {
             source_topic: &input.topic,
             source_partition: input.partition,
             source_offset: input.offset,
+            ab,
         };
         if r.variant == Variant::Champion {
             self.metrics.latency((now - event_time).max(0) as f64 / 1000.0);
@@ -356,6 +395,16 @@ impl Scorer {
                 Field::Int(i) => i.to_string(),
                 _ => format!("{}/{}/{}", input.topic, input.partition, input.offset),
             };
+            if let Some(ab) = &slot.ab {
+                let key = layout.key.map_or_else(|| id.clone(), |k| key_text(&fields[k]));
+                let b = ab.experiment.in_b(&key);
+                let (served, map) = if b { (&ab.b, &layout.challenger) } else { (&ab.a, &layout.champion) };
+                if let Err(e) = groups.rows(served, capacity).push(i, &id, fields, map) {
+                    return Err(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() });
+                }
+                groups.arms.insert(i, (ab.clone(), b));
+                return Ok(id);
+            }
             let champion = groups.rows(&slot.champion, capacity);
             if let Err(e) = champion.push(i, &id, fields, &layout.champion) {
                 return Err(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() });
@@ -382,7 +431,7 @@ impl Scorer {
 
     /// The field layout of an input topic's current slot (cached until its versions change).
     fn layout(&mut self, topic: &str, slot: &Slot) -> Result<Arc<Layout>, CodecError> {
-        let versions = (slot.champion.key.1, slot.challenger.as_ref().map(|c| c.key.1));
+        let versions = Layout::made_for(slot);
         if let Some((v, l)) = self.layouts.get(topic)
             && *v == versions
         {

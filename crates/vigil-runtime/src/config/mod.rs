@@ -82,6 +82,8 @@ pub struct TopicsConfig {
     pub drift: String,
     /// Dead letters.
     pub dlq: String,
+    /// Live A/B tests (compacted, key = model).
+    pub experiments: String,
     /// Partitions of topics `vigil topics create` makes (the models topic always has 1, so that
     /// every reader sees transitions in order).
     pub partitions: i32,
@@ -101,6 +103,7 @@ impl Default for TopicsConfig {
             alerts: "vigil.alerts".into(),
             drift: "vigil.drift".into(),
             dlq: "vigil.dlq".into(),
+            experiments: "vigil.experiments".into(),
             partitions: 3,
             replication_factor: 1,
             models_max_message_bytes: 67_108_864,
@@ -113,9 +116,14 @@ impl TopicsConfig {
     fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
         let t = self;
-        for (key, name) in
-            [("scores", &t.scores), ("models", &t.models), ("alerts", &t.alerts), ("drift", &t.drift), ("dlq", &t.dlq)]
-        {
+        for (key, name) in [
+            ("scores", &t.scores),
+            ("models", &t.models),
+            ("alerts", &t.alerts),
+            ("drift", &t.drift),
+            ("dlq", &t.dlq),
+            ("experiments", &t.experiments),
+        ] {
             if let Err(why) = valid_topic(name) {
                 p.push(format!("topics.{key}: {why}"));
             }

@@ -1,0 +1,130 @@
+//! The experiments topic: live A/B tests, one record per model (compacted, key = model), written by
+//! `vigil ab` and by the drift service that judges them, read by the scorer (which splits the
+//! traffic), the drift service and the learner (which promotes a winner when asked to). Folding the
+//! records: the newest record of a model holds, except that a RUNNING record of an experiment that
+//! a record has already ended (STOPPED or DONE) is ignored — so a judge's progress record written
+//! just before an operator's stop cannot start the test again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use vigil_events::{Codec, Experiment, ExperimentState};
+
+use crate::{KafkaPlumbingError, client};
+
+/// The experiments of every model, folded from the topic.
+#[derive(Debug, Clone, Default)]
+pub struct Experiments {
+    by_model: HashMap<String, Experiment>,
+    ended: std::collections::HashSet<String>,
+}
+
+impl Experiments {
+    /// Applies one record; returns whether what holds for its model changed.
+    pub fn apply(&mut self, e: Experiment) -> bool {
+        if e.state == ExperimentState::Running && self.ended.contains(&e.experiment_id) {
+            return false;
+        }
+        if e.state != ExperimentState::Running {
+            self.ended.insert(e.experiment_id.clone());
+        }
+        let changed = self.by_model.get(&e.model) != Some(&e);
+        self.by_model.insert(e.model.clone(), e);
+        changed
+    }
+
+    /// Decodes and applies a record's value (`None`: a tombstone or a record that does not decode,
+    /// ignored); returns whether anything changed.
+    pub fn apply_bytes(&mut self, codec: &Codec, payload: Option<&[u8]>) -> Result<bool, String> {
+        let Some(p) = payload else { return Ok(false) };
+        let e = codec.decode_event::<Experiment>(p).map_err(|e| e.to_string())?;
+        Ok(self.apply(e))
+    }
+
+    /// The latest experiment of `model`, running or not.
+    pub fn latest(&self, model: &str) -> Option<&Experiment> {
+        self.by_model.get(model)
+    }
+
+    /// The running experiment of `model`.
+    pub fn running(&self, model: &str) -> Option<&Experiment> {
+        self.latest(model).filter(|e| e.state == ExperimentState::Running)
+    }
+
+    /// Every model's latest experiment, by model name.
+    pub fn all(&self) -> Vec<&Experiment> {
+        let mut v: Vec<&Experiment> = self.by_model.values().collect();
+        v.sort_by(|a, b| a.model.cmp(&b.model));
+        v
+    }
+}
+
+/// Publishes an experiment record (key = model) and waits for the acknowledgement.
+pub async fn publish(
+    producer: &FutureProducer<client::LogContext>,
+    codec: &Codec,
+    topic: &str,
+    e: &Experiment,
+) -> Result<(), KafkaPlumbingError> {
+    let payload = codec.encode_event(e).map_err(|e| KafkaPlumbingError::Delivery(e.to_string()))?;
+    producer
+        .send(FutureRecord::to(topic).key(e.model.as_bytes()).payload(&payload[..]), Duration::from_secs(30))
+        .await
+        .map_err(|(source, _)| KafkaPlumbingError::Produce { topic: topic.to_string(), source })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_events::OutcomeMetric;
+
+    pub(crate) fn experiment(id: &str, state: ExperimentState) -> Experiment {
+        Experiment {
+            experiment_id: id.into(),
+            model: "fraud".into(),
+            version_a: 1,
+            version_b: 2,
+            share_b: 0.5,
+            key_field: String::new(),
+            metric: OutcomeMetric::Accuracy,
+            false_positive_cost: 1.0,
+            false_negative_cost: 1.0,
+            alpha: 0.05,
+            min_effect: 0.02,
+            max_labels: 1000,
+            auto_promote: false,
+            state,
+            started_at: 1,
+            updated_at: 1,
+            verdict: None,
+            labels_a: 0,
+            labels_b: 0,
+            metric_a: None,
+            metric_b: None,
+            p_value: None,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_ended_experiment_stays_ended() {
+        let mut x = Experiments::default();
+        assert!(x.apply(experiment("ab-1", ExperimentState::Running)));
+        assert!(x.running("fraud").is_some());
+        assert!(x.apply(experiment("ab-1", ExperimentState::Stopped)));
+        assert!(x.running("fraud").is_none());
+        // A progress record written before the stop was read: ignored.
+        assert!(!x.apply(Experiment { labels_a: 10, ..experiment("ab-1", ExperimentState::Running) }));
+        assert_eq!(x.latest("fraud").unwrap().state, ExperimentState::Stopped);
+        // A new experiment runs.
+        assert!(x.apply(experiment("ab-2", ExperimentState::Running)));
+        assert_eq!(x.running("fraud").unwrap().experiment_id, "ab-2");
+        assert!(!x.apply(experiment("ab-2", ExperimentState::Running)), "the same record again changes nothing");
+        let codec = Codec::new();
+        assert!(x.apply_bytes(&codec, Some(b"junk")).is_err());
+        assert_eq!(x.apply_bytes(&codec, None), Ok(false));
+        assert_eq!(x.all().len(), 1);
+    }
+}
