@@ -53,3 +53,24 @@ fn the_sentiment_benchmark_writes_its_report() {
         }
     }
 }
+
+/// `vigil-bench ab` with 200 seeded runs per case: the sequential test keeps its level where peeking
+/// at a z-test does not, and names a truly better arm.
+#[test]
+fn the_ab_benchmark_writes_its_report() {
+    let out = std::env::temp_dir().join(unique("bench"));
+    let status = std::process::Command::new(bin("vigil-bench"))
+        .args(["ab", "--rounds", "1", "--out", out.to_str().unwrap()])
+        .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("ab.json")).unwrap()).unwrap();
+    let f = |k: &str| report[k].as_f64().unwrap();
+    assert_eq!(report["runs_per_case"], 200, "{report}");
+    assert!(f("false_positive_rate") <= 0.08, "{report}");
+    assert!(f("false_positive_rate_peeking_z") > f("false_positive_rate"), "{report}");
+    let big = report["detection"].as_array().unwrap().iter().find(|d| d["effect"] == 0.05).unwrap();
+    assert!(big["power"].as_f64().unwrap() > 0.9 && big["median_labels_per_arm"].as_u64().unwrap() > 0, "{big}");
+}

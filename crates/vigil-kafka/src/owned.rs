@@ -172,6 +172,8 @@ pub struct Progress<'c> {
     high: &'c mut HashMap<(String, i32), (i64, Instant)>,
     /// Records read in the round that just ended.
     pub polled: usize,
+    /// The registry as the loop holds it now.
+    pub registry: &'c ModelRegistry,
 }
 
 impl Progress<'_> {
@@ -524,7 +526,8 @@ impl Rounds {
             self.next.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
             service.on_record(&Record::of(&m), &mut self.out)?;
         }
-        let mut progress = Progress { consumer, partitions, next: &self.next, high: &mut self.high, polled };
+        let mut progress =
+            Progress { consumer, partitions, next: &self.next, high: &mut self.high, polled, registry: &*registry };
         service.on_round(&mut progress, &mut self.out)?;
         Ok(())
     }

@@ -16,8 +16,9 @@
 //! The harness (this module) runs systems and measures them; [`process`] reads a running process's
 //! figures (CPU, memory, its metrics endpoint); [`report`] turns samples into medians and writes the
 //! reports; one module per benchmark: [`forwarder`], [`scorer`], [`learner`], [`drift`], [`byo`],
-//! [`scale`], [`sentiment`].
+//! [`scale`], [`sentiment`], [`ab`].
 
+pub mod ab;
 pub mod byo;
 pub mod drift;
 pub mod forwarder;
@@ -50,6 +51,7 @@ use crate::sim::fraud::{FraudConfig, FraudSim};
 use crate::sim::labels::LabelDelays;
 use crate::sim::text::TextSim;
 
+pub use self::ab::ab;
 pub use self::byo::byo;
 pub use self::drift::drift;
 pub use self::forwarder::forwarder;

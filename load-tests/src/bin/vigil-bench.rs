@@ -44,6 +44,7 @@ enum Which {
     Byo,
     Scale,
     Sentiment,
+    Ab,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +106,9 @@ fn main() -> ExitCode {
         }
         if matches!(cli.which, Which::All | Which::Sentiment) {
             bench::sentiment(&env).await?;
+        }
+        if matches!(cli.which, Which::All | Which::Ab) {
+            bench::ab(&env).await?;
         }
         eprintln!("\nbenchmarks took {:.0} s", started.elapsed().as_secs_f64());
         Ok::<(), bench::BenchError>(())

@@ -73,6 +73,14 @@ pub struct LearnerConfig {
     /// Folders holding the artifacts an `[encoder]` spec names by digest (the encoder graph and its
     /// tokenizer, written by `vigil encoder build --store`).
     pub model_dirs: Vec<String>,
+    /// After the champion moves forward, the version it replaced keeps scoring beside it for this
+    /// many labelled events; 0: no rollback guard.
+    pub rollback_window: u64,
+    /// Labels both scored before the guard may judge.
+    pub rollback_min_labels: u64,
+    /// The new champion is rolled back when its predecessor beats it by more than this on the same
+    /// labels (significantly so, at `promotion-alpha`), in `metric`.
+    pub rollback_margin: f64,
     /// Versions of each model kept on the models topic; older ones get tombstones (never the
     /// champion, its fallbacks, the challenger or the newest state). 0: keep every version.
     pub keep_versions: usize,
@@ -117,6 +125,9 @@ impl Default for LearnerConfig {
             families: ["logistic", "mlp", "tree", "forest"].map(String::from).to_vec(),
             keep_versions: 50,
             model_dirs: Vec::new(),
+            rollback_window: 5_000,
+            rollback_min_labels: 500,
+            rollback_margin: 0.02,
         }
     }
 }
@@ -144,6 +155,12 @@ impl Section for LearnerConfig {
         }
         if !(self.promotion_alpha > 0.0 && self.promotion_alpha < 1.0) {
             p.push("learner.promotion-alpha: must be in (0, 1)".into());
+        }
+        if self.rollback_window > 0 && !(30..=self.rollback_window).contains(&self.rollback_min_labels) {
+            p.push("learner.rollback-min-labels: must be from 30 to rollback-window".into());
+        }
+        if !(self.rollback_margin >= 0.0 && self.rollback_margin.is_finite()) {
+            p.push("learner.rollback-margin: must not be negative".into());
         }
         if self.max_candidates == 0 {
             p.push("learner.max-candidates: must be at least 1".into());

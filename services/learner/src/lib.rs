@@ -1,12 +1,14 @@
 //! Vigil's learner service: joins labels with the events they belong to ([`join`]), trains every
 //! served model online with model selection and rehearsal ([`trainer`] over `vigil-learn`), and
 //! publishes checkpoints that the scorer picks up, promoting them when they beat the champion
-//! ([`model`], evaluating the champion with [`champion`]). It runs as a service of `vigil-kafka`'s
+//! ([`model`], evaluating the champion with [`champion`]), and rolls back a new champion that falls
+//! behind the version it replaced ([`guard`]). It runs as a service of `vigil-kafka`'s
 //! owned-models loop ([`service`]) and resumes from its latest checkpoint and the offsets recorded in
 //! it, so every label updates the model once, across crashes.
 
 pub mod champion;
 pub mod config;
+pub mod guard;
 pub mod join;
 pub mod model;
 pub mod service;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use vigil_events::{
-    Alert, AlertKind, AlertState, CheckpointStatus, Codec, Label, ModelCheckpoint, RecordReader, Severity, TopicOffset,
-    Wanted,
+    Alert, AlertKind, AlertState, CheckpointStatus, Codec, Experiment, Label, ModelCheckpoint, RecordReader, Severity,
+    TopicOffset, Wanted,
 };
 use vigil_features::{Field, Row as FeatureRow};
 use vigil_kafka::dlq::{self, Reason};
@@ -17,15 +17,18 @@ use vigil_kafka::{HandlerError, Input, ModelRegistry, model_registry, now_ms};
 use vigil_models::Runtime;
 
 use crate::champion::Champion;
+use crate::guard::{Guard, Judgement, Watch};
 use crate::join::{Join, Joined, Origin};
 use crate::telemetry::Metrics;
 use crate::trainer::{Row, Trainer};
 
-/// An event in the join buffer: its raw row, and its row for the champion.
+/// An event in the join buffer: its raw row, its row for the champion, and for a guarded
+/// champion's predecessor.
 #[derive(Debug, Clone)]
 pub struct Event {
     raw: Row,
     champion: Option<FeatureRow>,
+    predecessor: Option<FeatureRow>,
 }
 
 /// What every model shares: the codec, ONNX Runtime, the signing key, topics, settings, metrics.
@@ -56,6 +59,10 @@ pub struct Model {
     trainer: Trainer,
     join: Join<Event>,
     champion: Option<Champion>,
+    /// The version the champion replaced, scoring beside it for a while (the rollback guard).
+    guard: Option<Guard>,
+    /// An A/B test's winner to promote (the experiment asked for it).
+    winner: Option<Experiment>,
     last_checkpoint: Instant,
     last_label: Instant,
     next_version: i64,
@@ -97,6 +104,8 @@ impl Model {
                 i64::try_from(shared.config.learner.join_max_age.as_millis()).unwrap_or(i64::MAX),
             ),
             champion: None,
+            guard: None,
+            winner: None,
             last_checkpoint: Instant::now(),
             last_label: Instant::now(),
             next_version: registry.next_version(name),
@@ -118,7 +127,22 @@ impl Model {
             return;
         }
         self.trainer.set_champion(want.map(|c| c.version));
+        let replaced = self.champion.take();
         self.champion = want.and_then(|cp| self.load_champion(cp, shared));
+        self.guard_after(replaced, shared);
+    }
+
+    /// After the champion changed: a forward move is guarded by the version it replaced (when the
+    /// guard is on); any other change ends a guard.
+    fn guard_after(&mut self, replaced: Option<Champion>, shared: &Shared) {
+        self.guard = None;
+        let (Some(old), Some(new)) = (replaced, self.champion.as_ref()) else { return };
+        if shared.config.learner.rollback_window == 0 || new.version <= old.version {
+            return;
+        }
+        tracing::info!(model = %self.name, champion = new.version, predecessor = old.version, "guarding the new champion");
+        let watch = Watch::new(old.version, new.version);
+        self.guard = Some(Guard { predecessor: old, watch });
     }
 
     fn load_champion(&self, cp: &ModelCheckpoint, shared: &Shared) -> Option<Champion> {
@@ -156,8 +180,10 @@ impl Model {
             return;
         };
         let champion = self.champion.as_mut().and_then(|c| c.row(&shared.codec, payload, &raw));
+        let predecessor = self.guard.as_mut().and_then(|g| g.predecessor.row(&shared.codec, payload, &raw));
         let at = r.timestamp.unwrap_or_else(now_ms);
-        self.join.event(id, Event { raw, champion }, Origin { partition: r.partition, offset: r.offset }, at);
+        let event = Event { raw, champion, predecessor };
+        self.join.event(id, event, Origin { partition: r.partition, offset: r.offset }, at);
     }
 
     /// A label: it waits in label order for its event; a malformed one is a dead letter.
@@ -215,6 +241,8 @@ impl Model {
         if self.checkpoint_due(progress.polled, shared) {
             self.checkpoint(progress, shared, out)?;
         }
+        self.judge_guard(progress.registry, shared, out)?;
+        self.promote_winner(progress.registry, shared, out)?;
         let t = &self.trainer.state;
         shared.metrics.observe(
             &self.name,
@@ -235,6 +263,11 @@ impl Model {
                     (Some(c), Some(row)) => c.score(row),
                     _ => None,
                 };
+                if let (Some(g), Some(row), Some(now)) = (&mut self.guard, &e.predecessor, champion)
+                    && let Some(before) = g.predecessor.score(row)
+                {
+                    g.watch.push(before, now, y >= 0.5);
+                }
                 self.trainer.learn(&e.raw, y, champion);
                 self.trained.inc();
                 return;
@@ -327,32 +360,126 @@ impl Model {
             vigil_models::checkpoint::sign(&mut promoted, k);
         }
         out.event(&shared.codec, &topics.models, &promoted.key(), &promoted)?;
-        let metric = shared.config.learner.metric;
-        let alert = Alert {
-            alert_id: format!("model-promoted-{}-{version}-{}", self.name, now_ms()),
+        let value = crate::trainer::score(&self.trainer.state.served, shared.config.learner.metric);
+        let message = format!("{} v{version} promoted: {why}", self.name);
+        let alert = self.registry_alert(AlertKind::ModelPromoted, Severity::Info, version, message, shared);
+        let alert = Alert { value: Some(value), ..alert };
+        out.event(&shared.codec, &topics.alerts, &alert.dedup_key, &alert)?;
+        self.trainer.set_champion(Some(version));
+        self.trainer.state.last_promoted_ms = Some(now_ms());
+        let replaced = self.champion.take();
+        self.champion = self.load_champion(&promoted, shared);
+        self.guard_after(replaced, shared);
+        self.trainer.state.learner.anchor_to_best();
+        Ok(())
+    }
+
+    /// The alert of a registry change the learner made.
+    fn registry_alert(
+        &self,
+        kind: AlertKind,
+        severity: Severity,
+        version: i64,
+        message: String,
+        shared: &Shared,
+    ) -> Alert {
+        let what = match kind {
+            AlertKind::ModelPromoted => "model-promoted",
+            AlertKind::ModelRolledBack => "model-rolled-back",
+            _ => "model-changed",
+        };
+        Alert {
+            alert_id: format!("{what}-{}-{version}-{}", self.name, now_ms()),
             time: now_ms(),
-            kind: AlertKind::ModelPromoted,
+            kind,
             state: AlertState::Firing,
-            severity: Severity::Info,
+            severity,
             model: Some(self.name.clone()),
             model_version: Some(version),
             feature: None,
             detector: Some("learner".into()),
-            statistic: Some(metric.name().to_string()),
-            value: Some(crate::trainer::score(&self.trainer.state.served, metric)),
+            statistic: Some(shared.config.learner.metric.name().to_string()),
+            value: None,
             threshold: None,
             p_value: None,
             window_start: None,
             window_end: None,
-            message: format!("{} v{version} promoted: {why}", self.name),
-            dedup_key: format!("model-promoted/{}/{version}", self.name),
+            message,
+            dedup_key: format!("{what}/{}/{version}", self.name),
+        }
+    }
+
+    /// Asks the rollback guard; rolls the champion back when its predecessor beat it.
+    fn judge_guard(&mut self, registry: &ModelRegistry, shared: &Shared, out: &mut Outbox) -> Result<(), HandlerError> {
+        let Some(g) = &mut self.guard else { return Ok(()) };
+        let why = match g.watch.judge(&shared.config.learner) {
+            Judgement::Wait => return Ok(()),
+            Judgement::Holds(why) => {
+                tracing::info!(model = %self.name, why, "the new champion holds");
+                self.guard = None;
+                return Ok(());
+            }
+            Judgement::RollBack(why) => why,
         };
+        let (old, new) = (g.watch.old, g.watch.new);
+        let current = registry.champion(&self.name).filter(|c| c.version == new);
+        let Some(cp) = current else {
+            // The champion moved meanwhile: the registry's change rules.
+            self.guard = None;
+            return Ok(());
+        };
+        let mut rolled =
+            model_registry::transition(cp, CheckpointStatus::RolledBack, &format!("learner: {why}"), now_ms());
+        if let Some(k) = &shared.key {
+            vigil_models::checkpoint::sign(&mut rolled, k);
+        }
+        let topics = &shared.config.topics;
+        out.event(&shared.codec, &topics.models, &rolled.key(), &rolled)?;
+        let message = format!("{} v{new} rolled back: {why}", self.name);
+        let alert = self.registry_alert(AlertKind::ModelRolledBack, Severity::Warning, new, message, shared);
         out.event(&shared.codec, &topics.alerts, &alert.dedup_key, &alert)?;
-        self.trainer.set_champion(Some(version));
+        tracing::warn!(model = %self.name, version = new, why, "rolled back");
+        shared.metrics.rolled_back(&self.name);
+        let g = self.guard.take().expect("guarded");
+        self.champion = Some(g.predecessor);
+        self.trainer.set_champion(Some(old));
         self.trainer.state.last_promoted_ms = Some(now_ms());
-        self.champion = self.load_champion(&promoted, shared);
-        self.trainer.state.learner.anchor_to_best();
         Ok(())
+    }
+
+    /// An A/B test that ended with B winning and asked for it: B is promoted, when the champion is
+    /// still A and B is neither promoted since nor rolled back.
+    pub fn ab_verdict(&mut self, e: Experiment) {
+        let won = e.verdict == Some(vigil_events::Verdict::B) && e.auto_promote;
+        if won && e.state == vigil_events::ExperimentState::Done && e.model == self.name {
+            self.winner = Some(e);
+        }
+    }
+
+    fn promote_winner(
+        &mut self,
+        registry: &ModelRegistry,
+        shared: &Shared,
+        out: &mut Outbox,
+    ) -> Result<(), HandlerError> {
+        let Some(e) = self.winner.take() else { return Ok(()) };
+        let champion = registry.champion(&self.name).map(|c| c.version);
+        let b = registry.get(&self.name, e.version_b);
+        match b {
+            Some(cp)
+                if champion == Some(e.version_a)
+                    && cp.status != CheckpointStatus::RolledBack
+                    && cp.status != CheckpointStatus::Rejected =>
+            {
+                let cp = cp.clone();
+                tracing::info!(model = %self.name, version = cp.version, experiment = %e.experiment_id, "promoting the A/B winner");
+                self.promote(&cp, &format!("won A/B test {}: {}", e.experiment_id, e.message), shared, out)
+            }
+            _ => {
+                tracing::info!(model = %self.name, experiment = %e.experiment_id, ?champion, "the A/B winner is not promoted: the champion changed since, or B cannot be promoted");
+                Ok(())
+            }
+        }
     }
 
     /// A concept-drift alert for this model: fresh challengers learn from post-drift events (the

@@ -1,13 +1,14 @@
 //! The learner as a [`ModelService`] of `vigil-kafka`'s owned-models loop: it reads every partition
-//! of its models' input and label topics (from the offsets in their latest checkpoints) and the
-//! alerts topic (from now on, for concept drift), and hands each record to the [`Model`] it belongs
+//! of its models' input and label topics (from the offsets in their latest checkpoints), the
+//! alerts topic (from now on, for concept drift) and the experiments topic (from now on, for A/B
+//! winners to promote), and hands each record to the [`Model`] it belongs
 //! to. Resuming — the newest learner checkpoint of each model, or a fresh start — happens once, when
 //! the loop has replayed the models topic.
 
 use std::collections::HashMap;
 
 use crate::config::Config;
-use vigil_events::{Alert, AlertKind, AlertState, Codec, ModelCheckpoint};
+use vigil_events::{Alert, AlertKind, AlertState, Codec, Experiment, ModelCheckpoint};
 use vigil_kafka::owned::{ModelService, Outbox, Progress, Record, Source, Start};
 use vigil_kafka::schema_registry::Resolver;
 use vigil_kafka::{HandlerError, ModelRegistry};
@@ -165,6 +166,8 @@ impl ModelService for Learner {
             }
         }
         sources.push(Source { topic: self.shared.config.topics.alerts.clone(), start: Start::End });
+        // A/B verdicts from now on (a winner is promoted once, when it is decided).
+        sources.push(Source { topic: self.shared.config.topics.experiments.clone(), start: Start::End });
         sources
     }
 
@@ -181,6 +184,11 @@ impl ModelService for Learner {
         self.resolver.prepare(&self.shared.codec, r.payload.unwrap_or(&[]));
         if r.topic == self.shared.config.topics.alerts {
             self.alert(r);
+        } else if r.topic == self.shared.config.topics.experiments {
+            let Ok(e) = self.shared.codec.decode_event::<Experiment>(r.payload.unwrap_or(&[])) else { return Ok(()) };
+            if let Some(m) = self.models.iter_mut().find(|m| m.name == e.model) {
+                m.ab_verdict(e);
+            }
         } else if let Some(m) = self.models.iter_mut().find(|m| m.input == r.topic) {
             m.event(r, &self.shared);
         } else if let Some(m) = self.models.iter_mut().find(|m| m.labels == r.topic) {

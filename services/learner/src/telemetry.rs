@@ -32,6 +32,7 @@ pub struct Metrics {
     bad_events: Family<ModelLabel, Counter>,
     checkpoints: Family<ModelLabel, Counter>,
     promotions: Family<ModelLabel, Counter>,
+    rollbacks: Family<ModelLabel, Counter>,
     challengers: Family<ModelLabel, Counter>,
     waiting_labels: Family<ModelLabel, Gauge>,
     buffered_events: Family<ModelLabel, Gauge>,
@@ -54,6 +55,7 @@ impl Metrics {
             bad_events: Family::default(),
             checkpoints: Family::default(),
             promotions: Family::default(),
+            rollbacks: Family::default(),
             challengers: Family::default(),
             waiting_labels: Family::default(),
             buffered_events: Family::default(),
@@ -72,6 +74,7 @@ impl Metrics {
         r.register("bad_events", "Input events that could not be decoded or featurised", m.bad_events.clone());
         r.register("checkpoints", "Checkpoints published", m.checkpoints.clone());
         r.register("promotions", "Checkpoints promoted", m.promotions.clone());
+        r.register("rollbacks", "Champions rolled back by the guard", m.rollbacks.clone());
         r.register("fresh_challengers", "Fresh challengers started after concept-drift alerts", m.challengers.clone());
         r.register("waiting_labels", "Labels waiting for their event", m.waiting_labels.clone());
         r.register("buffered_events", "Events waiting for their label (join window)", m.buffered_events.clone());
@@ -111,7 +114,12 @@ impl Metrics {
         self.bad_events.get_or_create(&model(name)).inc();
     }
 
-    /// A checkpoint was published.
+    /// The guard rolled a champion back.
+    pub fn rolled_back(&self, name: &str) {
+        self.rollbacks.get_or_create(&model(name)).inc();
+    }
+
+    /// A checkpoint was published (and maybe promoted).
     pub fn checkpoint(&self, name: &str, version: i64, promoted: bool, why: &str) {
         tracing::info!(model = name, version, promoted, why, "checkpoint published");
         self.checkpoints.get_or_create(&model(name)).inc();

@@ -14,6 +14,7 @@ use vigil_features::{FeatureError, Featurizer, Field};
 use vigil_learn::metrics::Prequential;
 use vigil_learn::select::{Metric, Policy};
 use vigil_learn::{Example, Learner, Setup};
+use vigil_stats::paired::Comparison;
 
 /// A featurised event waiting for its label.
 #[derive(Debug, Clone, PartialEq)]
@@ -389,26 +390,9 @@ impl Trainer {
 
     /// The paired test of the served model against the champion on the labels both scored.
     fn paired_evidence(&self, cfg: &LearnerConfig, why: String) -> (bool, String) {
-        use vigil_stats::paired;
-        let pairs = &self.state.pairs;
-        let (served, champion): (Vec<f64>, Vec<f64>) =
-            pairs.iter().map(|(a, b, _)| (f64::from(*a), f64::from(*b))).unzip();
-        let labels: Vec<bool> = pairs.iter().map(|p| p.2).collect();
-        let loss = |p: f64, l: bool| -(if l { p } else { 1.0 - p }).clamp(1e-15, 1.0).ln();
-        let (test, result) = match cfg.metric {
-            Metric::Auc => ("DeLong", paired::delong(&served, &champion, &labels, cfg.promote_margin)),
-            Metric::Accuracy => {
-                let hit = |p: f64, l: bool| f64::from(u8::from((p >= 0.5) == l));
-                let gains: Vec<f64> =
-                    pairs.iter().map(|(a, b, l)| hit(f64::from(*a), *l) - hit(f64::from(*b), *l)).collect();
-                ("paired z", paired::paired(&gains, cfg.promote_margin))
-            }
-            Metric::LogLoss => {
-                let gains: Vec<f64> =
-                    pairs.iter().map(|(a, b, l)| loss(f64::from(*b), *l) - loss(f64::from(*a), *l)).collect();
-                ("paired z", paired::paired(&gains, cfg.promote_margin))
-            }
-        };
+        let pairs: Vec<(f64, f64, bool)> =
+            self.state.pairs.iter().map(|(a, b, l)| (f64::from(*a), f64::from(*b), *l)).collect();
+        let (test, result) = compare(&pairs, cfg.metric, cfg.promote_margin);
         match result {
             Some(c) => (
                 c.p_value < cfg.promotion_alpha,
@@ -422,6 +406,31 @@ impl Trainer {
                 ),
             ),
             None => (false, format!("{why}; {test}: not enough shared labels of both classes ({})", pairs.len())),
+        }
+    }
+}
+
+/// Is the first model better than the second by more than `margin` on the same labelled examples
+/// (`(first's probability, second's, label)`)? DeLong's test for auc, a paired z-test on per-example
+/// gains for accuracy and log loss; the test's name and the comparison (`None` without enough of
+/// both classes).
+pub fn compare(pairs: &[(f64, f64, bool)], metric: Metric, margin: f64) -> (&'static str, Option<Comparison>) {
+    use vigil_stats::paired;
+    let loss = |p: f64, l: bool| -(if l { p } else { 1.0 - p }).clamp(1e-15, 1.0).ln();
+    let hit = |p: f64, l: bool| f64::from(u8::from((p >= 0.5) == l));
+    match metric {
+        Metric::Auc => {
+            let (first, second): (Vec<f64>, Vec<f64>) = pairs.iter().map(|(a, b, _)| (*a, *b)).unzip();
+            let labels: Vec<bool> = pairs.iter().map(|p| p.2).collect();
+            ("DeLong", paired::delong(&first, &second, &labels, margin))
+        }
+        Metric::Accuracy => {
+            let gains: Vec<f64> = pairs.iter().map(|(a, b, l)| hit(*a, *l) - hit(*b, *l)).collect();
+            ("paired z", paired::paired(&gains, margin))
+        }
+        Metric::LogLoss => {
+            let gains: Vec<f64> = pairs.iter().map(|(a, b, l)| loss(*b, *l) - loss(*a, *l)).collect();
+            ("paired z", paired::paired(&gains, margin))
         }
     }
 }
