@@ -92,6 +92,7 @@ async fn a_truly_better_arm_wins_is_promoted_and_an_account_never_switches_arm()
     assert_eq!(load["events"], 3000, "{load}");
 
     let (alert, e) = verdict(&stack).await;
+    println!("{}", alert.message);
     assert_eq!(e.verdict, Some(Verdict::B), "{e:?}");
     assert_eq!((alert.model.as_deref(), alert.model_version), (Some("fraud"), Some(1)), "{alert:?}");
     assert!(alert.message.contains("B (v1) wins"), "{}", alert.message);
@@ -139,6 +140,7 @@ async fn equal_arms_end_with_no_difference() {
     let load = stack.labelled_fraud_load("s", 6000, 2000).join().unwrap();
     assert_eq!(load["events"], 6000, "{load}");
     let (alert, e) = verdict(&stack).await;
+    println!("{}", alert.message);
     assert_eq!(e.verdict, Some(Verdict::NoDifference), "{e:?}");
     assert!(alert.message.contains("no difference larger than 0.05"), "{}", alert.message);
     assert_eq!(alert.model_version, None);

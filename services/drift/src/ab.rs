@@ -21,6 +21,10 @@ use crate::pending::Pending;
 /// Labels per arm before the first look (the normal approximation needs some).
 const MIN_LABELS: usize = 30;
 
+/// Labels per arm before "no difference" may be concluded: the variances are estimated, and a
+/// small sample of a rare outcome (a 1% error rate) makes them look smaller than they are.
+const MIN_LABELS_NO_DIFFERENCE: usize = 200;
+
 /// How often a running test's figures are published.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
@@ -109,7 +113,9 @@ impl Trial {
         let look = self.test.look(&a, &b, metric != OutcomeMetric::Cost);
         self.last = Some((a, b, look));
         let budget = self.arms.iter().all(|a| a.n as i64 >= self.experiment.max_labels);
+        let few = self.arms.iter().any(|a| a.n < MIN_LABELS_NO_DIFFERENCE);
         match look.decision {
+            Some(Decision::NoDifference) if few && !budget => None,
             Some(d) => Some(self.ended(d, false)),
             None if budget => Some(self.ended(Decision::NoDifference, true)),
             None => None,
