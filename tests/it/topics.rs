@@ -4,7 +4,7 @@ use vigil_e2e::*;
 use vigil_kafka::admin;
 
 fn config_file(prefix: &str) -> (std::path::PathBuf, Vec<String>) {
-    let names: Vec<String> = ["tx", "tx-labels", "scores", "models", "alerts", "drift", "dlq"]
+    let names: Vec<String> = ["tx", "tx-labels", "scores", "models", "alerts", "drift", "dlq", "experiments"]
         .iter()
         .map(|n| format!("{prefix}-{n}"))
         .collect();
@@ -16,6 +16,7 @@ models = "{3}"
 alerts = "{4}"
 drift = "{5}"
 dlq = "{6}"
+experiments = "{7}"
 partitions = 2
 
 [[inputs]]
@@ -24,7 +25,7 @@ schema = "dev.vigil.demo.Transaction"
 model = "fraud"
 labels = "{1}"
 "#,
-        names[0], names[1], names[2], names[3], names[4], names[5], names[6]
+        names[0], names[1], names[2], names[3], names[4], names[5], names[6], names[7]
     );
     (temp_file("vigil.toml", &text), names)
 }
