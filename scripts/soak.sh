@@ -11,6 +11,10 @@
 #   VIGIL_SOAK_KAFKA_PORT  the broker's port (19392; a demo broker on 9092 is left alone)
 #   VIGIL_SOAK_OUT       where the samples and the report go (target/soak)
 #   VIGIL_SOAK_HTTP_PORT first of the services' three metrics ports (19471)
+#   VIGIL_SOAK_DRIFT     1 (default): the demo's drift halfway; 0: a stationary stream throughout
+# The report also counts each model's promotions (MODEL_PROMOTED alerts) per hour, before and after
+# the drift, and how long after the drift the first one came: on a stationary stream the paired
+# promotion test should promote nothing after the first champion.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"
@@ -65,8 +69,11 @@ sampler=$!
 
 data_args=()
 [ -d "$VIGIL_ROOT/../shared/data/sentiment" ] && data_args=(--data "$VIGIL_ROOT/../shared/data/sentiment")
+[ "${VIGIL_SOAK_DRIFT:-1}" = 0 ] && data_args+=(--no-drift)
 echo "== soaking for $seconds s (memory samples: $out/rss.csv)" >&2
+started_ms=$(date +%s%3N)
 "$bin/vigil-load" demo --duration "$seconds" "${data_args[@]}" >"$out/summary.json"
+"$bin/vigil" tail "${VIGIL_TOPICS__ALERTS:-vigil.alerts}" --values-only --from beginning --idle-timeout 3 >"$out/alerts.jsonl" 2>/dev/null || true
 alive=0
 for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=$((alive + 1)); done
 "$bin/vigil" models list >"$out/models.txt"
@@ -75,9 +82,10 @@ for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=$((alive + 1)); 
 for i in 0 1 2; do
   curl -sf "http://127.0.0.1:$((http + i))/metrics" | grep -E '^vigil_(learner_(buffered|waiting)|drift_join_waiting)' || true
 done >"$out/joins.txt"
-"$VIGIL_PYTHON" - "$out" "$seconds" "$alive" <<'EOF'
+"$VIGIL_PYTHON" - "$out" "$seconds" "$alive" "$started_ms" "${VIGIL_SOAK_DRIFT:-1}" <<'EOF'
 import csv, json, sys
 out, seconds, alive = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+started_ms, drift = int(sys.argv[4]), sys.argv[5] != "0"
 rows = [r for r in csv.DictReader(open(f"{out}/rss.csv")) if float(r["scorer"]) > 0]
 warm = max(60, seconds // 4)
 report = {"seconds": seconds, "warm_up_s": warm, "services_alive": alive, "services": {}}
@@ -98,6 +106,28 @@ for svc in ("scorer", "learner", "drift"):
     report["services"][svc] = {"median_after_warm_up_mib": first, "median_at_end_mib": last, "peak_mib": max(after), "growth": round(growth, 4)}
     ok = ok and growth <= 0.10
 report["flat_within_10_percent"] = ok
+# Promotions per model: per hour over the run, before and after the drift (halfway), and the delay of
+# the first one after it. The bootstrap model's replacement (the learner's first champion) counts.
+alerts = [json.loads(l) for l in open(f"{out}/alerts.jsonl") if l.strip()]
+half = started_ms + seconds * 500
+promotions = {}
+for a in alerts:
+    if a.get("kind") != "MODEL_PROMOTED" or a.get("time", 0) < started_ms:
+        continue
+    promotions.setdefault(a.get("model") or "?", []).append(a["time"])
+report["drift"] = drift
+report["promotions"] = {}
+for m, times in sorted(promotions.items()):
+    times.sort()
+    before, after = [t for t in times if t < half], [t for t in times if t >= half]
+    report["promotions"][m] = {
+        "total": len(times),
+        "per_hour": round(len(times) * 3600 / seconds, 2),
+        "first_half": len(before),
+        "second_half": len(after),
+        "second_half_per_hour": round(len(after) * 7200 / seconds, 2),
+        "first_after_halfway_s": round((after[0] - half) / 1000, 1) if after else None,
+    }
 # A run of under ten minutes (make test's) is too short to judge memory: it only has to run.
 if seconds < 600:
     report["verdict"] = "too short to judge memory; services alive: %d of 3" % alive
