@@ -25,47 +25,51 @@ pub enum Metric {
     Cost,
 }
 
+/// `vigil ab start`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// The model.
+    model: String,
+    /// Arm B's version (default: the challenger, the newest candidate above the champion).
+    #[arg(long)]
+    b: Option<i64>,
+    /// Arm A's version (default: the champion).
+    #[arg(long)]
+    a: Option<i64>,
+    /// Share of the keys in arm B (0 to 1, exclusive).
+    #[arg(long, default_value_t = 0.5)]
+    share: f64,
+    /// Input field whose value decides the arm (e.g. account_id); default: the event id.
+    #[arg(long, default_value = "")]
+    key_field: String,
+    /// The outcome compared.
+    #[arg(long, value_enum, default_value = "accuracy")]
+    metric: Metric,
+    /// Cost of a false positive (metric cost).
+    #[arg(long, default_value_t = 1.0)]
+    fp_cost: f64,
+    /// Cost of a false negative (metric cost).
+    #[arg(long, default_value_t = 1.0)]
+    fn_cost: f64,
+    /// Level of the sequential test.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Smallest difference in the metric worth knowing.
+    #[arg(long, default_value_t = 0.02)]
+    min_effect: f64,
+    /// Labels per arm after which the test ends with no difference.
+    #[arg(long, default_value_t = 100_000)]
+    max_labels: i64,
+    /// Promote B when it wins (the learner does it, signed).
+    #[arg(long)]
+    auto_promote: bool,
+}
+
 /// The `ab` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AbCommand {
     /// Start an A/B test: a share of the traffic, stable by a key field, is decided by version B.
-    Start {
-        /// The model.
-        model: String,
-        /// Arm B's version (default: the challenger, the newest candidate above the champion).
-        #[arg(long)]
-        b: Option<i64>,
-        /// Arm A's version (default: the champion).
-        #[arg(long)]
-        a: Option<i64>,
-        /// Share of the keys in arm B (0 to 1, exclusive).
-        #[arg(long, default_value_t = 0.5)]
-        share: f64,
-        /// Input field whose value decides the arm (e.g. account_id); default: the event id.
-        #[arg(long, default_value = "")]
-        key_field: String,
-        /// The outcome compared.
-        #[arg(long, value_enum, default_value = "accuracy")]
-        metric: Metric,
-        /// Cost of a false positive (metric cost).
-        #[arg(long, default_value_t = 1.0)]
-        fp_cost: f64,
-        /// Cost of a false negative (metric cost).
-        #[arg(long, default_value_t = 1.0)]
-        fn_cost: f64,
-        /// Level of the sequential test.
-        #[arg(long, default_value_t = 0.05)]
-        alpha: f64,
-        /// Smallest difference in the metric worth knowing.
-        #[arg(long, default_value_t = 0.02)]
-        min_effect: f64,
-        /// Labels per arm after which the test ends with no difference.
-        #[arg(long, default_value_t = 100_000)]
-        max_labels: i64,
-        /// Promote B when it wins (the learner does it, signed).
-        #[arg(long)]
-        auto_promote: bool,
-    },
+    Start(StartArgs),
     /// Every model's latest A/B test, with its figures.
     Status {
         /// Only this model.
@@ -86,88 +90,11 @@ pub enum AbCommand {
 
 /// Runs an `ab` subcommand.
 pub async fn run(config: &Config, cmd: AbCommand) -> anyhow::Result<ExitCode> {
-    let codec = Codec::new();
-    let mut config = config.clone();
     // The inputs' schemas, to check a key field against.
-    if let Err(problems) = vigil_kafka::inputs::load_schemas(&codec, &mut config.inputs, &config.schema_registry).await
-    {
-        eprintln!("vigil: some input schemas are not available: {}", problems.join("; "));
-    }
+    let (codec, config) = super::with_input_schemas(config).await;
     let config = &config;
     match cmd {
-        AbCommand::Start {
-            model,
-            b,
-            a,
-            share,
-            key_field,
-            metric,
-            fp_cost,
-            fn_cost,
-            alpha,
-            min_effect,
-            max_labels,
-            auto_promote,
-        } => {
-            let (a, b) = arms(config, &codec, &model, a, b)?;
-            let mut problems = Vec::new();
-            if !(share > 0.0 && share < 1.0) {
-                problems.push(format!("--share {share} is not in (0, 1)"));
-            }
-            if !(alpha > 0.0 && alpha < 0.5) {
-                problems.push(format!("--alpha {alpha} is not in (0, 0.5)"));
-            }
-            if !(min_effect > 0.0 && min_effect.is_finite()) || max_labels < 100 {
-                problems.push("--min-effect must be above 0 and --max-labels at least 100".into());
-            }
-            if !(fp_cost >= 0.0 && fn_cost >= 0.0 && fp_cost + fn_cost > 0.0) {
-                problems.push("--fp-cost and --fn-cost must not be negative, nor both zero".into());
-            }
-            problems.extend(check_key_field(config, &codec, &model, &key_field));
-            if !problems.is_empty() {
-                bail!("cannot start the A/B test:\n  {}", problems.join("\n  "));
-            }
-            let now = now_ms();
-            let e = Experiment {
-                experiment_id: format!("ab-{model}-{now}"),
-                model: model.clone(),
-                version_a: a,
-                version_b: b,
-                share_b: share,
-                key_field,
-                metric: match metric {
-                    Metric::Accuracy => OutcomeMetric::Accuracy,
-                    Metric::Auc => OutcomeMetric::Auc,
-                    Metric::Cost => OutcomeMetric::Cost,
-                },
-                false_positive_cost: fp_cost,
-                false_negative_cost: fn_cost,
-                alpha,
-                min_effect,
-                max_labels,
-                auto_promote,
-                state: ExperimentState::Running,
-                started_at: now,
-                updated_at: now,
-                verdict: None,
-                labels_a: 0,
-                labels_b: 0,
-                metric_a: None,
-                metric_b: None,
-                p_value: None,
-                message: "started with vigil ab start".into(),
-            };
-            if let Some(running) = read(config, &codec)?.running(&model) {
-                bail!("{model} already has a running A/B test ({}); stop it first", running.experiment_id);
-            }
-            publish(config, &codec, &e).await?;
-            println!(
-                "{} started: {model} v{a} (A) against v{b} (B), {:.0}% of keys in B",
-                e.experiment_id,
-                share * 100.0
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        AbCommand::Start(args) => start(config, &codec, args).await,
         AbCommand::Status { model, output } => status(config, &codec, model.as_deref(), output),
         AbCommand::Stop { model, reason } => {
             let Some(running) = read(config, &codec)?.running(&model).cloned() else {
@@ -180,6 +107,65 @@ pub async fn run(config: &Config, cmd: AbCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `vigil ab start`: checks everything, then writes the RUNNING experiment.
+async fn start(config: &Config, codec: &Codec, args: StartArgs) -> anyhow::Result<ExitCode> {
+    let StartArgs {
+        model,
+        b,
+        a,
+        share,
+        key_field,
+        metric,
+        fp_cost,
+        fn_cost,
+        alpha,
+        min_effect,
+        max_labels,
+        auto_promote,
+    } = args;
+    let (a, b) = arms(config, codec, &model, a, b)?;
+    let mut problems = Vec::new();
+    if !(share > 0.0 && share < 1.0) {
+        problems.push(format!("--share {share} is not in (0, 1)"));
+    }
+    if !(alpha > 0.0 && alpha < 0.5) {
+        problems.push(format!("--alpha {alpha} is not in (0, 0.5)"));
+    }
+    if !(min_effect > 0.0 && min_effect.is_finite()) || max_labels < 100 {
+        problems.push("--min-effect must be above 0 and --max-labels at least 100".into());
+    }
+    if !(fp_cost >= 0.0 && fn_cost >= 0.0 && fp_cost + fn_cost > 0.0) {
+        problems.push("--fp-cost and --fn-cost must not be negative, nor both zero".into());
+    }
+    problems.extend(check_key_field(config, codec, &model, &key_field));
+    if !problems.is_empty() {
+        bail!("cannot start the A/B test:\n  {}", problems.join("\n  "));
+    }
+    if let Some(running) = read(config, codec)?.running(&model) {
+        bail!("{model} already has a running A/B test ({}); stop it first", running.experiment_id);
+    }
+    let now = now_ms();
+    let e = Experiment {
+        key_field,
+        metric: match metric {
+            Metric::Accuracy => OutcomeMetric::Accuracy,
+            Metric::Auc => OutcomeMetric::Auc,
+            Metric::Cost => OutcomeMetric::Cost,
+        },
+        false_positive_cost: fp_cost,
+        false_negative_cost: fn_cost,
+        alpha,
+        min_effect,
+        max_labels,
+        auto_promote,
+        message: "started with vigil ab start".into(),
+        ..Experiment::running(&format!("ab-{model}-{now}"), &model, (a, b), share, now)
+    };
+    publish(config, codec, &e).await?;
+    println!("{} started: {model} v{a} (A) against v{b} (B), {:.0}% of keys in B", e.experiment_id, share * 100.0);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arms A and B: the named versions, else the champion and the challenger; each must be one the

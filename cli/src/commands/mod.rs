@@ -63,6 +63,18 @@ pub fn print_config(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A codec that knows the inputs' schemas (from their files or the schema registry), and the
+/// configuration with the registry's schemas filled in; what cannot be loaded is said, not fatal.
+pub(crate) async fn with_input_schemas(config: &Config) -> (vigil_events::Codec, Config) {
+    let codec = vigil_events::Codec::new();
+    let mut config = config.clone();
+    if let Err(problems) = vigil_kafka::inputs::load_schemas(&codec, &mut config.inputs, &config.schema_registry).await
+    {
+        eprintln!("vigil: some input schemas are not available: {}", problems.join("; "));
+    }
+    (codec, config)
+}
+
 /// The schema a topic carries, by the configuration.
 pub fn schema_for_topic<'a>(config: &'a Config, topic: &str) -> Option<&'a str> {
     use vigil_events::schemas::names;

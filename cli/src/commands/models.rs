@@ -122,13 +122,8 @@ pub enum ModelsCommand {
 
 /// Runs a `models` subcommand.
 pub async fn run(config: &Config, cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
-    let codec = Codec::new();
-    let mut config = config.clone();
     // The inputs' schemas, for validating a registered model's spec against its records.
-    if let Err(problems) = vigil_kafka::inputs::load_schemas(&codec, &mut config.inputs, &config.schema_registry).await
-    {
-        eprintln!("vigil: some input schemas are not available: {}", problems.join("; "));
-    }
+    let (codec, config) = super::with_input_schemas(config).await;
     let config = &config;
     match cmd {
         ModelsCommand::List { model, output } => list(config, &codec, model, output),

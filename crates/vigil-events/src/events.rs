@@ -360,6 +360,37 @@ impl Event for Experiment {
 }
 
 impl Experiment {
+    /// A running experiment of `model`, A against B with `share_b` of the keys in B, started at
+    /// `now_ms`, with the schema's defaults elsewhere (accuracy, level 0.05, smallest effect 0.02,
+    /// 100,000 labels per arm, keys by event id, no automatic promotion).
+    pub fn running(id: &str, model: &str, (a, b): (i64, i64), share_b: f64, now_ms: i64) -> Experiment {
+        Experiment {
+            experiment_id: id.to_string(),
+            model: model.to_string(),
+            version_a: a,
+            version_b: b,
+            share_b,
+            key_field: String::new(),
+            metric: OutcomeMetric::Accuracy,
+            false_positive_cost: 1.0,
+            false_negative_cost: 1.0,
+            alpha: 0.05,
+            min_effect: 0.02,
+            max_labels: 100_000,
+            auto_promote: false,
+            state: ExperimentState::Running,
+            started_at: now_ms,
+            updated_at: now_ms,
+            verdict: None,
+            labels_a: 0,
+            labels_b: 0,
+            metric_a: None,
+            metric_b: None,
+            p_value: None,
+            message: String::new(),
+        }
+    }
+
     /// Whether the event whose key field holds `key` is in arm B: FNV-1a (64-bit) over the
     /// experiment id, a zero byte and the key, mixed by SplitMix64's finaliser, below `share_b` of
     /// the range — stable per key and experiment, across restarts, releases and languages.

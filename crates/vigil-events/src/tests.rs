@@ -528,31 +528,7 @@ proptest! {
 
 #[test]
 fn arms_are_stable_per_key_and_near_the_share() {
-    let ab = |id: &str, share: f64| Experiment {
-        experiment_id: id.into(),
-        model: "fraud".into(),
-        version_a: 1,
-        version_b: 2,
-        share_b: share,
-        key_field: "account_id".into(),
-        metric: OutcomeMetric::Accuracy,
-        false_positive_cost: 1.0,
-        false_negative_cost: 1.0,
-        alpha: 0.05,
-        min_effect: 0.02,
-        max_labels: 1000,
-        auto_promote: false,
-        state: ExperimentState::Running,
-        started_at: 0,
-        updated_at: 0,
-        verdict: None,
-        labels_a: 0,
-        labels_b: 0,
-        metric_a: None,
-        metric_b: None,
-        p_value: None,
-        message: String::new(),
-    };
+    let ab = |id: &str, share: f64| Experiment::running(id, "fraud", (1, 2), share, 0);
     let (e, other) = (ab("ab-1", 0.3), ab("ab-2", 0.3));
     let keys: Vec<String> = (0..20_000).map(|i| format!("acct-{i}")).collect();
     let b = keys.iter().filter(|k| e.in_b(k)).count() as f64 / keys.len() as f64;

@@ -78,34 +78,9 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_events::OutcomeMetric;
 
-    pub(crate) fn experiment(id: &str, state: ExperimentState) -> Experiment {
-        Experiment {
-            experiment_id: id.into(),
-            model: "fraud".into(),
-            version_a: 1,
-            version_b: 2,
-            share_b: 0.5,
-            key_field: String::new(),
-            metric: OutcomeMetric::Accuracy,
-            false_positive_cost: 1.0,
-            false_negative_cost: 1.0,
-            alpha: 0.05,
-            min_effect: 0.02,
-            max_labels: 1000,
-            auto_promote: false,
-            state,
-            started_at: 1,
-            updated_at: 1,
-            verdict: None,
-            labels_a: 0,
-            labels_b: 0,
-            metric_a: None,
-            metric_b: None,
-            p_value: None,
-            message: String::new(),
-        }
+    fn experiment(id: &str, state: ExperimentState) -> Experiment {
+        Experiment { state, ..Experiment::running(id, "fraud", (1, 2), 0.5, 1) }
     }
 
     #[test]
