@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -283,7 +284,13 @@ pub async fn run<H: Handler>(
                 generation = now;
             };
             while batch.len() < cfg.max_batch {
-                match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                // What the consumer holds already is taken without arming a timer; only an empty
+                // queue waits, until the batch's deadline.
+                let next = match consumer.recv().now_or_never() {
+                    Some(r) => Ok(r),
+                    None => tokio::time::timeout_at(deadline, consumer.recv()).await,
+                };
+                match next {
                     Ok(Ok(m)) => {
                         stale(&mut batch);
                         batch.push(Input::from_message(&m));
@@ -344,7 +351,8 @@ pub async fn run<H: Handler>(
     };
     consumer.unsubscribe();
     let (consumed, produced, dead_lettered) = counters.snapshot();
-    tracing::info!(consumed, produced, dead_lettered, drained, "consume loop stopped");
+    let full_waits = sink.full_waits.load(Ordering::Relaxed);
+    tracing::info!(consumed, produced, dead_lettered, drained, full_waits, "consume loop stopped");
     result.map(|()| Summary { consumed, produced, dead_lettered, drained })
 }
 

@@ -83,11 +83,15 @@ impl ProducerContext for SinkContext {
             Err((e, _)) => {
                 // The idempotent producer has retried until delivery.timeout.ms: the input stays
                 // uncommitted, and the loop stops so that a restart consumes it again.
-                self.failures.count.fetch_add(1, Ordering::SeqCst);
+                let n = self.failures.count.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Ok(mut last) = self.failures.last.lock() {
                     *last = Some(e.to_string());
                 }
-                tracing::error!(error = %e, "delivery failed; its input will not be committed");
+                // The 1st, 2nd, 4th, 8th… failure is logged: a purged queue of 100,000 records at
+                // shutdown is 17 lines, not 100,000.
+                if n.is_power_of_two() {
+                    tracing::error!(error = %e, failures = n, "delivery failed; its input will not be committed");
+                }
             }
         }
     }
@@ -105,6 +109,8 @@ pub struct Sink {
     producer: Arc<ThreadedProducer<SinkContext>>,
     failures: Arc<Failures>,
     acked: Arc<AtomicU64>,
+    /// Waits for room in a full producer queue.
+    pub full_waits: AtomicU64,
 }
 
 impl Sink {
@@ -116,7 +122,7 @@ impl Sink {
         let producer = config
             .create_with_context(context)
             .map_err(|source| KafkaPlumbingError::Client { what: "creating a producer", source })?;
-        Ok(Sink { producer: Arc::new(producer), failures, acked })
+        Ok(Sink { producer: Arc::new(producer), failures, acked, full_waits: AtomicU64::new(0) })
     }
 
     /// Enqueues `output`; its acknowledgement acks `ticket` in the tracker. Waits while the
@@ -145,6 +151,7 @@ impl Sink {
         let mut opaque = Box::new(ticket);
         while let Some(back) = self.enqueue_unless_stopping(output, opaque, shutdown)? {
             opaque = back;
+            self.full_waits.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         Ok(())
