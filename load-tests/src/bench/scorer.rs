@@ -1,5 +1,6 @@
 //! The scorer benchmark: fraud (MLP) and sentiment (hashed text) against the forwarder on the same
-//! preloaded topics, latency at half the live maximum, and memory under a backlog.
+//! preloaded topics, latency at half the live maximum and at a fixed 10,000 events/s, and memory
+//! under a backlog.
 
 use super::*;
 
@@ -128,32 +129,15 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         );
         drop_topics(env, &[&input]).await;
     }
-    // The scorer's live maximum (generator and system on this machine together); latency at half of it.
+    // The scorer's live maximum (generator and system on this machine together); latency at half of
+    // it, and at a fixed 10,000 events/s.
     let live = latency(env, &scorer, workload, None, events, 77).await?;
     let half = (live.achieved / 2.0).max(100.0);
-    let (mut s_p99, mut f_p99, mut s_p50, mut f_p50) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..env.rounds {
-        let n = (half * env.latency_secs) as u64;
-        let order: [&System; 2] = if round % 2 == 0 { [&scorer, &forwarder] } else { [&forwarder, &scorer] };
-        for system in order {
-            let l = latency(env, system, workload, Some(half), n, 200 + round as u64).await?;
-            if system.name == scorer.name {
-                s_p99.push(l.percentiles.p99_ms);
-                s_p50.push(l.percentiles.p50_ms);
-                s_rss.push(l.rss_mb);
-            } else {
-                f_p99.push(l.percentiles.p99_ms);
-                f_p50.push(l.percentiles.p50_ms);
-            }
-        }
-        eprintln!(
-            "{} latency round {} at {half:.0}/s: p99 scorer {:.2} ms, forwarder {:.2} ms",
-            scorer.name,
-            round + 1,
-            s_p99[round],
-            f_p99[round]
-        );
-    }
+    let at_half = latencies(env, [&scorer, &forwarder], workload, half, 200).await?;
+    let at_10k = latencies(env, [&scorer, &forwarder], workload, 10_000.0, 300).await?;
+    s_rss.extend(at_half.rss.iter().chain(&at_10k.rss));
+    let (s_p50, s_p99, f_p50, f_p99) =
+        (at_half.p50[0].clone(), at_half.p99[0].clone(), at_half.p50[1].clone(), at_half.p99[1].clone());
     let ratios: Vec<f64> = s_rate.iter().zip(&f_rate).map(|(s, f)| s / f).collect();
     table(&[
         ("scorer events/s", &s_rate),
@@ -164,6 +148,8 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         ("scorer inference us/event", &s_infer),
         ("scorer p99 ms", &s_p99),
         ("forwarder p99 ms", &f_p99),
+        ("scorer p99 ms @ 10k/s", &at_10k.p99[0]),
+        ("forwarder p99 ms @ 10k/s", &at_10k.p99[1]),
     ]);
     Ok(json!({
         "scorer_events_per_s": median(&s_rate),
@@ -181,6 +167,11 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         "p99_difference_ms": median(&s_p99) - median(&f_p99),
         "scorer_p99_ms_runs": s_p99,
         "forwarder_p99_ms_runs": f_p99,
+        "scorer_p50_ms_10k": median(&at_10k.p50[0]),
+        "forwarder_p50_ms_10k": median(&at_10k.p50[1]),
+        "scorer_p99_ms_10k": median(&at_10k.p99[0]),
+        "forwarder_p99_ms_10k": median(&at_10k.p99[1]),
+        "p99_difference_ms_10k": median(&at_10k.p99[0]) - median(&at_10k.p99[1]),
         "scorer_rss_mb": s_rss.iter().cloned().fold(0.0, f64::max),
         "scorer_cpu_us_per_event": median(&s_cpu),
         "forwarder_cpu_us_per_event": median(&f_cpu),
@@ -188,6 +179,48 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         "scorer_mean_batch": median(&s_batch),
         "events": events,
     }))
+}
+
+/// Latency percentiles of two systems at one rate, over `env.rounds` alternating rounds.
+struct Latencies {
+    /// p50 and p99 per system (in the order given), one value per round.
+    p50: [Vec<f64>; 2],
+    p99: [Vec<f64>; 2],
+    /// The first system's peak RSS per round.
+    rss: Vec<f64>,
+}
+
+async fn latencies(
+    env: &Env,
+    systems: [&System; 2],
+    workload: Workload,
+    rate: f64,
+    seed: u64,
+) -> Result<Latencies, BenchError> {
+    let mut out = Latencies { p50: [Vec::new(), Vec::new()], p99: [Vec::new(), Vec::new()], rss: Vec::new() };
+    let n = (rate * env.latency_secs) as u64;
+    for round in 0..env.rounds {
+        // Alternate which goes first.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let l = latency(env, systems[i], workload, Some(rate), n, seed + round as u64).await?;
+            out.p50[i].push(l.percentiles.p50_ms);
+            out.p99[i].push(l.percentiles.p99_ms);
+            if i == 0 {
+                out.rss.push(l.rss_mb);
+            }
+        }
+        eprintln!(
+            "{} latency round {} at {rate:.0}/s: p99 {} {:.2} ms, {} {:.2} ms",
+            systems[0].name,
+            round + 1,
+            systems[0].name,
+            out.p99[0][round],
+            systems[1].name,
+            out.p99[1][round]
+        );
+    }
+    Ok(out)
 }
 
 /// The scorer benchmark: fraud (MLP) and sentiment (hashed text) against the forwarder, and the
@@ -221,6 +254,8 @@ pub async fn scorer(env: &Env) -> Result<Json, BenchError> {
         "throughput_ratio": fraud["throughput_ratio"],
         "scorer_p99_ms": fraud["scorer_p99_ms"],
         "forwarder_p99_ms": fraud["forwarder_p99_ms"],
+        "scorer_p99_ms_10k": fraud["scorer_p99_ms_10k"],
+        "forwarder_p99_ms_10k": fraud["forwarder_p99_ms_10k"],
         "scorer_rss_mb": fraud["scorer_rss_mb"],
         "fraud_mlp": fraud,
         "sentiment": text,
