@@ -6,9 +6,8 @@
 //! just before an operator's stop cannot start the test again.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use vigil_events::{Codec, Experiment, ExperimentState};
 
 use crate::{KafkaPlumbingError, client};
@@ -67,12 +66,7 @@ pub async fn publish(
     topic: &str,
     e: &Experiment,
 ) -> Result<(), KafkaPlumbingError> {
-    let payload = codec.encode_event(e).map_err(|e| KafkaPlumbingError::Delivery(e.to_string()))?;
-    producer
-        .send(FutureRecord::to(topic).key(e.model.as_bytes()).payload(&payload[..]), Duration::from_secs(30))
-        .await
-        .map_err(|(source, _)| KafkaPlumbingError::Produce { topic: topic.to_string(), source })?;
-    Ok(())
+    crate::models::publish_event(producer, codec, topic, &e.model, e).await
 }
 
 #[cfg(test)]

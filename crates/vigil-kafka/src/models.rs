@@ -73,8 +73,18 @@ pub async fn publish(
     topic: &str,
     cp: &ModelCheckpoint,
 ) -> Result<(), KafkaPlumbingError> {
-    let payload = codec.encode_event(cp).map_err(|e| KafkaPlumbingError::Delivery(e.to_string()))?;
-    let key = cp.key();
+    publish_event(producer, codec, topic, &cp.key(), cp).await
+}
+
+/// Publishes one of Vigil's records under `key` and waits for the acknowledgement.
+pub async fn publish_event<E: vigil_events::Event>(
+    producer: &FutureProducer<client::LogContext>,
+    codec: &Codec,
+    topic: &str,
+    key: &str,
+    value: &E,
+) -> Result<(), KafkaPlumbingError> {
+    let payload = codec.encode_event(value).map_err(|e| KafkaPlumbingError::Delivery(e.to_string()))?;
     producer
         .send(FutureRecord::to(topic).key(key.as_bytes()).payload(&payload[..]), Duration::from_secs(30))
         .await

@@ -143,7 +143,7 @@ impl Trial {
             Decision::NoDifference => Verdict::NoDifference,
         });
         let Some((a, b, look)) = self.last else { return e };
-        let metric = format!("{:?}", e.metric).to_lowercase();
+        let metric = metric_name(e.metric);
         let figures = format!(
             "{metric} A (v{}) {:.4} on {} labels, B (v{}) {:.4} on {}; B − A = {:+.4} ± {:.4} (always-valid, level {}), p = {:.3}",
             e.version_a, a.value, a.n, e.version_b, b.value, b.n, look.difference, look.radius, e.alpha, look.p_value
@@ -249,6 +249,14 @@ impl Judge {
     }
 }
 
+fn metric_name(m: OutcomeMetric) -> &'static str {
+    match m {
+        OutcomeMetric::Accuracy => "accuracy",
+        OutcomeMetric::Auc => "auc",
+        OutcomeMetric::Cost => "cost",
+    }
+}
+
 /// The alert that ends a test.
 fn verdict_alert(e: &Experiment) -> Alert {
     let winner = match e.verdict {
@@ -266,7 +274,7 @@ fn verdict_alert(e: &Experiment) -> Alert {
         model_version: winner,
         feature: None,
         detector: Some("msprt".into()),
-        statistic: Some(format!("{:?}", e.metric).to_lowercase()),
+        statistic: Some(metric_name(e.metric).to_string()),
         value: match (e.metric_a, e.metric_b) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,

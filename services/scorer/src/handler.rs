@@ -118,15 +118,16 @@ impl Layout {
     }
 }
 
-/// The value of an A/B test's key field, as text.
-fn key_text(field: &Field<'_>) -> String {
-    match field {
-        Field::Str(s) => s.to_string(),
-        Field::Int(i) => i.to_string(),
-        Field::Float(f) => f.to_string(),
-        Field::Bool(b) => b.to_string(),
-        Field::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        Field::Null | Field::Other => String::new(),
+/// The value of an A/B test's key field, as text (borrowed when it is text already).
+fn key_text<'a>(field: &Field<'a>) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    match *field {
+        Field::Str(s) => Cow::Borrowed(s),
+        Field::Int(i) => Cow::Owned(i.to_string()),
+        Field::Float(f) => Cow::Owned(f.to_string()),
+        Field::Bool(b) => Cow::Owned(b.to_string()),
+        Field::Bytes(b) => String::from_utf8_lossy(b),
+        Field::Null | Field::Other => Cow::Borrowed(""),
     }
 }
 
@@ -396,8 +397,10 @@ impl Scorer {
                 _ => format!("{}/{}/{}", input.topic, input.partition, input.offset),
             };
             if let Some(ab) = &slot.ab {
-                let key = layout.key.map_or_else(|| id.clone(), |k| key_text(&fields[k]));
-                let b = ab.experiment.in_b(&key);
+                let b = match layout.key {
+                    Some(k) => ab.experiment.in_b(&key_text(&fields[k])),
+                    None => ab.experiment.in_b(&id),
+                };
                 let (served, map) = if b { (&ab.b, &layout.challenger) } else { (&ab.a, &layout.champion) };
                 if let Err(e) = groups.rows(served, capacity).push(i, &id, fields, map) {
                     return Err(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() });
