@@ -86,28 +86,12 @@ async fn a_truly_better_arm_wins_is_promoted_and_an_account_never_switches_arm()
     wait_ready(port, T, "the learner");
     let (code, out, _) = stack.vigil(&["ab", "start", "fraud", "--a", "2", "--b", "1"], None);
     assert_ne!(code, 0, "a second test of the same model is refused: {out}");
-    let _scorer = Running(stack.spawn("vigil-scorer", &[]));
-    let _drift = Running(stack.spawn("vigil-drift", &[]));
-    let load = stack.labelled_fraud_load("w", 3000, 1000).join().unwrap();
-    assert_eq!(load["events"], 3000, "{load}");
-
-    let (alert, e) = verdict(&stack).await;
-    println!("{}", alert.message);
-    assert_eq!(e.verdict, Some(Verdict::B), "{e:?}");
-    assert_eq!((alert.model.as_deref(), alert.model_version), (Some("fraud"), Some(1)), "{alert:?}");
-    assert!(alert.message.contains("B (v1) wins"), "{}", alert.message);
-    assert!(e.metric_b.unwrap() > e.metric_a.unwrap() + 0.5, "{e:?}");
-    assert!(e.p_value.unwrap() <= 0.05 && e.labels_a >= 30 && e.labels_b >= 30, "{e:?}");
-    // The learner promotes the winner, signed as its own promotions are, with the verdict as reason.
+    // Served under the test before anyone judges it (the judge would end it within a few hundred
+    // labels): every account's events went to one arm, and both arms served.
     let codec = Codec::new();
-    let won = |r: &[vigil_kafka::Input]| {
-        r.iter().filter_map(|i| codec.decode_event::<ModelCheckpoint>(i.payload.as_deref()?).ok()).any(|cp| {
-            cp.version == 1 && cp.status == CheckpointStatus::Promoted && cp.status_reason.contains("won A/B test")
-        })
-    };
-    collect_until(&stack.models, "read_committed", T, "the winner promoted", won).await;
-
-    // Each account's events went to one arm, and both arms served.
+    let _scorer = Running(stack.spawn("vigil-scorer", &[]));
+    let load = stack.labelled_fraud_load("w1", 3000, 1000).join().unwrap();
+    assert_eq!(load["events"], 3000, "{load}");
     let arms = arms(&stack).await;
     let txs = read_all(&stack.tx, "read_committed", Duration::from_secs(2)).await;
     let mut by_account: HashMap<String, Vec<&str>> = HashMap::new();
@@ -121,6 +105,26 @@ async fn a_truly_better_arm_wins_is_promoted_and_an_account_never_switches_arm()
     let repeat = by_account.values().filter(|a| a.len() >= 2).count();
     let in_b = by_account.values().filter(|a| a[0] == "B").count() as f64 / by_account.len() as f64;
     assert!(repeat >= 50 && (0.35..0.65).contains(&in_b), "{repeat} repeat accounts, {in_b} in B");
+
+    // Judged: B wins and the learner promotes it.
+    let _drift = Running(stack.spawn("vigil-drift", &[]));
+    let load = stack.labelled_fraud_load("w2", 3000, 1000).join().unwrap();
+    assert_eq!(load["events"], 3000, "{load}");
+    let (alert, e) = verdict(&stack).await;
+    println!("{}", alert.message);
+    assert_eq!(e.verdict, Some(Verdict::B), "{e:?}");
+    assert_eq!((alert.model.as_deref(), alert.model_version), (Some("fraud"), Some(1)), "{alert:?}");
+    assert!(alert.message.contains("B (v1) wins"), "{}", alert.message);
+    assert!(e.metric_b.unwrap() > e.metric_a.unwrap() + 0.5, "{e:?}");
+    assert!(e.p_value.unwrap() <= 0.05 && e.labels_a >= 30 && e.labels_b >= 30, "{e:?}");
+    // The learner promotes the winner, signed as its own promotions are, with the verdict as reason.
+    let won = |r: &[vigil_kafka::Input]| {
+        r.iter().filter_map(|i| codec.decode_event::<ModelCheckpoint>(i.payload.as_deref()?).ok()).any(|cp| {
+            cp.version == 1 && cp.status == CheckpointStatus::Promoted && cp.status_reason.contains("won A/B test")
+        })
+    };
+    collect_until(&stack.models, "read_committed", T, "the winner promoted", won).await;
+
     let (code, out, _) = stack.vigil(&["ab", "status", "fraud"], None);
     assert_eq!(code, 0);
     assert!(out.contains("Done") && out.contains("verdict B"), "{out}");
