@@ -45,7 +45,12 @@ async fn labels_make_a_promoted_model_that_the_scorer_serves() {
     .await;
     let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
     assert_eq!(code, 0, "{err}");
-    let mut scorer = stack.spawn("vigil-scorer", &[]);
+    // The scorer serves the bootstrap version before any label comes (under load, a scorer slower to
+    // start than the learner to promote never scored with v1).
+    let port = free_port();
+    let log = std::env::temp_dir().join(unique("learn-scorer.log"));
+    let mut scorer = stack.spawn_logged("vigil-scorer", port, &log);
+    wait_ready(port, T, "the scorer");
     let mut learner = stack.spawn("vigil-learner", &[]);
     let first = 6000u64;
     stack.load(&[
