@@ -4,10 +4,12 @@
 //! inputs through a [`RecordReader`], so the scorer, the learner and the drift service accept the
 //! same records and refuse the same ones, with the same [`CodecError`].
 
+use std::sync::{Arc, Mutex};
+
 use apache_avro::Schema;
 use apache_avro::types::Value;
 
-use crate::codec::{Codec, Wanted};
+use crate::codec::{Codec, PlanAndBody, Wanted, WriterId, frame};
 use crate::error::CodecError;
 use crate::fast::Field;
 use crate::json::from_json;
@@ -31,7 +33,13 @@ pub struct RecordReader {
     wanted: Wanted,
     /// Position of each wanted field in the reader schema (for value trees).
     positions: Vec<Option<usize>>,
+    /// The fast plan of the last writer schema read, kept while records keep that writer (most
+    /// topics have one): the codec's shared lookup per record was a tenth of the scorer's decoding.
+    last: Arc<Mutex<Option<LastPlan>>>,
 }
+
+/// A writer schema and its fast plan.
+type LastPlan = (WriterId, Arc<crate::fast::Plan>);
 
 impl RecordReader {
     /// A reader of `wanted` fields of records of the current schema `schema_name`, encoded as
@@ -48,7 +56,8 @@ impl RecordReader {
             _ => Vec::new(),
         };
         let positions = wanted.names().iter().map(|w| names.iter().position(|n| n == w)).collect();
-        Ok(RecordReader { schema_name: schema_name.to_string(), schema, encoding, wanted, positions })
+        let last = Arc::new(Mutex::new(None));
+        Ok(RecordReader { schema_name: schema_name.to_string(), schema, encoding, wanted, positions, last })
     }
 
     /// The wanted fields.
@@ -76,7 +85,7 @@ impl RecordReader {
     pub fn read<R>(&self, codec: &Codec, payload: &[u8], f: impl FnOnce(&[Field<'_>]) -> R) -> Result<R, CodecError> {
         match self.encoding {
             Encoding::Avro => {
-                if let Some((plan, body)) = codec.plan(payload, &self.schema_name, &self.wanted)? {
+                if let Some((plan, body)) = self.plan(codec, payload)? {
                     let mut fields = Vec::with_capacity(self.wanted.len());
                     plan.read(body, &mut fields)?;
                     return Ok(f(&fields));
@@ -94,6 +103,23 @@ impl RecordReader {
                 Ok(f(&self.fields_of(&value)?))
             }
         }
+    }
+
+    /// The fast plan for `payload`'s writer schema (the last one's when the writer is the same).
+    fn plan<'b>(&self, codec: &Codec, payload: &'b [u8]) -> Result<Option<PlanAndBody<'b>>, CodecError> {
+        let framed = frame(payload)?;
+        let writer = framed.writer;
+        if let Ok(last) = self.last.lock()
+            && let Some((w, plan)) = last.as_ref()
+            && *w == writer
+        {
+            return Ok(Some((plan.clone(), framed.body)));
+        }
+        let planned = codec.plan(payload, &self.schema_name, &self.wanted)?;
+        if let (Some((plan, _)), Ok(mut last)) = (&planned, self.last.lock()) {
+            *last = Some((writer, plan.clone()));
+        }
+        Ok(planned)
     }
 
     fn fields_of<'v>(&self, value: &'v Value) -> Result<Vec<Field<'v>>, CodecError> {

@@ -100,3 +100,7 @@ where
         }
     })
 }
+
+/// Every Vigil program allocates with mimalloc (see the crate docs on `GLOBAL`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -145,8 +145,19 @@ impl Rows {
         fields: &[Field<'_>],
         map: &[usize],
     ) -> Result<(), vigil_features::FeatureError> {
-        let mine: Vec<Field<'_>> = map.iter().map(|i| fields[*i]).collect();
-        self.served.featurizer.push(&mut self.builder, id, &mine)?;
+        // On the stack for the usual few dozen fields (this runs for every record).
+        let mut stack = [Field::Null; 48];
+        let mut heap = Vec::new();
+        let mine: &mut [Field<'_>] = if map.len() <= stack.len() {
+            &mut stack[..map.len()]
+        } else {
+            heap.resize(map.len(), Field::Null);
+            &mut heap
+        };
+        for (m, i) in mine.iter_mut().zip(map) {
+            *m = fields[*i];
+        }
+        self.served.featurizer.push(&mut self.builder, id, mine)?;
         self.inputs.push(input);
         Ok(())
     }
@@ -160,7 +171,8 @@ pub fn in_share(event_id: &str, share: f64) -> bool {
 /// The rows of one batch, grouped by model version, and the slots they were taken from.
 #[derive(Default)]
 struct Groups {
-    rows: HashMap<(String, i64), Rows>,
+    /// One entry per model version (a handful: found by pointer, not hashed, for every record).
+    rows: Vec<Rows>,
     slots: HashMap<String, Arc<Slot>>,
     /// Inputs served by an A/B test's arm: the test, and whether the arm is B.
     arms: HashMap<usize, (Arc<Ab>, bool)>,
@@ -168,8 +180,24 @@ struct Groups {
 
 impl Groups {
     fn rows(&mut self, served: &Arc<Served>, capacity: usize) -> &mut Rows {
-        self.rows.entry(served.key.clone()).or_insert_with(|| Rows::new(served.clone(), capacity))
+        let i = match self.rows.iter().position(|r| Arc::ptr_eq(&r.served, served) || r.served.key == served.key) {
+            Some(i) => i,
+            None => {
+                self.rows.push(Rows::new(served.clone(), capacity));
+                self.rows.len() - 1
+            }
+        };
+        &mut self.rows[i]
     }
+}
+
+/// What every record of one input topic in a batch shares: its model's slot and field layout, and
+/// the topic's record counter (looked up once per run of records from the topic, not per record).
+struct TopicContext {
+    topic: String,
+    slot: Arc<Slot>,
+    layout: Arc<Layout>,
+    events: prometheus_client::metrics::counter::Counter,
 }
 
 /// One model version's part of a batch after inference.
@@ -188,8 +216,17 @@ impl Handler for Scorer {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut ids: Vec<String> = vec![String::new(); batch.len()];
         let mut groups = Groups::default();
+        let mut context: Option<Result<TopicContext, Reason>> = None;
         for (i, input) in batch.iter().enumerate() {
-            match self.featurise(i, input, batch.len(), &mut groups)? {
+            if !matches!(&context, Some(Ok(c)) if c.topic == input.topic) {
+                context = Some(self.topic_context(&input.topic, &mut groups)?);
+            }
+            let read = match &context {
+                Some(Ok(c)) => self.featurise(i, input, c, batch.len(), &mut groups),
+                Some(Err(reason)) => Err(reason.clone()),
+                None => continue,
+            };
+            match read {
                 Ok(id) => ids[i] = id,
                 Err(reason) => outcomes[i] = Some(self.dead(reason)),
             }
@@ -248,7 +285,8 @@ impl Scorer {
     async fn infer(&mut self, groups: Groups) -> Vec<Ran> {
         let Groups { rows: groups, slots, .. } = groups;
         let mut pending = Vec::new();
-        for (key, rows) in groups {
+        for rows in groups {
+            let key = rows.served.key.clone();
             let variant = slots
                 .get(&key.0)
                 .map(|s| {
@@ -355,26 +393,21 @@ impl Scorer {
         }
     }
 
-    /// Decodes one input and adds its rows to the batch's groups; returns its event id, or why it is
-    /// a dead letter. An `Err` (no champion for a model that had one) stops the loop.
-    fn featurise(
+    /// The slot, layout and counter of an input topic's records, or why they are dead letters. An
+    /// `Err` (no champion for a model that had one) stops the loop.
+    fn topic_context(
         &mut self,
-        i: usize,
-        input: &Input,
-        capacity: usize,
+        topic: &str,
         groups: &mut Groups,
-    ) -> Result<Result<String, Reason>, HandlerError> {
-        let Some(route) = self.routes.get_mut(&input.topic) else {
+    ) -> Result<Result<TopicContext, Reason>, HandlerError> {
+        let Some(route) = self.routes.get_mut(topic) else {
             return Ok(Err(Reason {
                 stage: "route",
                 kind: "unrouted-topic",
-                error: format!("no input configured for {}", input.topic),
+                error: format!("no input configured for {topic}"),
             }));
         };
-        route.events.get_or_insert_with(|| self.metrics.topic(&input.topic)).inc();
-        let Some(payload) = input.payload.as_deref() else {
-            return Ok(Err(Reason { stage: "decode", kind: "tombstone", error: "the record has no value".into() }));
-        };
+        let events = route.events.get_or_insert_with(|| self.metrics.topic(topic)).clone();
         let slot = match groups.slots.get(&route.model) {
             Some(s) => s.clone(),
             None => {
@@ -385,10 +418,27 @@ impl Scorer {
                 s
             }
         };
-        let layout = match self.layout(&input.topic, &slot) {
-            Ok(l) => l,
-            Err(e) => return Ok(Err(Reason { stage: "decode", kind: e.kind(), error: e.to_string() })),
+        Ok(match self.layout(topic, &slot) {
+            Ok(layout) => Ok(TopicContext { topic: topic.to_string(), slot, layout, events }),
+            Err(e) => Err(Reason { stage: "decode", kind: e.kind(), error: e.to_string() }),
+        })
+    }
+
+    /// Decodes one input and adds its rows to the batch's groups; returns its event id, or why it is
+    /// a dead letter.
+    fn featurise(
+        &self,
+        i: usize,
+        input: &Input,
+        context: &TopicContext,
+        capacity: usize,
+        groups: &mut Groups,
+    ) -> Result<String, Reason> {
+        context.events.inc();
+        let Some(payload) = input.payload.as_deref() else {
+            return Err(Reason { stage: "decode", kind: "tombstone", error: "the record has no value".into() });
         };
+        let TopicContext { slot, layout, .. } = context;
         let share = self.challenger_share;
         let read = layout.reader.read(&self.codec, payload, |fields| {
             let id = match fields[0] {
@@ -418,10 +468,10 @@ impl Scorer {
             }
             Ok(id)
         });
-        Ok(match read {
+        match read {
             Ok(r) => r,
             Err(e) => Err(Reason { stage: "decode", kind: e.kind(), error: e.to_string() }),
-        })
+        }
     }
 
     /// The counters of `model`, taken once.
