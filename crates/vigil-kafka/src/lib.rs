@@ -62,6 +62,9 @@ pub enum KafkaPlumbingError {
     /// The handler failed.
     #[error("handler failed")]
     Handler(#[source] HandlerError),
+    /// The task consuming records for the loop ended on its own (it panicked).
+    #[error("kafka: the task consuming records stopped")]
+    FetchStopped,
     /// A lock was poisoned by a panic elsewhere.
     #[error("internal state poisoned by an earlier panic")]
     Poisoned,

@@ -2,9 +2,11 @@
 //!
 //! Records are consumed in micro-batches (bounded by size and by wait time), handed to a
 //! [`Handler`] that turns each input into outputs, a dead letter, or nothing, and the outputs are
-//! produced. An input's offset is committed only after all of its outputs are acknowledged, in
-//! offset order per partition ([`Tracker`]). On revocation the loop drains what is in flight for the
-//! revoked partitions and commits it before letting them go; on shutdown it stops consuming, flushes,
+//! produced. At-least-once, a task of its own fills the next batch while the loop handles and
+//! produces the last one; exactly-once, the loop gathers its batches itself (see `Source`). An
+//! input's offset is committed only after all of its outputs are acknowledged, in offset order per
+//! partition ([`Tracker`]). On revocation the loop drains what is in flight for the revoked
+//! partitions and commits it before letting them go; on shutdown it stops consuming, flushes,
 //! commits and returns within a deadline.
 //!
 //! With a transactional id (exactly-once), outputs and consumed offsets commit together in Kafka
@@ -249,57 +251,32 @@ pub async fn run<H: Handler>(
 ) -> Result<Summary, KafkaPlumbingError> {
     let tracker = Arc::new(Mutex::new(Tracker::new()));
     let (sink, txn, consumer) = connect(kafka, cfg, &tracker, &counters)?;
+    let consumer = Arc::new(consumer);
+    let mut source = match txn {
+        Some(_) => Source::Inline,
+        None => Source::fetching(&consumer, cfg),
+    };
     let mut last_commit = Instant::now();
     let mut batch: Vec<Input> = Vec::with_capacity(cfg.max_batch);
     let result = loop {
         batch.clear();
-        // First record: wait for it, or for shutdown, or for a commit tick.
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break Ok(()),
-            m = consumer.recv() => match m {
-                Ok(m) => batch.push(Input::from_message(&m)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "consume error");
-                    continue;
-                }
-            },
-            _ = tokio::time::sleep(cfg.commit_interval) => {}
-        }
-        // Fill the batch for at most max_wait. Under exactly-once every partition is revoked at a
-        // rebalance and the next owner starts from the committed offsets: records taken before a
-        // revocation are read again, so they leave the batch (kept, they would be scored twice).
-        if !batch.is_empty() {
-            let deadline = tokio::time::Instant::now() + cfg.max_wait;
-            let mut generation = counters.revocations.load(Ordering::SeqCst);
-            let mut stale = |batch: &mut Vec<Input>| {
-                let now = counters.revocations.load(Ordering::SeqCst);
-                if txn.is_some() && now != generation {
-                    tracing::info!(
-                        records = batch.len(),
-                        "a rebalance came while the batch filled; its records are read again"
-                    );
-                    batch.clear();
-                }
-                generation = now;
-            };
-            while batch.len() < cfg.max_batch {
-                // What the consumer holds already is taken without arming a timer; only an empty
-                // queue waits, until the batch's deadline.
-                let next = match consumer.recv().now_or_never() {
-                    Some(r) => Ok(r),
-                    None => tokio::time::timeout_at(deadline, consumer.recv()).await,
-                };
-                match next {
-                    Ok(Ok(m)) => {
-                        stale(&mut batch);
-                        batch.push(Input::from_message(&m));
+        let stop = match &mut source {
+            Source::Inline => gather(&consumer, cfg, &mut batch, &counters, &shutdown).await,
+            Source::Fetched { batches, .. } => tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => true,
+                b = batches.recv() => match b {
+                    Some(b) => {
+                        batch = b;
+                        false
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "consume error"),
-                    Err(_) => break,
-                }
-            }
-            stale(&mut batch);
+                    None => break Err(KafkaPlumbingError::FetchStopped),
+                },
+                _ = tokio::time::sleep(cfg.commit_interval) => false,
+            },
+        };
+        if stop {
+            break Ok(());
         }
         if !batch.is_empty() {
             Counters::add(&counters.consumed, batch.len() as u64);
@@ -337,7 +314,8 @@ pub async fn run<H: Handler>(
         }
     };
 
-    // Drain: deliver what is in flight, commit what is done, leave the group.
+    // Drain: stop fetching, deliver what is in flight, commit what is done, leave the group.
+    source.stop().await;
     let drained = match &txn {
         None => {
             let flushed = sink.flush(cfg.drain_timeout);
@@ -354,6 +332,149 @@ pub async fn run<H: Handler>(
     let full_waits = sink.full_waits.load(Ordering::Relaxed);
     tracing::info!(consumed, produced, dead_lettered, drained, full_waits, "consume loop stopped");
     result.map(|()| Summary { consumed, produced, dead_lettered, drained })
+}
+
+/// Where the loop's batches come from.
+enum Source {
+    /// Gathered by the loop itself, between batches. Exactly-once: a revocation commits the open
+    /// transaction, so every record consumed before it must have been handled (or dropped) by then.
+    Inline,
+    /// Gathered by a task of their own, which fills the next batch while the loop handles and
+    /// produces the last one (at-least-once: a record consumed but not yet handled is simply not
+    /// committed, and read again by the partition's next owner).
+    Fetched {
+        batches: tokio::sync::mpsc::Receiver<Vec<Input>>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Source {
+    fn fetching(consumer: &Arc<StreamConsumer<DrainingContext>>, cfg: &PipelineConfig) -> Source {
+        let (tx, batches) = tokio::sync::mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(fetch(consumer.clone(), tx, (cfg.max_batch, cfg.max_wait), stop.clone()));
+        Source::Fetched { batches, stop, task }
+    }
+
+    /// Stops the fetching task (the consumer is then the loop's alone again).
+    async fn stop(self) {
+        if let Source::Fetched { batches, stop, task } = self {
+            stop.cancel();
+            drop(batches);
+            let _ = task.await;
+        }
+    }
+}
+
+/// The fetching task: a batch is filled for at most `max_wait` once its first record came, then
+/// handed over as soon as the loop has room for it, taking more records (up to `max_batch`) while
+/// it waits.
+async fn fetch(
+    consumer: Arc<StreamConsumer<DrainingContext>>,
+    batches: tokio::sync::mpsc::Sender<Vec<Input>>,
+    (max_batch, max_wait): (usize, Duration),
+    stop: CancellationToken,
+) {
+    loop {
+        let mut batch = Vec::with_capacity(max_batch);
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            m = consumer.recv() => match m {
+                Ok(m) => batch.push(Input::from_message(&m)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "consume error");
+                    continue;
+                }
+            },
+        }
+        fill(&consumer, &mut batch, max_batch, tokio::time::Instant::now() + max_wait, |_| {}).await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                room = batches.reserve() => match room {
+                    Ok(room) => {
+                        room.send(batch);
+                        break;
+                    }
+                    Err(_) => return,
+                },
+                m = consumer.recv(), if batch.len() < max_batch => match m {
+                    Ok(m) => batch.push(Input::from_message(&m)),
+                    Err(e) => tracing::warn!(error = %e, "consume error"),
+                },
+            }
+        }
+    }
+}
+
+/// The loop's own gathering (exactly-once): waits for a first record (or shutdown, or a commit
+/// tick), then fills the batch for at most `max_wait`. Returns whether to stop.
+async fn gather(
+    consumer: &StreamConsumer<DrainingContext>,
+    cfg: &PipelineConfig,
+    batch: &mut Vec<Input>,
+    counters: &Counters,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return true,
+        m = consumer.recv() => match m {
+            Ok(m) => batch.push(Input::from_message(&m)),
+            Err(e) => {
+                tracing::warn!(error = %e, "consume error");
+                return false;
+            }
+        },
+        _ = tokio::time::sleep(cfg.commit_interval) => return false,
+    }
+    // Every partition is revoked at a rebalance and the next owner starts from the committed
+    // offsets: records taken before a revocation are read again, so they leave the batch (kept,
+    // they would be scored twice).
+    let mut generation = counters.revocations.load(Ordering::SeqCst);
+    let mut stale = |batch: &mut Vec<Input>| {
+        let now = counters.revocations.load(Ordering::SeqCst);
+        if now != generation {
+            tracing::info!(
+                records = batch.len(),
+                "a rebalance came while the batch filled; its records are read again"
+            );
+            batch.clear();
+        }
+        generation = now;
+    };
+    fill(consumer, batch, cfg.max_batch, tokio::time::Instant::now() + cfg.max_wait, &mut stale).await;
+    stale(batch);
+    false
+}
+
+/// Adds records to `batch` until it holds `max` or `deadline` passes; what the consumer holds
+/// already is taken without arming a timer, only an empty queue waits. `before` sees the batch
+/// before each record is added.
+async fn fill(
+    consumer: &StreamConsumer<DrainingContext>,
+    batch: &mut Vec<Input>,
+    max: usize,
+    deadline: tokio::time::Instant,
+    mut before: impl FnMut(&mut Vec<Input>),
+) {
+    while batch.len() < max {
+        let next = match consumer.recv().now_or_never() {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout_at(deadline, consumer.recv()).await,
+        };
+        match next {
+            Ok(Ok(m)) => {
+                before(batch);
+                batch.push(Input::from_message(&m));
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "consume error"),
+            Err(_) => break,
+        }
+    }
 }
 
 /// The loop's clients: the producer (with its transaction state under exactly-once) and the
