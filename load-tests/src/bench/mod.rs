@@ -54,7 +54,7 @@ use crate::sim::text::TextSim;
 pub use self::ab::ab;
 pub use self::byo::byo;
 pub use self::drift::drift;
-pub use self::forwarder::forwarder;
+pub use self::forwarder::{forwarder, warm_up};
 pub use self::learner::learner;
 pub use self::process::{cpu_seconds, free_port, metric_value, rss_mb, scrape_metrics, stop};
 pub use self::report::{commit, machine, median, repo_root, spread, table, write_report};

@@ -86,6 +86,9 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         let started = std::time::Instant::now();
+        if cli.which != Which::Ab {
+            bench::warm_up(&env).await?;
+        }
         if matches!(cli.which, Which::All | Which::Forwarder) {
             bench::forwarder(&env).await?;
         }
