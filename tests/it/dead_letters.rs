@@ -182,3 +182,43 @@ async fn malformed_records_are_dead_lettered_with_their_origin_and_the_loop_carr
     assert_eq!(committed.elements()[0].offset(), Offset::Offset(total as i64));
     delete_topics(&[&input, &output, &dlq_topic]).await;
 }
+
+/// Members of consumer group `group`, as the broker sees them.
+fn group_members(group: &str) -> usize {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    let list = c.fetch_group_list(Some(group), Duration::from_secs(10)).unwrap();
+    list.groups().iter().map(|g| g.members().len()).sum()
+}
+
+/// Waits (at most 30 s) until `group` has `n` members; returns whether it did.
+async fn members_become(group: &str, n: usize) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if group_members(group) == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_loop_dropped_mid_way_leaves_its_group() {
+    // At-least-once the loop fetches on a task of its own; dropping the loop (its future, not a
+    // shutdown) must stop that task too, or a consumer keeps polling, and holding partitions, for ever.
+    let (input, output, dlq_topic) = (unique("in"), unique("out"), unique("dlq"));
+    create_topics(&[&input, &output, &dlq_topic], 1).await;
+    let group = unique("group");
+    let cfg = PipelineConfig::new("it-dropped", &group, vec![input.clone()], &dlq_topic);
+    let kafka = kafka_config();
+    let out = output.clone();
+    let task = tokio::spawn(async move {
+        let mut h = Validate { codec: Codec::new(), out };
+        pipeline::run(&kafka, &cfg, &mut h, Arc::new(Counters::default()), CancellationToken::new()).await
+    });
+    assert!(members_become(&group, 1).await, "the loop never joined its group");
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(members_become(&group, 0).await, "the dropped loop's consumer is still in the group");
+    delete_topics(&[&input, &output, &dlq_topic]).await;
+}

@@ -344,7 +344,9 @@ enum Source {
     /// committed, and read again by the partition's next owner).
     Fetched {
         batches: tokio::sync::mpsc::Receiver<Vec<Input>>,
-        stop: CancellationToken,
+        /// Stops the task when dropped: a loop whose future is dropped mid-way (not shut down)
+        /// leaves no task polling the consumer behind.
+        stop: tokio_util::sync::DropGuard,
         task: tokio::task::JoinHandle<()>,
     },
 }
@@ -354,13 +356,13 @@ impl Source {
         let (tx, batches) = tokio::sync::mpsc::channel(1);
         let stop = CancellationToken::new();
         let task = tokio::spawn(fetch(consumer.clone(), tx, (cfg.max_batch, cfg.max_wait), stop.clone()));
-        Source::Fetched { batches, stop, task }
+        Source::Fetched { batches, stop: stop.drop_guard(), task }
     }
 
     /// Stops the fetching task (the consumer is then the loop's alone again).
     async fn stop(self) {
         if let Source::Fetched { batches, stop, task } = self {
-            stop.cancel();
+            drop(stop);
             drop(batches);
             let _ = task.await;
         }
