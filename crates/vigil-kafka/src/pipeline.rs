@@ -383,13 +383,7 @@ async fn fetch(
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            m = consumer.recv() => match m {
-                Ok(m) => batch.push(Input::from_message(&m)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "consume error");
-                    continue;
-                }
-            },
+            received = receive(&consumer, &mut batch) => if !received { continue },
         }
         fill(&consumer, &mut batch, max_batch, tokio::time::Instant::now() + max_wait, |_| {}).await;
         loop {
@@ -403,10 +397,7 @@ async fn fetch(
                     }
                     Err(_) => return,
                 },
-                m = consumer.recv(), if batch.len() < max_batch => match m {
-                    Ok(m) => batch.push(Input::from_message(&m)),
-                    Err(e) => tracing::warn!(error = %e, "consume error"),
-                },
+                _ = receive(&consumer, &mut batch), if batch.len() < max_batch => {}
             }
         }
     }
@@ -424,13 +415,7 @@ async fn gather(
     tokio::select! {
         biased;
         _ = shutdown.cancelled() => return true,
-        m = consumer.recv() => match m {
-            Ok(m) => batch.push(Input::from_message(&m)),
-            Err(e) => {
-                tracing::warn!(error = %e, "consume error");
-                return false;
-            }
-        },
+        received = receive(consumer, batch) => if !received { return false },
         _ = tokio::time::sleep(cfg.commit_interval) => return false,
     }
     // Every partition is revoked at a rebalance and the next owner starts from the committed
@@ -451,6 +436,20 @@ async fn gather(
     fill(consumer, batch, cfg.max_batch, tokio::time::Instant::now() + cfg.max_wait, &mut stale).await;
     stale(batch);
     false
+}
+
+/// Waits for one record and adds it to `batch`; `false` after a consume error (logged).
+async fn receive(consumer: &StreamConsumer<DrainingContext>, batch: &mut Vec<Input>) -> bool {
+    match consumer.recv().await {
+        Ok(m) => {
+            batch.push(Input::from_message(&m));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "consume error");
+            false
+        }
+    }
 }
 
 /// Adds records to `batch` until it holds `max` or `deadline` passes; what the consumer holds

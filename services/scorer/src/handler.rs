@@ -216,20 +216,23 @@ impl Handler for Scorer {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut ids: Vec<String> = vec![String::new(); batch.len()];
         let mut groups = Groups::default();
-        let mut context: Option<Result<TopicContext, Reason>> = None;
+        let mut context: Option<TopicContext> = None;
         for (i, input) in batch.iter().enumerate() {
-            if !matches!(&context, Some(Ok(c)) if c.topic == input.topic) {
-                context = Some(self.topic_context(&input.topic, &mut groups)?);
-            }
-            let read = match &context {
-                Some(Ok(c)) => self.featurise(i, input, c, batch.len(), &mut groups),
-                Some(Err(reason)) => Err(reason.clone()),
-                None => continue,
+            let c = match context.take() {
+                Some(c) if c.topic == input.topic => c,
+                _ => match self.topic_context(&input.topic, &mut groups)? {
+                    Ok(c) => c,
+                    Err(reason) => {
+                        outcomes[i] = Some(self.dead(reason));
+                        continue;
+                    }
+                },
             };
-            match read {
+            match self.featurise(i, input, &c, batch.len(), &mut groups) {
                 Ok(id) => ids[i] = id,
                 Err(reason) => outcomes[i] = Some(self.dead(reason)),
             }
+            context = Some(c);
         }
         let arms = std::mem::take(&mut groups.arms);
         let ran = self.infer(groups).await;
