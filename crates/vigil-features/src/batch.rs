@@ -1,7 +1,9 @@
 //! Micro-batches as Arrow record batches. A tabular batch has an `event_id` column and a `features`
 //! column of type `FixedSizeList<Float32, D>` whose values buffer is the row-major `[N, D]` tensor ONNX
 //! Runtime takes, handed over without a copy ([`dense_view`]). A text batch has `indices`
-//! (`FixedSizeList<Int64, L>`) and `values` (`FixedSizeList<Float32, L>`). The same batches feed drift
+//! (`FixedSizeList<Int64, L>`) and `values` (`FixedSizeList<Float32, L>`), where `L` is the longest
+//! row's used length, not the spec's padded one: the padding every row shares is cut before the batch
+//! is built, so the model runs on `[N, L]`. The same batches feed drift
 //! windows and the learner's rehearsal buffer, and can be written as Arrow IPC.
 
 use std::sync::Arc;
@@ -24,6 +26,8 @@ pub const VALUES: &str = "values";
 pub struct BatchBuilder {
     width: usize,
     text: bool,
+    /// The longest text row's used length.
+    used: usize,
     ids: Vec<String>,
     floats: Vec<f32>,
     ints: Vec<i64>,
@@ -35,6 +39,7 @@ impl BatchBuilder {
         BatchBuilder {
             width,
             text: false,
+            used: 0,
             ids: Vec::with_capacity(capacity),
             floats: Vec::with_capacity(capacity * width),
             ints: Vec::new(),
@@ -46,6 +51,7 @@ impl BatchBuilder {
         BatchBuilder {
             width: len,
             text: true,
+            used: 0,
             ids: Vec::with_capacity(capacity),
             floats: Vec::with_capacity(capacity * len),
             ints: Vec::with_capacity(capacity * len),
@@ -78,17 +84,19 @@ impl BatchBuilder {
         }
     }
 
-    /// Adds a text row written by `fill`; a failing `fill` adds nothing.
+    /// Adds a text row written by `fill`, which returns how many leading slots it used (the rest is
+    /// padding: index 0, value 0); a failing `fill` adds nothing.
     pub fn push_text<E>(
         &mut self,
         id: &str,
-        fill: impl FnOnce(&mut [i64], &mut [f32]) -> Result<(), E>,
+        fill: impl FnOnce(&mut [i64], &mut [f32]) -> Result<usize, E>,
     ) -> Result<(), E> {
         let start = self.floats.len();
         self.floats.resize(start + self.width, 0.0);
         self.ints.resize(start + self.width, 0);
         match fill(&mut self.ints[start..], &mut self.floats[start..]) {
-            Ok(()) => {
+            Ok(used) => {
+                self.used = self.used.max(used.min(self.width));
                 self.ids.push(id.to_string());
                 Ok(())
             }
@@ -100,8 +108,25 @@ impl BatchBuilder {
         }
     }
 
-    /// The record batch.
-    pub fn finish(self) -> Result<RecordBatch, ArrowError> {
+    /// Cuts the padding all text rows share: row `r`'s first `used` slots move to `r * used`
+    /// (never past where they were, so in place).
+    fn trim(&mut self) {
+        let (from, to) = (self.width, self.used.max(1));
+        if !self.text || to >= from {
+            return;
+        }
+        for r in 0..self.ids.len() {
+            self.ints.copy_within(r * from..r * from + to, r * to);
+            self.floats.copy_within(r * from..r * from + to, r * to);
+        }
+        self.ints.truncate(self.ids.len() * to);
+        self.floats.truncate(self.ids.len() * to);
+        self.width = to;
+    }
+
+    /// The record batch (a text batch cut to its longest row, [`BatchBuilder::push_text`]).
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        self.trim();
         let ids: ArrayRef = Arc::new(StringArray::from(self.ids));
         let width = i32::try_from(self.width).map_err(|_| ArrowError::InvalidArgumentError("row too wide".into()))?;
         let floats = Float32Array::new(ScalarBuffer::from(self.floats), None);
@@ -199,11 +224,36 @@ mod tests {
         b.push_text("t", |i, v| {
             i.copy_from_slice(&[5, 0]);
             v.copy_from_slice(&[0.5, 0.0]);
-            Ok::<(), ()>(())
+            Ok::<usize, ()>(2)
         })
         .unwrap();
         let batch = b.finish().unwrap();
         let (i, v, rows, len) = text_view(&batch).unwrap();
         assert_eq!((i, v, rows, len), (&[5i64, 0][..], &[0.5f32, 0.0][..], 1, 2));
+    }
+
+    #[test]
+    fn text_batches_are_cut_to_their_longest_row() {
+        let mut b = BatchBuilder::text(5, 3);
+        let rows: [&[i64]; 3] = [&[7], &[1, 2, 3], &[4, 5]];
+        for (k, row) in rows.iter().enumerate() {
+            b.push_text(&format!("r{k}"), |i, v| {
+                i[..row.len()].copy_from_slice(row);
+                v[..row.len()].iter_mut().for_each(|x| *x = k as f32 + 1.0);
+                Ok::<usize, ()>(row.len())
+            })
+            .unwrap();
+        }
+        assert!(b.push_text("bad", |_, _| Err(())).is_err());
+        let batch = b.finish().unwrap();
+        let (i, v, rows, len) = text_view(&batch).unwrap();
+        assert_eq!((rows, len), (3, 3), "three rows, cut from 5 to the longest (3)");
+        assert_eq!(i, &[7, 0, 0, 1, 2, 3, 4, 5, 0]);
+        assert_eq!(v, &[1.0, 0.0, 0.0, 2.0, 2.0, 2.0, 3.0, 3.0, 0.0]);
+        let empty = BatchBuilder::text(4, 1);
+        let mut one = empty.clone();
+        one.push_text("e", |_, _| Ok::<usize, ()>(0)).unwrap();
+        let (_, _, rows, len) = text_view(&one.finish().unwrap()).map(|(i, v, r, l)| (i.len(), v.len(), r, l)).unwrap();
+        assert_eq!((rows, len), (1, 1), "a row of padding only keeps one slot");
     }
 }

@@ -241,14 +241,19 @@ impl Featurizer {
 
     /// Writes the hashed n-grams of a record given as its [`Featurizer::fields`] values into
     /// `indices` / `values` (length [`Featurizer::text_len`]), padding with index 0 and value 0; for
-    /// an encoder spec, its token ids and mask ([`Featurizer::tokens_from`]).
-    pub fn text_from(&self, fields: &[Field<'_>], indices: &mut [i64], values: &mut [f32]) -> Result<(), FeatureError> {
+    /// an encoder spec, its token ids and mask ([`Featurizer::tokens_from`]). Returns the slots used
+    /// before the padding.
+    pub fn text_from(
+        &self,
+        fields: &[Field<'_>],
+        indices: &mut [i64],
+        values: &mut [f32],
+    ) -> Result<usize, FeatureError> {
         let Some(t) = &self.spec.text else {
-            return self.tokens_from(fields, indices, values).map(|_| ());
+            return self.tokens_from(fields, indices, values);
         };
         let text = self.text_of(fields, &t.field, t.max_chars)?;
-        hash_ngrams(text, t, indices, values);
-        Ok(())
+        Ok(hash_ngrams(text, t, indices, values))
     }
 
     /// Writes the token ids of a record's text into `ids` (length [`Featurizer::text_len`]), padded,
@@ -278,7 +283,8 @@ impl Featurizer {
             Field::Null => return Err(FeatureError::Missing(field.to_string())),
             other => return Err(type_error(field, other, "a string")),
         };
-        let chars = text.chars().count();
+        // A text of at most `max_chars` bytes has at most as many characters: no need to count.
+        let chars = if text.len() <= max_chars as usize { text.len() } else { text.chars().count() };
         if chars > max_chars as usize {
             return Err(FeatureError::Oversized { field: field.to_string(), chars, max: max_chars as usize });
         }

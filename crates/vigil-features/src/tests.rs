@@ -216,8 +216,9 @@ proptest! {
         t.char_ngrams = [chars.min(2), chars];
         let (mut a, mut av) = (vec![7i64; slots], vec![7f32; slots]);
         let (mut b, mut bv) = (vec![7i64; slots], vec![7f32; slots]);
-        hash_ngrams(&text, &t, &mut a, &mut av);
+        let used = hash_ngrams(&text, &t, &mut a, &mut av);
         reference_hash_ngrams(&text, &t, &mut b, &mut bv);
+        prop_assert_eq!(used, bv.iter().filter(|v| **v != 0.0).count(), "the slots used are the weighted ones");
         prop_assert_eq!(a, b);
         prop_assert_eq!(av, bv);
     }

@@ -53,13 +53,63 @@ fn normalise(text: &str, lowercase: bool) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn token_spans(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).map(|t| t.trim_matches('\'')).filter(|t| !t.is_empty())
+fn token_spans(text: &str) -> Spans<'_> {
+    Spans { text, at: 0 }
+}
+
+/// The maximal runs of alphanumeric characters and apostrophes of a text, apostrophes trimmed from
+/// their ends, empty ones skipped; an ASCII byte is classified without decoding a character.
+struct Spans<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl Spans<'_> {
+    /// Whether the character at byte `at` belongs to a token, and its length in bytes.
+    fn class_at(&self, at: usize) -> (bool, usize) {
+        let b = self.text.as_bytes()[at];
+        if b.is_ascii() {
+            return (b.is_ascii_alphanumeric() || b == b'\'', 1);
+        }
+        let c = self.text[at..].chars().next().unwrap_or(' ');
+        (c.is_alphanumeric(), c.len_utf8())
+    }
+
+    /// Moves past characters while their class is `token`.
+    fn skip_while(&mut self, token: bool) {
+        while self.at < self.text.len() {
+            let (is_token, len) = self.class_at(self.at);
+            if is_token != token {
+                return;
+            }
+            self.at += len;
+        }
+    }
+}
+
+impl<'a> Iterator for Spans<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            self.skip_while(false);
+            if self.at >= self.text.len() {
+                return None;
+            }
+            let start = self.at;
+            self.skip_while(true);
+            let t = self.text[start..self.at].trim_matches('\'');
+            if !t.is_empty() {
+                return Some(t);
+            }
+        }
+    }
 }
 
 /// Fills `indices` / `values` (equal lengths) with the hashed n-grams of `text`: word n-grams, then
-/// the character n-grams of each word in `<word>`; those past the slots are not computed.
-pub fn hash_ngrams(text: &str, spec: &Text, indices: &mut [i64], values: &mut [f32]) {
+/// the character n-grams of each word in `<word>`; those past the slots are not computed. Returns
+/// how many slots it used (the rest is padding).
+pub fn hash_ngrams(text: &str, spec: &Text, indices: &mut [i64], values: &mut [f32]) -> usize {
     let cap = indices.len().min(values.len());
     let buckets = u64::from(spec.buckets.max(1));
     let normalised = normalise(text, spec.lowercase);
@@ -77,14 +127,10 @@ pub fn hash_ngrams(text: &str, spec: &Text, indices: &mut [i64], values: &mut [f
         char_ngrams(&toks, spec.char_ngrams, &mut push);
     }
     let weight = if n_out == 0 { 0.0 } else { 1.0 / (n_out as f32).sqrt() };
-    for (i, (idx, val)) in indices.iter_mut().zip(values.iter_mut()).enumerate().take(cap) {
-        if i < n_out {
-            *val = weight;
-        } else {
-            *idx = 0;
-            *val = 0.0;
-        }
-    }
+    values[..n_out].fill(weight);
+    indices[n_out..cap].fill(0);
+    values[n_out..cap].fill(0.0);
+    n_out
 }
 
 /// Hashes the word n-grams (words joined by a space) into `push` while it asks for more.
@@ -121,6 +167,19 @@ fn char_ngrams(toks: &[&str], [min, max]: [u32; 2], push: &mut impl FnMut(u64) -
         word.push(b'<');
         word.extend_from_slice(t.as_bytes());
         word.push(b'>');
+        if word.is_ascii() {
+            // One byte per character: the n-grams are the byte windows.
+            for n in min..=max {
+                for w in word.windows(n as usize) {
+                    let mut h = Fnv::new(100 + u64::from(n));
+                    h.write(w);
+                    if !push(h.finish()) {
+                        return;
+                    }
+                }
+            }
+            continue;
+        }
         bounds.clear();
         bounds.push(0);
         bounds.extend(t.char_indices().map(|(i, _)| i + 1));
