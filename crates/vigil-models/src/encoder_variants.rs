@@ -141,9 +141,8 @@ mod tests {
         assert_eq!(f16_bits(0.0), 0);
     }
 
-    #[test]
-    fn a_random_encoder_in_half_precision_embeds_as_the_full_one_does() {
-        let config = BertConfig {
+    fn small() -> BertConfig {
+        BertConfig {
             hidden_size: 32,
             num_hidden_layers: 2,
             num_attention_heads: 4,
@@ -152,8 +151,25 @@ mod tests {
             layer_norm_eps: 1e-12,
             hidden_act: "gelu".into(),
             vocab_size: 50,
-        };
-        let full = build_random(&config, 3).unwrap();
+        }
+    }
+
+    #[test]
+    fn onnx_runtime_fuses_the_encoders_gelu() {
+        use prost::Message;
+        let model = build_random(&small(), 5).unwrap();
+        let path = std::env::temp_dir().join(format!("vigil-optimized-{}.onnx", std::process::id()));
+        let optimized = crate::Runtime::global(None).unwrap().optimized(&model.to_bytes(), &path);
+        let _ = std::fs::remove_file(&path);
+        let optimized = ModelProto::decode(optimized.unwrap().as_slice()).unwrap();
+        let ops: Vec<&str> = optimized.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(!ops.contains(&"Erf"), "an unfused GELU is left: {ops:?}");
+        assert_eq!(ops.iter().filter(|o| o.contains("Gelu")).count(), 2, "one fused GELU per layer: {ops:?}");
+    }
+
+    #[test]
+    fn a_random_encoder_in_half_precision_embeds_as_the_full_one_does() {
+        let full = build_random(&small(), 3).unwrap();
         let mut half = full.clone();
         to_fp16(&mut half);
         let rt = crate::Runtime::global(None).unwrap();

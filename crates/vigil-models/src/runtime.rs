@@ -133,6 +133,22 @@ impl Runtime {
         }
     }
 
+    /// The graph ONNX Runtime runs for `model` on the CPU after its optimisations, serialised to
+    /// `path` (tests check which fusions apply).
+    #[cfg(test)]
+    pub(crate) fn optimized(&self, model: &[u8], path: &Path) -> Result<Vec<u8>, RuntimeError> {
+        let ort_err = |context| move |source: ort::Error| RuntimeError::Ort { context, source };
+        ort::session::Session::builder(&self.env)
+            .map_err(ort_err("creating a session builder"))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| ort_err("setting the optimisation level")(ort::Error::from(e)))?
+            .with_optimized_model_path(path)
+            .map_err(|e| ort_err("setting the optimised model's path")(ort::Error::from(e)))?
+            .commit_from_memory(model)
+            .map_err(ort_err("loading the model"))?;
+        std::fs::read(path).map_err(|e| RuntimeError::Input(format!("{}: {e}", path.display())))
+    }
+
     /// Creates a session for the serialised model on the chosen provider with `threads` intra-op
     /// threads. Returns the session and the provider it really uses.
     pub fn session(&self, model: &[u8], provider: Provider, threads: usize) -> Result<Session, RuntimeError> {
@@ -166,7 +182,7 @@ impl Runtime {
             .map_err(|source| RuntimeError::Ort { context: "creating a session builder", source })?
             .with_intra_threads(threads.max(1))
             .map_err(ort_err("setting intra-op threads"))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(ort_err("setting the optimisation level"))?;
         let (mut builder, on) = with_provider(builder, use_cuda, provider)?;
         let session = builder
