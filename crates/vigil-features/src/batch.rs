@@ -250,10 +250,10 @@ mod tests {
         assert_eq!((rows, len), (3, 3), "three rows, cut from 5 to the longest (3)");
         assert_eq!(i, &[7, 0, 0, 1, 2, 3, 4, 5, 0]);
         assert_eq!(v, &[1.0, 0.0, 0.0, 2.0, 2.0, 2.0, 3.0, 3.0, 0.0]);
-        let empty = BatchBuilder::text(4, 1);
-        let mut one = empty.clone();
-        one.push_text("e", |_, _| Ok::<usize, ()>(0)).unwrap();
-        let (_, _, rows, len) = text_view(&one.finish().unwrap()).map(|(i, v, r, l)| (i.len(), v.len(), r, l)).unwrap();
-        assert_eq!((rows, len), (1, 1), "a row of padding only keeps one slot");
+        let mut padding_only = BatchBuilder::text(4, 1);
+        padding_only.push_text("e", |_, _| Ok::<usize, ()>(0)).unwrap();
+        let batch = padding_only.finish().unwrap();
+        let (i, v, rows, len) = text_view(&batch).unwrap();
+        assert_eq!((i, v, rows, len), (&[0i64][..], &[0f32][..], 1, 1), "a row of padding only keeps one slot");
     }
 }

@@ -245,6 +245,17 @@ impl Session {
         self.provider
     }
 
+    /// The token dimension a text graph fixes for its index or value input (one exported with
+    /// `[batch, max-tokens]`), if it does.
+    fn fixed_text_len(&self, graph: &Graph) -> Option<usize> {
+        self.inner.inputs().iter().filter(|i| i.name() == graph.indices || i.name() == graph.values).find_map(|i| {
+            match i.dtype() {
+                ValueType::Tensor { shape, .. } => shape.get(1).and_then(|d| usize::try_from(*d).ok()),
+                _ => None,
+            }
+        })
+    }
+
     /// Input signatures in graph order.
     pub fn inputs(&self) -> Vec<TensorInfo> {
         self.inner.inputs().iter().map(|o| info(o.name(), o.dtype())).collect()
@@ -340,6 +351,16 @@ impl Session {
                 values.len()
             )));
         }
+        // Batches come cut to their longest row; a graph whose token dimension is fixed gets its
+        // padding back.
+        let padded;
+        let (indices, values, len) = match self.fixed_text_len(graph) {
+            Some(fixed) if fixed > len => {
+                padded = pad_rows(indices, values, rows, len, fixed);
+                (padded.0.as_slice(), padded.1.as_slice(), fixed)
+            }
+            _ => (indices, values, len),
+        };
         let i = TensorRef::from_array_view(([rows, len], indices))
             .map_err(|source| RuntimeError::Ort { context: "wrapping the index tensor", source })?;
         let v = TensorRef::from_array_view(([rows, len], values))
@@ -475,6 +496,16 @@ fn softmax(row: &mut [f32]) {
         sum += *v;
     }
     row.iter_mut().for_each(|v| *v /= sum);
+}
+
+/// `[rows, len]` index and value rows padded (index 0, value 0) to `[rows, width]`.
+fn pad_rows(indices: &[i64], values: &[f32], rows: usize, len: usize, width: usize) -> (Vec<i64>, Vec<f32>) {
+    let (mut i, mut v) = (vec![0i64; rows * width], vec![0f32; rows * width]);
+    for r in 0..rows {
+        i[r * width..r * width + len].copy_from_slice(&indices[r * len..(r + 1) * len]);
+        v[r * width..r * width + len].copy_from_slice(&values[r * len..(r + 1) * len]);
+    }
+    (i, v)
 }
 
 fn info(name: &str, dtype: &ValueType) -> TensorInfo {

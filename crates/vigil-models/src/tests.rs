@@ -61,6 +61,36 @@ fn the_text_graph_gathers_weights_like_the_rust_model() {
     }
 }
 
+/// Text batches arrive cut to their longest row: a graph exported with its token dimension fixed
+/// gets the padding back, and scores as it would the full rows.
+#[test]
+fn a_text_graph_with_a_fixed_token_dimension_scores_cut_batches() {
+    use crate::onnx::{DimensionValue, ModelProto};
+    let (buckets, fixed, rows, len) = (1000, 16, 3, 5);
+    let model = Model::HashedText { table: weights(buckets, 6), b: -0.1 };
+    let mut proto: ModelProto = model.to_onnx("sentiment", 1);
+    for input in &mut proto.graph.as_mut().unwrap().input {
+        let shape = input.r#type.as_mut().and_then(|t| t.tensor_type.as_mut()).and_then(|t| t.shape.as_mut()).unwrap();
+        shape.dim[1].value = Some(DimensionValue::DimValue(fixed as i64));
+    }
+    let idx: Vec<i64> = (0..rows * len).map(|i| ((i * 53) % buckets) as i64).collect();
+    let val: Vec<f32> = (0..rows * len).map(|i| 0.1 + (i % len) as f32 * 0.05).collect();
+    let graph = vigil_features::spec::Graph::default();
+    let mut s = runtime().session(&proto.to_bytes(), Provider::Cpu, 1).unwrap();
+    let got = s.text(&graph, &idx, &val, rows, len).unwrap();
+    let mut full = runtime().session(&model.to_onnx("sentiment", 1).to_bytes(), Provider::Cpu, 1).unwrap();
+    let want = full.text(&graph, &idx, &val, rows, len).unwrap();
+    assert_eq!(got.rows(), rows);
+    for r in 0..rows {
+        assert!(
+            (got.positive(r) - want.positive(r)).abs() < 1e-6,
+            "row {r}: {} vs {}",
+            got.positive(r),
+            want.positive(r)
+        );
+    }
+}
+
 fn fraud_checkpoint(model: &Model, key: Option<&SigningKey>) -> vigil_events::ModelCheckpoint {
     checkpoint::build(
         NewCheckpoint {
