@@ -43,6 +43,51 @@ pub fn kafka_config() -> KafkaConfig {
     KafkaConfig { bootstrap_servers: bootstrap(), linger_ms: 1, ..KafkaConfig::default() }
 }
 
+/// Held by the tests that drive sustained load through the broker (a scorer under thousands of
+/// events a second, ten thousand checkpoints replayed): they run one at a time. On two cores a
+/// broker that has just started (its Java code not yet compiled) and two of them side by side left
+/// the broker answering nothing for 3–9 s (a metadata request timed, every 200 ms), which a test
+/// bounding the scorer's pauses would blame on the scorer.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    HEAVY.get_or_init(|| tokio::sync::Mutex::new(())).lock().await
+}
+
+/// Times a metadata request to the test broker every 200 ms on a thread of its own, until
+/// [`BrokerProbe::finish`]: the longest answer is the broker's own longest pause in that time,
+/// which tells a pause of the broker from one of a service.
+pub struct BrokerProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Duration>,
+}
+
+impl BrokerProbe {
+    /// Starts probing.
+    pub fn start() -> BrokerProbe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let consumer: rdkafka::consumer::BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut longest = Duration::ZERO;
+            while !flag.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let _ = consumer.fetch_metadata(None, Duration::from_secs(30));
+                longest = longest.max(start.elapsed());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            longest
+        });
+        BrokerProbe { stop, thread }
+    }
+
+    /// Stops probing; the longest a metadata request took.
+    pub fn finish(self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 /// A name no other test (or run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
