@@ -77,6 +77,52 @@ fn the_encoder_graph_equals_an_independent_forward_pass() {
     }
 }
 
+/// The GPU script's steps (`scripts/gpu-bench.sh`) on this machine's CPU: MiniLM's shape with seeded
+/// random weights in FP32 and FP16, both passing `onnx.checker`; the benchmark's JSON lines, FP16's
+/// embeddings within 1e-3 of FP32's; and `--provider cuda` either runs on CUDA or is refused with a
+/// reason (never a silent fall-back to the CPU). Only CUDA's own figures need the GPU machine.
+#[test]
+fn the_gpu_benchmarks_steps_run_on_the_cpu() {
+    let dir = std::env::temp_dir().join(unique("gpu"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (fp32, fp16) = (dir.join("encoder-fp32.onnx"), dir.join("encoder-fp16.onnx"));
+    let shape = root().join("load-tests/gpu");
+    for (out, fp16_flag) in [(&fp32, None), (&fp16, Some("--fp16"))] {
+        let mut args = vec!["encoder", "build", "--from", shape.to_str().unwrap(), "--random-weights"];
+        args.extend(fp16_flag);
+        args.extend(["--out", out.to_str().unwrap()]);
+        let (code, _, err) = vigil(&args, &[], None);
+        assert_eq!(code, 0, "{err}");
+    }
+    let check = "import onnx, sys\nfor p in sys.argv[1:]:\n    onnx.checker.check_model(p, full_check=True)";
+    let checked = std::process::Command::new(python()).args(["-c", check]).args([&fp32, &fp16]).output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+
+    let (fp16, fp32) = (fp16.to_str().unwrap(), fp32.to_str().unwrap());
+    let args = ["encoder", "bench", "--graph", fp16, "--provider", "cpu", "--batches", "4,16", "--seq", "32"];
+    let (code, out, err) =
+        vigil(&[&args[..], &["--seconds", "0.2", "--parity", "--reference", fp32]].concat(), &[], None);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rates: Vec<(u64, f64)> =
+        lines.iter().filter_map(|l| Some((l["batch"].as_u64()?, l["texts_per_s"].as_f64()?))).collect();
+    assert!(rates.len() == 2 && rates.iter().all(|&(_, r)| r > 0.0), "{out}");
+    let parity = lines.iter().find_map(|l| l["max_abs_difference"].as_f64()).expect("a parity line");
+    assert!(parity <= 1e-3, "FP16 differs from FP32 by {parity}");
+
+    let (code, out, err) = vigil(
+        &["encoder", "bench", "--graph", fp32, "--provider", "cuda", "--batches", "4", "--seconds", "0.1"],
+        &[],
+        None,
+    );
+    if code == 0 {
+        assert!(out.contains("\"provider\":\"cuda\""), "ran, but not on CUDA: {out}");
+    } else {
+        assert!(err.contains("CUDA execution provider is not available"), "{err}");
+    }
+    println!("GPU script steps on the CPU: FP16 vs FP32 max difference {parity:.2e}, rates {rates:?}");
+}
+
 /// `vigil encoder build --store`: the encoder and tokenizer in a fresh model folder; the printed
 /// `[encoder]` section.
 fn store() -> (PathBuf, String) {
