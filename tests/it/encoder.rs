@@ -121,6 +121,7 @@ fn the_gpu_benchmarks_steps_run_on_the_cpu() {
         assert!(err.contains("CUDA execution provider is not available"), "{err}");
     }
     println!("GPU script steps on the CPU: FP16 vs FP32 max difference {parity:.2e}, rates {rates:?}");
+    std::fs::remove_dir_all(&dir).unwrap(); // 135 MB of graphs
 }
 
 /// `vigil encoder build --store`: the encoder and tokenizer in a fresh model folder; the printed
