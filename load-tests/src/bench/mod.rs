@@ -262,8 +262,8 @@ fn output_span(env: &Env, topic: &str) -> Result<(i64, Option<(i64, i64)>), Benc
     let mut total = 0;
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     for p in 0..env.partitions {
-        let (low, high) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
+        // A topic created a moment ago may have no leader yet: retried while it gets one.
+        let (low, high) = client::watermarks(&c, topic, p, Duration::from_secs(30))
             .map_err(|e| format!("reading the offsets of {topic}/{p}: {e}"))?;
         total += high - low;
         if high > low {
@@ -317,7 +317,6 @@ pub async fn throughput_of(
         ports.push(port);
     }
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut failing_since = None;
     let result = loop {
         if let Some(status) = children.iter_mut().find_map(|c| c.try_wait().ok().flatten()) {
             break Err(format!("{} exited early ({status})", system.name).into());
@@ -326,15 +325,8 @@ pub async fn throughput_of(
             Ok((count, Some((lo, hi)))) if count as u64 >= n => {
                 break Ok(n as f64 / ((hi - lo).max(1) as f64 / 1000.0));
             }
-            Ok(_) => failing_since = None,
-            // A topic created a moment ago may have no leader yet ("Not leader for partition", seen
-            // on a broker that had just started): the output is read again for up to 30 s.
-            Err(e) => {
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(30) {
-                    break Err(e);
-                }
-            }
+            Ok(_) => {}
+            Err(e) => break Err(e),
         }
         if Instant::now() > deadline {
             break Err(format!("{} did not produce {n} outputs within 600 s", system.name).into());
@@ -367,8 +359,7 @@ pub async fn latency(
     preload(env, workload, &input, 10, seed + 1000).await?;
     let warm = Instant::now();
     loop {
-        // An error (the new output topic without a leader yet) counts as nothing through so far.
-        if output_span(env, &output).is_ok_and(|(count, _)| count >= 10) {
+        if output_span(env, &output)?.0 >= 10 {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
