@@ -127,7 +127,7 @@ pub(crate) fn read_topic(config: &Config, topic: &str, last: Option<i64>) -> any
     let md = consumer.fetch_metadata(Some(topic), timeout)?;
     let (mut tpl, mut ends) = (TopicPartitionList::new(), HashMap::new());
     for p in md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        let (low, high) = client::watermarks(&consumer, topic, p, timeout)?;
         if high > low {
             let from = last.map_or(Offset::Beginning, |n| Offset::Offset((high - n).max(low)));
             tpl.add_partition_offset(topic, p, from)?;

@@ -58,7 +58,7 @@ fn inputs(config: &Config, consumer: &BaseConsumer<client::LogContext>) -> anyho
         let mut tpl = TopicPartitionList::new();
         let mut ends = HashMap::new();
         for p in &partitions {
-            let (_, high) = consumer.fetch_watermarks(&input.topic, *p, timeout)?;
+            let (_, high) = client::watermarks(consumer, &input.topic, *p, timeout)?;
             ends.insert(*p, high);
             tpl.add_partition(&input.topic, *p);
         }
