@@ -167,23 +167,15 @@ fn char_ngrams(toks: &[&str], [min, max]: [u32; 2], push: &mut impl FnMut(u64) -
         word.push(b'<');
         word.extend_from_slice(t.as_bytes());
         word.push(b'>');
-        if word.is_ascii() {
-            // One byte per character: the n-grams are the byte windows.
-            for n in min..=max {
-                for w in word.windows(n as usize) {
-                    let mut h = Fnv::new(100 + u64::from(n));
-                    h.write(w);
-                    if !push(h.finish()) {
-                        return;
-                    }
-                }
-            }
-            continue;
-        }
         bounds.clear();
-        bounds.push(0);
-        bounds.extend(t.char_indices().map(|(i, _)| i + 1));
-        bounds.extend([t.len() + 1, t.len() + 2]);
+        if word.is_ascii() {
+            // One byte per character: every byte offset is a character boundary (no decoding).
+            bounds.extend(0..=word.len());
+        } else {
+            bounds.push(0);
+            bounds.extend(t.char_indices().map(|(i, _)| i + 1));
+            bounds.extend([t.len() + 1, t.len() + 2]);
+        }
         let chars = bounds.len() - 1;
         for n in min..=max {
             let n = n as usize;
