@@ -155,7 +155,22 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(settled, labels as f64, "{fault}/{delivery}: labels settled by the learner");
+    if settled != labels as f64 {
+        // Whether the labels short wait in the join (for events, or for the input to be caught up)
+        // or were never read, and what the learner logged meanwhile.
+        let gauges: Vec<String> =
+            ["vigil_learner_waiting_labels", "vigil_learner_buffered_events", "vigil_learner_consumer_lag_records"]
+                .iter()
+                .map(|g| format!("{g} {}", metric_sum(learner_port, g)))
+                .collect();
+        let log = std::fs::read_to_string(dir.join("learner.log")).unwrap_or_default();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+        panic!(
+            "{fault}/{delivery}: labels settled by the learner: {settled} of {labels}; {}; the learner's last warnings:\n{}",
+            gauges.join(", "),
+            warnings[warnings.len().saturating_sub(15)..].join("\n")
+        );
+    }
     if duplicates > 0.0 {
         println!("{fault}/{delivery}: {duplicates} labels read twice, recognised as duplicates");
     }

@@ -183,7 +183,11 @@ impl Runtime {
             .with_intra_threads(threads.max(1))
             .map_err(ort_err("setting intra-op threads"))?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(ort_err("setting the optimisation level"))?;
+            .map_err(ort_err("setting the optimisation level"))?
+            // Idle intra-op threads sleep instead of spinning: a service shares its cores with its
+            // Kafka client and handler threads, which a spinning pool starves (ARCHITECTURE.md).
+            .with_intra_op_spinning(false)
+            .map_err(ort_err("turning intra-op spinning off"))?;
         let (mut builder, on) = with_provider(builder, use_cuda, provider)?;
         let session = builder
             .commit_from_memory(model)
