@@ -4,7 +4,9 @@
 //!
 //! - **Throughput** (maximum sustainable rate): the input topic is preloaded with `events` records;
 //!   the system under test starts with a fresh consumer group and drains it; the rate is the number of
-//!   outputs over the span of their broker timestamps (first to last output).
+//!   outputs over the span of their broker timestamps, from the first output after each partition's
+//!   first twentieth to the last (a system's first batch, made while it starts, is left out whatever
+//!   its size).
 //! - **Latency** at half the measured maximum: the system runs on fresh topics, the generator produces
 //!   open loop at that rate, and the probe matches outputs to inputs by event id.
 //! - **Memory**: the system's peak resident set (`VmHWM`), read from `/proc`.
@@ -255,11 +257,31 @@ fn run_config(topic: &str, rate: Option<f64>, events: Option<u64>, duration: Opt
     }
 }
 
-/// Sum of high watermarks and (min, max) record timestamps of `topic`.
-fn output_span(env: &Env, topic: &str) -> Result<(i64, Option<(i64, i64)>), BenchError> {
+/// The outputs a drain rate is measured over: from the first record after each partition's first
+/// twentieth (a system's first batch, made while it started, is left out whatever its size) to the
+/// last record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Span {
+    /// Earliest timestamp of the records measured from (epoch ms).
+    lo: i64,
+    /// Latest timestamp (epoch ms).
+    hi: i64,
+    /// Records written after the ones measured from.
+    records: i64,
+}
+
+impl Span {
+    /// Records per second.
+    fn rate(&self) -> f64 {
+        self.records as f64 / ((self.hi - self.lo).max(1) as f64 / 1000.0)
+    }
+}
+
+/// Sum of high watermarks of `topic`, and the span its records were written over.
+fn output_span(env: &Env, topic: &str) -> Result<(i64, Option<Span>), BenchError> {
     let c: BaseConsumer<client::LogContext> =
         client::consumer_config(&env.kafka, "bench", &unique("span")).create_with_context(client::LogContext)?;
-    let mut total = 0;
+    let (mut total, mut records) = (0, 0);
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     for p in 0..env.partitions {
         // A topic created a moment ago may have no leader yet: retried while it gets one.
@@ -267,29 +289,28 @@ fn output_span(env: &Env, topic: &str) -> Result<(i64, Option<(i64, i64)>), Benc
             .map_err(|e| format!("reading the offsets of {topic}/{p}: {e}"))?;
         total += high - low;
         if high > low {
-            for offset in [low, high - 1] {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
-                c.assign(&tpl)?;
-                let deadline = Instant::now() + Duration::from_secs(10);
-                loop {
-                    match c.poll(Duration::from_millis(200)) {
-                        Some(Ok(m)) if m.offset() == offset => {
-                            let ts = m.timestamp().to_millis().unwrap_or(0);
-                            lo = lo.min(ts);
-                            hi = hi.max(ts);
-                            break;
-                        }
-                        _ if Instant::now() > deadline => {
-                            return Err(format!("cannot read {topic}/{p}@{offset}").into());
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            let from = low + (high - low) / 20;
+            records += high - 1 - from;
+            lo = lo.min(timestamp_at(&c, topic, p, from)?);
+            hi = hi.max(timestamp_at(&c, topic, p, high - 1)?);
         }
     }
-    Ok((total, (lo <= hi).then_some((lo, hi))))
+    Ok((total, (lo <= hi).then_some(Span { lo, hi, records })))
+}
+
+/// The timestamp of the record at `offset` of `topic`/`partition`.
+fn timestamp_at(c: &BaseConsumer<client::LogContext>, topic: &str, p: i32, offset: i64) -> Result<i64, BenchError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
+    c.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.offset() == offset => return Ok(m.timestamp().to_millis().unwrap_or(0)),
+            _ if Instant::now() > deadline => return Err(format!("cannot read {topic}/{p}@{offset}").into()),
+            _ => {}
+        }
+    }
 }
 
 /// Maximum sustainable rate of `system` over a preloaded `input` of `n` records.
@@ -322,9 +343,7 @@ pub async fn throughput_of(
             break Err(format!("{} exited early ({status})", system.name).into());
         }
         match output_span(env, &output) {
-            Ok((count, Some((lo, hi)))) if count as u64 >= n => {
-                break Ok(n as f64 / ((hi - lo).max(1) as f64 / 1000.0));
-            }
+            Ok((count, Some(span))) if count as u64 >= n => break Ok(span.rate()),
             Ok(_) => {}
             Err(e) => break Err(e),
         }

@@ -219,8 +219,8 @@ async fn speed(
         env: Vec::new(),
         config: None,
     };
-    // Long enough that the first micro-batch, whose processing the output span leaves out, is a
-    // small part of the run.
+    // Long enough that the twentieth of the outputs the rate leaves out (the first batches, made
+    // while each system starts) spans several of the scorer's micro-batches.
     let events = (env.events / 10).clamp(300, 20_000);
     let (mut vigil, mut py) = (Vec::new(), Vec::new());
     for round in 0..env.rounds {
