@@ -49,8 +49,8 @@ pub fn kafka_config() -> KafkaConfig {
 /// the broker answering nothing for 3–9 s (a metadata request timed, every 200 ms), which a test
 /// bounding the scorer's pauses would blame on the scorer.
 pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
-    HEAVY.get_or_init(|| tokio::sync::Mutex::new(())).lock().await
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
 }
 
 /// Times a metadata request to the test broker every 200 ms on a thread of its own, until

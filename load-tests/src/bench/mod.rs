@@ -277,25 +277,45 @@ impl Span {
     }
 }
 
-/// Sum of high watermarks of `topic`, and the span its records were written over.
-fn output_span(env: &Env, topic: &str) -> Result<(i64, Option<Span>), BenchError> {
-    let c: BaseConsumer<client::LogContext> =
-        client::consumer_config(&env.kafka, "bench", &unique("span")).create_with_context(client::LogContext)?;
-    let (mut total, mut records) = (0, 0);
-    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    for p in 0..env.partitions {
-        // A topic created a moment ago may have no leader yet: retried while it gets one.
-        let (low, high) = client::watermarks(&c, topic, p, Duration::from_secs(30))
-            .map_err(|e| format!("reading the offsets of {topic}/{p}: {e}"))?;
-        total += high - low;
-        if high > low {
+/// A benchmark's output topic: the offsets of each partition, read through one consumer.
+struct Outputs {
+    c: BaseConsumer<client::LogContext>,
+    topic: String,
+    /// (partition, low, high) of each partition.
+    ends: Vec<(i32, i64, i64)>,
+}
+
+impl Outputs {
+    /// The offsets of every partition of `topic` now.
+    fn read(env: &Env, topic: &str) -> Result<Outputs, BenchError> {
+        let c: BaseConsumer<client::LogContext> =
+            client::consumer_config(&env.kafka, "bench", &unique("span")).create_with_context(client::LogContext)?;
+        let mut ends = Vec::new();
+        for p in 0..env.partitions {
+            // A topic created a moment ago may have no leader yet: retried while it gets one.
+            let (low, high) = client::watermarks(&c, topic, p, Duration::from_secs(30))
+                .map_err(|e| format!("reading the offsets of {topic}/{p}: {e}"))?;
+            ends.push((p, low, high));
+        }
+        Ok(Outputs { c, topic: topic.to_string(), ends })
+    }
+
+    /// Records in the topic.
+    fn count(&self) -> i64 {
+        self.ends.iter().map(|(_, low, high)| high - low).sum()
+    }
+
+    /// The span its records were written over (two records read per partition).
+    fn span(&self) -> Result<Option<Span>, BenchError> {
+        let (mut lo, mut hi, mut records) = (i64::MAX, i64::MIN, 0);
+        for &(p, low, high) in self.ends.iter().filter(|(_, low, high)| high > low) {
             let from = low + (high - low) / 20;
             records += high - 1 - from;
-            lo = lo.min(timestamp_at(&c, topic, p, from)?);
-            hi = hi.max(timestamp_at(&c, topic, p, high - 1)?);
+            lo = lo.min(timestamp_at(&self.c, &self.topic, p, from)?);
+            hi = hi.max(timestamp_at(&self.c, &self.topic, p, high - 1)?);
         }
+        Ok((lo <= hi).then_some(Span { lo, hi, records }))
     }
-    Ok((total, (lo <= hi).then_some(Span { lo, hi, records })))
 }
 
 /// The timestamp of the record at `offset` of `topic`/`partition`.
@@ -342,9 +362,10 @@ pub async fn throughput_of(
         if let Some(status) = children.iter_mut().find_map(|c| c.try_wait().ok().flatten()) {
             break Err(format!("{} exited early ({status})", system.name).into());
         }
-        match output_span(env, &output) {
-            Ok((count, Some(span))) if count as u64 >= n => break Ok(span.rate()),
-            Ok(_) => {}
+        // The timestamps are read once, when every output is there.
+        match Outputs::read(env, &output).and_then(|o| if o.count() as u64 >= n { o.span() } else { Ok(None) }) {
+            Ok(Some(span)) => break Ok(span.rate()),
+            Ok(None) => {}
             Err(e) => break Err(e),
         }
         if Instant::now() > deadline {
@@ -378,7 +399,7 @@ pub async fn latency(
     preload(env, workload, &input, 10, seed + 1000).await?;
     let warm = Instant::now();
     loop {
-        if output_span(env, &output)?.0 >= 10 {
+        if Outputs::read(env, &output)?.count() >= 10 {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
