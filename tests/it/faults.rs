@@ -144,7 +144,7 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
     // The learner settles every label (learnt, or dead-lettered with a reason); a label read twice
     // (a producer's retry across the broker's crash) is recognised as a duplicate, not learnt again.
     // A debug build of the learner beside other tests on two cores may take minutes to catch up
-    // (it was seen learning 55 labels a second): the wait goes on while the count moves, and ends
+    // (CI saw one still learning a minute after healing): the wait goes on while the count moves, and ends
     // after 30 s without progress (or 5 minutes in all).
     let (started, mut moved) = (Instant::now(), (f64::MIN, Instant::now()));
     let (settled, duplicates) = loop {
