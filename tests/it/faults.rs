@@ -144,8 +144,9 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
     // The learner settles every label (learnt, or dead-lettered with a reason); a label read twice
     // (a producer's retry across the broker's crash) is recognised as a duplicate, not learnt again.
     // A debug build of the learner beside other tests on two cores may take minutes to catch up
-    // (CI saw one still learning a minute after healing): the wait goes on while the count moves, and ends
-    // after 30 s without progress (or 5 minutes in all).
+    // (CI saw one still learning a minute after healing), and a fetch sent into the fault may wait
+    // out librdkafka's 60 s socket timeout first: the wait goes on while the count moves, and ends
+    // after 90 s without progress (or 5 minutes in all).
     let (started, mut moved) = (Instant::now(), (f64::MIN, Instant::now()));
     let (settled, duplicates) = loop {
         let duplicates =
@@ -156,7 +157,7 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
         if settled > moved.0 {
             moved = (settled, Instant::now());
         }
-        let stuck = moved.1.elapsed() > Duration::from_secs(30) || started.elapsed() > Duration::from_secs(300);
+        let stuck = moved.1.elapsed() > Duration::from_secs(90) || started.elapsed() > Duration::from_secs(300);
         if settled >= labels as f64 || stuck {
             break (settled, duplicates.max(0.0));
         }
