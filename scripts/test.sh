@@ -18,6 +18,9 @@ if [ "$free_gib" -lt 15 ]; then
 fi
 # A clean clone gains nothing from incremental builds but their disk (tens of GiB over a session).
 [ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
+# CI shows the start and the end of a long output: a test's panic message must end it, not a stack
+# trace of the test harness's frames (the message names the file and line already).
+[ "${CI:-}" = true ] && export RUST_BACKTRACE=0
 # What the tests write in the temporary folder (broker-less scratch, services' logs, model stores)
 # goes under target/, emptied at each run, so failed runs do not pile up in /tmp.
 export TMPDIR="$VIGIL_ROOT/target/test-tmp"

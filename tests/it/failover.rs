@@ -67,10 +67,15 @@ fn labels_settled(cp: &ModelCheckpoint) -> Option<(u64, String)> {
 async fn learners_hand_a_model_over_without_applying_a_label_twice() {
     let learner = "min-examples = 300\ncheckpoint-every = 300\nlease-timeout-ms = 6000\n";
     let stack = Stack::with_learner("failover", 2, "", learner).await;
-    let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
-    assert_eq!(code, 0, "{err}");
     let dir = std::env::temp_dir().join(&stack.prefix);
     std::fs::create_dir_all(&dir).unwrap();
+    showing_logs_on_failure(dir.clone(), hand_a_model_over(stack, dir)).await;
+}
+
+/// The learners' fail-over: a zombie, then a killed holder (logs in `dir`).
+async fn hand_a_model_over(stack: Stack, dir: std::path::PathBuf) {
+    let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
+    assert_eq!(code, 0, "{err}");
     let spawn = |name: &str, port: u16| {
         Running(stack.spawn_logged_with("vigil-learner", port, &dir.join(format!("{name}.log")), &[]))
     };

@@ -567,6 +567,29 @@ pub fn kill(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Runs `body`, a test's work with services logging into `logs`, as a task. If it panics, prints
+/// the last lines of every `.log` file there and panics again with the same message, so that the
+/// message ends the test's output after what the services said: CI keeps the end of a long output.
+pub async fn showing_logs_on_failure(logs: PathBuf, body: impl std::future::Future<Output = ()> + Send + 'static) {
+    let Err(failure) = tokio::spawn(body).await else { return };
+    let Ok(payload) = failure.try_into_panic() else { panic!("the test's task was cancelled") };
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .map(|d| d.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.extension().is_some_and(|e| e == "log")).collect())
+        .unwrap_or_default();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("--- the last lines of {}:\n{}", file.display(), lines[lines.len().saturating_sub(12)..].join("\n"));
+    }
+    panic!("{message}\n(the failure reported above, where it names its place in the test)");
+}
+
 /// Reads `topic` from the beginning until `done(records so far)` holds (failing after `deadline`).
 pub async fn collect_until(
     topic: &str,
