@@ -8,6 +8,10 @@ cd "$VIGIL_ROOT"
 scripts/setup.sh
 source "$VIGIL_ROOT/scripts/env.sh"  # again: setup may have just installed ONNX Runtime
 cargo build --release --locked --bins
+# What the benchmarks write in the temporary folder (each instance's configuration file, the
+# baselines' scratch) goes under target/, emptied at each run, instead of piling up in /tmp.
+export TMPDIR="$VIGIL_ROOT/target/bench-tmp"
+rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
 export VIGIL_KAFKA_PORT=${VIGIL_BENCH_KAFKA_PORT:-29092}
 export VIGIL_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$VIGIL_KAFKA_PORT"
 started=0

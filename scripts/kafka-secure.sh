@@ -45,7 +45,9 @@ running_pid() {
 }
 
 java_cmd() {
-  java ${KAFKA_HEAP_OPTS:--Xmx768m -Xms256m} -XX:+UseG1GC -Djava.awt.headless=true \
+  # The JVM's scratch (lz4-java unpacks its native library there on every start) in the state folder.
+  mkdir -p "$state/tmp"
+  java ${KAFKA_HEAP_OPTS:--Xmx768m -Xms256m} -XX:+UseG1GC -Djava.awt.headless=true -Djava.io.tmpdir="$state/tmp" \
     -Dkafka.logs.dir="$logs" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
     -cp "$libs/*" "$@"
 }
@@ -195,7 +197,7 @@ start() {
   local from
   from=$(($(stat -c %s "$logs/server.log" 2>/dev/null || echo 0) + 1))  # only this start's lines count
   log "starting the secured Apache Kafka $version on SASL_SSL://$host:$port (logs: $logs/server.log)"
-  setsid bash -c "$(declare -f java_cmd); $(declare -p here logs libs); java_cmd kafka.Kafka '$state/server.properties'" \
+  setsid bash -c "$(declare -f java_cmd); $(declare -p here logs libs state); java_cmd kafka.Kafka '$state/server.properties'" \
     >>"$logs/stdout.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   local deadline=$((SECONDS + ${VIGIL_SECURE_START_TIMEOUT:-90}))

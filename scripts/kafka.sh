@@ -53,7 +53,9 @@ fetch() {
 }
 
 java_cmd() {
-  java ${KAFKA_HEAP_OPTS:--Xmx768m -Xms256m} -XX:+UseG1GC -Djava.awt.headless=true \
+  # The JVM's scratch (lz4-java unpacks its native library there on every start) in the state folder.
+  mkdir -p "$state/tmp"
+  java ${KAFKA_HEAP_OPTS:--Xmx768m -Xms256m} -XX:+UseG1GC -Djava.awt.headless=true -Djava.io.tmpdir="$state/tmp" \
     -Dkafka.logs.dir="$logs" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
     -cp "$libs/*" "$@"
 }
@@ -76,7 +78,7 @@ start() {
       >>"$logs/storage.log" 2>&1 || { log "formatting failed; see $logs/storage.log"; exit 1; }
   fi
   log "starting Apache Kafka $version on $host:$port (logs: $logs/server.log)"
-  setsid bash -c "$(declare -f java_cmd); $(declare -p here logs libs); java_cmd kafka.Kafka '$state/server.properties'" \
+  setsid bash -c "$(declare -f java_cmd); $(declare -p here logs libs state); java_cmd kafka.Kafka '$state/server.properties'" \
     >>"$logs/stdout.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"  # setsid made it the leader of a process group: bash and the JVM under it
   local deadline=$((SECONDS + ${VIGIL_KAFKA_START_TIMEOUT:-90}))
