@@ -179,6 +179,10 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
             warnings[warnings.len().saturating_sub(15)..].join("\n")
         );
     }
+    println!(
+        "{fault}/{delivery}: the learner settled every label {:.1} s after healing",
+        healed.elapsed().as_secs_f64()
+    );
     if duplicates > 0.0 {
         println!("{fault}/{delivery}: {duplicates} labels read twice, recognised as duplicates");
     }

@@ -16,7 +16,11 @@ pub fn base_config(k: &KafkaConfig, role: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers)
         .set("client.id", format!("{}-{role}", k.client_id))
-        .set("security.protocol", k.security_protocol.as_str());
+        .set("security.protocol", k.security_protocol.as_str())
+        // After an outage a client retries its connections with a backoff that grows to this
+        // (librdkafka's default 10 s; the Java client's 1 s): a broker back from a restart is found
+        // within a second, not after up to ten seconds per client.
+        .set("reconnect.backoff.max.ms", "1000");
     if !k.sasl_mechanism.is_empty() {
         c.set("sasl.mechanism", &k.sasl_mechanism);
     }
@@ -249,5 +253,13 @@ mod tests {
         assert_eq!(c.get("group.id"), Some("g"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"), "a full prefetch queue does not stall for a second");
+    }
+
+    #[test]
+    fn clients_reconnect_within_a_second_unless_told_otherwise() {
+        assert_eq!(base_config(&KafkaConfig::default(), "scorer").get("reconnect.backoff.max.ms"), Some("1000"));
+        let mut k = KafkaConfig::default();
+        k.properties.insert("reconnect.backoff.max.ms".into(), "5000".into());
+        assert_eq!(consumer_config(&k, "scorer", "g").get("reconnect.backoff.max.ms"), Some("5000"));
     }
 }
