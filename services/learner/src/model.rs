@@ -74,6 +74,9 @@ pub struct Model {
     pruned: std::collections::HashSet<i64>,
     /// Tombstones to send.
     prunes: Vec<i64>,
+    /// Checkpoints written this round (version, promoted, why): logged and counted when the round
+    /// is delivered, which is when scorers can read them (its transaction committed).
+    written: Vec<(i64, bool, String)>,
 }
 
 /// The label stream is quiet for this long: checkpoint what was learnt.
@@ -113,6 +116,7 @@ impl Model {
             trained: shared.metrics.trained_counter(name),
             pruned: Default::default(),
             prunes: Vec::new(),
+            written: Vec::new(),
         };
         model.follow(registry, shared);
         model.plan_prunes(registry, shared);
@@ -339,11 +343,18 @@ impl Model {
         self.next_version = version + 1;
         self.last_checkpoint = Instant::now();
         let (promote, why) = self.trainer.should_promote(&shared.config.learner, now_ms());
-        shared.metrics.checkpoint(&self.name, version, promote, &why);
         if promote {
             self.promote(&cp, &why, shared, out)?;
         }
+        self.written.push((version, promote, why));
         Ok(())
+    }
+
+    /// The round that wrote this round's checkpoints is delivered: they are published.
+    pub fn delivered(&mut self, shared: &Shared) {
+        for (version, promoted, why) in self.written.drain(..) {
+            shared.metrics.checkpoint(&self.name, version, promoted, &why);
+        }
     }
 
     fn promote(

@@ -205,6 +205,10 @@ impl ModelService for Learner {
         }
         Ok(())
     }
+
+    fn on_delivered(&mut self) {
+        self.models.iter_mut().for_each(|m| m.delivered(&self.shared));
+    }
 }
 
 #[cfg(test)]
