@@ -143,10 +143,10 @@ async fn run(broker: &FaultBroker, proxy: &Proxy, fault: &str, delivery: &str) -
     let recovery = healed.elapsed();
     // The learner settles every label (learnt, or dead-lettered with a reason); a label read twice
     // (a producer's retry across the broker's crash) is recognised as a duplicate, not learnt again.
-    // A debug build of the learner beside other tests on two cores may take minutes to catch up
-    // (CI saw one still learning a minute after healing), and a fetch sent into the fault may wait
-    // out librdkafka's 60 s socket timeout first: the wait goes on while the count moves, and ends
-    // after 90 s without progress (or 5 minutes in all).
+    // The broker takes about 14 s to come back here, then a debug build of the learner beside
+    // other tests on two cores works through the backlog at a few hundred labels a second (32-58 s
+    // after healing, measured; CI saw one still learning a minute after): the wait goes on while
+    // the count moves, and ends after 90 s without progress (or 5 minutes in all).
     let (started, mut moved) = (Instant::now(), (f64::MIN, Instant::now()));
     let (settled, duplicates) = loop {
         let duplicates =

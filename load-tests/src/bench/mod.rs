@@ -277,27 +277,34 @@ impl Span {
     }
 }
 
-/// A benchmark's output topic: the offsets of each partition, read through one consumer.
+/// A benchmark's output topic: the offsets of each partition, read through one consumer that a
+/// wait for outputs keeps (not one per poll beside the system under test).
 struct Outputs {
     c: BaseConsumer<client::LogContext>,
     topic: String,
-    /// (partition, low, high) of each partition.
+    partitions: i32,
+    /// (partition, low, high) of each partition, as last read.
     ends: Vec<(i32, i64, i64)>,
 }
 
 impl Outputs {
-    /// The offsets of every partition of `topic` now.
-    fn read(env: &Env, topic: &str) -> Result<Outputs, BenchError> {
+    /// A reader of `topic` (its offsets are read by [`Outputs::read`]).
+    fn open(env: &Env, topic: &str) -> Result<Outputs, BenchError> {
         let c: BaseConsumer<client::LogContext> =
             client::consumer_config(&env.kafka, "bench", &unique("span")).create_with_context(client::LogContext)?;
-        let mut ends = Vec::new();
-        for p in 0..env.partitions {
+        Ok(Outputs { c, topic: topic.to_string(), partitions: env.partitions, ends: Vec::new() })
+    }
+
+    /// Reads the offsets of every partition now.
+    fn read(&mut self) -> Result<&Self, BenchError> {
+        self.ends.clear();
+        for p in 0..self.partitions {
             // A topic created a moment ago may have no leader yet: retried while it gets one.
-            let (low, high) = client::watermarks(&c, topic, p, Duration::from_secs(30))
-                .map_err(|e| format!("reading the offsets of {topic}/{p}: {e}"))?;
-            ends.push((p, low, high));
+            let (low, high) = client::watermarks(&self.c, &self.topic, p, Duration::from_secs(30))
+                .map_err(|e| format!("reading the offsets of {}/{p}: {e}", self.topic))?;
+            self.ends.push((p, low, high));
         }
-        Ok(Outputs { c, topic: topic.to_string(), ends })
+        Ok(self)
     }
 
     /// Records in the topic.
@@ -358,12 +365,13 @@ pub async fn throughput_of(
         ports.push(port);
     }
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut outputs = Outputs::open(env, &output)?;
     let result = loop {
         if let Some(status) = children.iter_mut().find_map(|c| c.try_wait().ok().flatten()) {
             break Err(format!("{} exited early ({status})", system.name).into());
         }
         // The timestamps are read once, when every output is there.
-        match Outputs::read(env, &output).and_then(|o| if o.count() as u64 >= n { o.span() } else { Ok(None) }) {
+        match outputs.read().and_then(|o| if o.count() as u64 >= n { o.span() } else { Ok(None) }) {
             Ok(Some(span)) => break Ok(span.rate()),
             Ok(None) => {}
             Err(e) => break Err(e),
@@ -398,8 +406,9 @@ pub async fn latency(
     // Warm up: a few records through, so that the group has joined before measuring.
     preload(env, workload, &input, 10, seed + 1000).await?;
     let warm = Instant::now();
+    let mut outputs = Outputs::open(env, &output)?;
     loop {
-        if Outputs::read(env, &output)?.count() >= 10 {
+        if outputs.read()?.count() >= 10 {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -411,6 +420,7 @@ pub async fn latency(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    drop(outputs); // not kept beside the system while its latency is measured
     let probe_cfg = ProbeConfig {
         input: input.clone(),
         output: output.clone(),
