@@ -145,9 +145,9 @@ impl Plan {
         }
         let mut cur = Cursor { bytes: body, at: 0 };
         for (k, slot) in &self.steps {
-            let v = cur.read(k)?;
-            if let Some(s) = slot {
-                out[*s] = v;
+            match slot {
+                Some(s) => out[*s] = cur.read(k)?,
+                None => cur.skip(k)?,
             }
         }
         if cur.at != body.len() {
@@ -279,15 +279,43 @@ impl<'a> Cursor<'a> {
             }
             Kind::Fixed(n) => Field::Bytes(self.take(*n)?),
             Kind::Union(variants) => {
-                let i = self.long()?;
-                let v = usize::try_from(i).ok().and_then(|i| variants.get(i)).ok_or_else(|| {
-                    CodecError::SchemaMismatch {
-                        schema: String::new(),
-                        detail: format!("union branch {i} out of range"),
-                        source: None,
-                    }
-                })?;
+                let v = self.branch(variants)?;
                 self.read(v)?
+            }
+            Kind::Array(_) | Kind::Map(_) | Kind::Record(_) => {
+                self.skip(k)?;
+                Field::Other
+            }
+        })
+    }
+
+    /// The branch a union value was written with.
+    fn branch(&mut self, variants: &'a [Kind]) -> Result<&'a Kind, CodecError> {
+        let i = self.long()?;
+        usize::try_from(i).ok().and_then(|i| variants.get(i)).ok_or_else(|| CodecError::SchemaMismatch {
+            schema: String::new(),
+            detail: format!("union branch {i} out of range"),
+            source: None,
+        })
+    }
+
+    /// Moves over a value nobody reads: its bounds are checked, its text is not (an unread field's
+    /// UTF-8 is not this reader's business, and checking it was most of a record's string work).
+    fn skip(&mut self, k: &'a Kind) -> Result<(), CodecError> {
+        match k {
+            Kind::Null => {}
+            Kind::Bool => _ = self.take(1)?,
+            Kind::Int | Kind::Long | Kind::Enum(_) => _ = self.long()?,
+            Kind::Float => _ = self.take(4)?,
+            Kind::Double => _ = self.take(8)?,
+            Kind::Bytes | Kind::Str => {
+                let n = self.len()?;
+                self.take(n)?;
+            }
+            Kind::Fixed(n) => _ = self.take(*n)?,
+            Kind::Union(variants) => {
+                let v = self.branch(variants)?;
+                self.skip(v)?;
             }
             Kind::Array(item) | Kind::Map(item) => {
                 let is_map = matches!(k, Kind::Map(_));
@@ -305,17 +333,16 @@ impl<'a> Cursor<'a> {
                             let klen = self.len()?;
                             self.take(klen)?;
                         }
-                        self.read(item)?;
+                        self.skip(item)?;
                     }
                 }
-                Field::Other
             }
             Kind::Record(fields) => {
                 for f in fields {
-                    self.read(f)?;
+                    self.skip(f)?;
                 }
-                Field::Other
             }
-        })
+        }
+        Ok(())
     }
 }

@@ -346,6 +346,31 @@ fn the_fast_path_reads_what_the_value_decoder_reads() {
     assert!(matches!(codec.plan(&label, names::TRANSACTION, &wanted), Err(CodecError::SchemaMismatch { .. })));
 }
 
+/// Fields nobody reads are moved over without checking their text: a record whose unread string
+/// is not UTF-8 still gives its read fields (and its length is still checked), while the same bytes
+/// in a read field are refused.
+#[test]
+fn unread_fields_are_skipped_not_checked() {
+    let codec = Codec::new();
+    let mut tx = sample_transaction();
+    tx.country = "XY".into();
+    let mut bytes = codec.encode_event(&tx).unwrap();
+    let at = bytes.windows(3).position(|w| w == [4, b'X', b'Y']).expect("country's bytes") + 1;
+    bytes[at] = 0xFF;
+    let mut out = Vec::new();
+    let wanted = Wanted::new(&["event_id", "device_id", "distance_from_home_km"]);
+    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &wanted).unwrap().unwrap();
+    plan.read(body, &mut out).unwrap();
+    assert_eq!(out, vec![Field::Str("t-1"), Field::Str("d9"), Field::Null]);
+    let wanted = Wanted::new(&["event_id", "country"]);
+    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &wanted).unwrap().unwrap();
+    let err = plan.read(body, &mut out).unwrap_err();
+    assert!(err.to_string().contains("not UTF-8"), "{err}");
+    // A skipped field that runs past the end is still an error.
+    let (plan, body) = codec.plan(&bytes, names::TRANSACTION, &Wanted::new(&["event_id"])).unwrap().unwrap();
+    assert!(matches!(plan.read(&body[..body.len() - 3], &mut out), Err(CodecError::Truncated { .. })));
+}
+
 /// Plans are cached under the fields they read: two consumers of one schema asking for different
 /// fields (two models over one input topic) each get their own, and a consumer whose fields change
 /// (a new champion with another feature layout) gets a new plan, never the stale one.

@@ -163,6 +163,30 @@ impl Rows {
     }
 }
 
+/// The event ids of a batch's records, in one buffer (a `String` each cost an allocation per record).
+#[derive(Default)]
+struct Ids {
+    text: String,
+    /// Where each record's id ends in `text` (it starts where the previous one ends).
+    ends: Vec<usize>,
+}
+
+impl Ids {
+    /// Ends the id of the next record, begun at `start`; `keep` false drops what was written of it.
+    fn close(&mut self, start: usize, keep: bool) {
+        if !keep {
+            self.text.truncate(start);
+        }
+        self.ends.push(self.text.len());
+    }
+
+    /// Record `i`'s id (empty for a dead letter).
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+}
+
 /// Whether `event_id` falls in the challenger's share (stable per event).
 pub fn in_share(event_id: &str, share: f64) -> bool {
     share > 0.0 && (hash_str(event_id, 7) % 1_000_000) < (share * 1_000_000.0) as u64
@@ -214,23 +238,26 @@ impl Handler for Scorer {
         self.metrics.batch(batch.len());
         self.fetch_writer_schemas(batch).await;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-        let mut ids: Vec<String> = vec![String::new(); batch.len()];
+        let mut ids = Ids { text: String::with_capacity(batch.len() * 16), ends: Vec::with_capacity(batch.len()) };
         let mut groups = Groups::default();
         let mut context: Option<TopicContext> = None;
         for (i, input) in batch.iter().enumerate() {
+            let start = ids.text.len();
             let c = match context.take() {
                 Some(c) if c.topic == input.topic => c,
                 _ => match self.topic_context(&input.topic, &mut groups)? {
                     Ok(c) => c,
                     Err(reason) => {
                         outcomes[i] = Some(self.dead(reason));
+                        ids.close(start, false);
                         continue;
                     }
                 },
             };
-            match self.featurise(i, input, &c, batch.len(), &mut groups) {
-                Ok(id) => ids[i] = id,
-                Err(reason) => outcomes[i] = Some(self.dead(reason)),
+            let featurised = self.featurise(i, input, &c, batch.len(), &mut groups, &mut ids.text);
+            ids.close(start, featurised.is_ok());
+            if let Err(reason) = featurised {
+                outcomes[i] = Some(self.dead(reason));
             }
             context = Some(c);
         }
@@ -259,7 +286,7 @@ impl Handler for Scorer {
             model.scored(r.variant, r.inputs.len() as u64);
             for (row, i) in r.inputs.iter().enumerate() {
                 let ab = arms.get(i).map(|(t, b)| (t.experiment.experiment_id.as_str(), if *b { "B" } else { "A" }));
-                match self.score(&r, &probabilities, row, &batch[*i], (&ids[*i], ab), now)? {
+                match self.score(&r, &probabilities, row, &batch[*i], (ids.get(*i), ab), now)? {
                     Some(output) if r.variant == Variant::Champion => produced[*i].insert(0, output),
                     Some(output) => produced[*i].push(output),
                     None if r.variant == Variant::Champion => {
@@ -308,7 +335,7 @@ impl Scorer {
         let mut ran = Vec::with_capacity(pending.len());
         for (served, variant, inputs, submitted, started) in pending {
             let result = match submitted {
-                Ok(rx) => rx.await.unwrap_or_else(|_| Err("an inference worker stopped".into())),
+                Ok(pending) => pending.scored().await,
                 Err(e) => Err(e),
             };
             ran.push(Ran { served, variant, inputs, result, seconds: started.elapsed().as_secs_f64() });
@@ -427,8 +454,8 @@ impl Scorer {
         })
     }
 
-    /// Decodes one input and adds its rows to the batch's groups; returns its event id, or why it is
-    /// a dead letter.
+    /// Decodes one input and adds its rows to the batch's groups; appends its event id to `ids`, or
+    /// says why it is a dead letter.
     fn featurise(
         &self,
         i: usize,
@@ -436,7 +463,8 @@ impl Scorer {
         context: &TopicContext,
         capacity: usize,
         groups: &mut Groups,
-    ) -> Result<String, Reason> {
+        ids: &mut String,
+    ) -> Result<(), Reason> {
         context.events.inc();
         let Some(payload) = input.payload.as_deref() else {
             return Err(Reason { stage: "decode", kind: "tombstone", error: "the record has no value".into() });
@@ -444,32 +472,36 @@ impl Scorer {
         let TopicContext { slot, layout, .. } = context;
         let share = self.challenger_share;
         let read = layout.reader.read(&self.codec, payload, |fields| {
-            let id = match fields[0] {
-                Field::Str(s) => s.to_string(),
-                Field::Int(i) => i.to_string(),
-                _ => format!("{}/{}/{}", input.topic, input.partition, input.offset),
+            use std::fmt::Write;
+            let start = ids.len();
+            // Writing to a `String` cannot fail.
+            let _ = match fields[0] {
+                Field::Str(s) => ids.write_str(s),
+                Field::Int(i) => write!(ids, "{i}"),
+                _ => write!(ids, "{}/{}/{}", input.topic, input.partition, input.offset),
             };
+            let id = &ids[start..];
             if let Some(ab) = &slot.ab {
                 let b = match layout.key {
                     Some(k) => ab.experiment.in_b(&key_text(&fields[k])),
-                    None => ab.experiment.in_b(&id),
+                    None => ab.experiment.in_b(id),
                 };
                 let (served, map) = if b { (&ab.b, &layout.challenger) } else { (&ab.a, &layout.champion) };
-                if let Err(e) = groups.rows(served, capacity).push(i, &id, fields, map) {
+                if let Err(e) = groups.rows(served, capacity).push(i, id, fields, map) {
                     return Err(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() });
                 }
                 groups.arms.insert(i, (ab.clone(), b));
-                return Ok(id);
+                return Ok(());
             }
             let champion = groups.rows(&slot.champion, capacity);
-            if let Err(e) = champion.push(i, &id, fields, &layout.champion) {
+            if let Err(e) = champion.push(i, id, fields, &layout.champion) {
                 return Err(Reason { stage: "featurise", kind: e.kind(), error: e.to_string() });
             }
-            if let Some(ch) = slot.challenger.as_ref().filter(|_| in_share(&id, share)) {
+            if let Some(ch) = slot.challenger.as_ref().filter(|_| in_share(id, share)) {
                 // A record the challenger's spec cannot featurise only misses its shadow score.
-                let _ = groups.rows(ch, capacity).push(i, &id, fields, &layout.challenger);
+                let _ = groups.rows(ch, capacity).push(i, id, fields, &layout.challenger);
             }
-            Ok(id)
+            Ok(())
         });
         match read {
             Ok(r) => r,

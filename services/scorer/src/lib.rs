@@ -66,7 +66,8 @@ pub async fn run(
     let schema_registry = register_schemas(&config, &codec).await?;
     let library = (!sc.onnxruntime.is_empty()).then(|| PathBuf::from(&sc.onnxruntime));
     let runtime = Runtime::global(library.as_deref()).map_err(|e| start(vigil_runtime::error_chain(&e)))?;
-    let pool = Arc::new(Pool::start(runtime.clone(), sc.workers, sc.provider, sc.intra_threads));
+    let inline_below = Duration::from_micros(sc.inline_below_us);
+    let pool = Arc::new(Pool::start(runtime.clone(), sc.workers, sc.provider, sc.intra_threads, inline_below));
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
