@@ -500,6 +500,30 @@ impl Codec {
     pub fn encode_score_into(&self, s: &ScoreRef<'_>, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let known = self.current_known(crate::schemas::names::SCORE)?;
         self.header(known, out);
+        score_body(s, out);
+        Ok(())
+    }
+
+    /// The bytes every `Score` record now starts with (the registry's id for it when one is set,
+    /// else the single-object magic and fingerprint), for [`Codec::encode_score_with`]: a writer
+    /// of many scores looks the schema up once, not per record.
+    pub fn score_header(&self) -> Result<Vec<u8>, CodecError> {
+        let known = self.current_known(crate::schemas::names::SCORE)?;
+        let mut out = Vec::with_capacity(10);
+        self.header(known, &mut out);
+        Ok(out)
+    }
+
+    /// [`Codec::encode_score_into`] after a header from [`Codec::score_header`].
+    pub fn encode_score_with(header: &[u8], s: &ScoreRef<'_>, out: &mut Vec<u8>) {
+        out.extend_from_slice(header);
+        score_body(s, out);
+    }
+}
+
+/// A score's Avro body, field by field.
+fn score_body(s: &ScoreRef<'_>, out: &mut Vec<u8>) {
+    {
         put_str(out, s.event_id);
         put_str(out, s.model);
         put_long(out, s.model_version);
@@ -528,7 +552,6 @@ impl Codec {
             }
             None => out.extend_from_slice(&[0, 0]),
         }
-        Ok(())
     }
 }
 

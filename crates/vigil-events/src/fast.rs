@@ -134,6 +134,12 @@ impl Plan {
     pub fn read<'a>(&'a self, body: &'a [u8], out: &mut Vec<Field<'a>>) -> Result<(), CodecError> {
         out.clear();
         out.resize(self.slots, Field::Null);
+        self.read_into(body, out)
+    }
+
+    /// [`Plan::read`] into a slice of exactly one entry per wanted field (a caller's stack).
+    pub fn read_into<'a>(&'a self, body: &'a [u8], out: &mut [Field<'a>]) -> Result<(), CodecError> {
+        assert_eq!(out.len(), self.slots, "one entry per wanted field");
         for (slot, d) in &self.defaults {
             out[*slot] = match d {
                 Owned::Null => Field::Null,

@@ -86,9 +86,18 @@ impl RecordReader {
         match self.encoding {
             Encoding::Avro => {
                 if let Some((plan, body)) = self.plan(codec, payload)? {
-                    let mut fields = Vec::with_capacity(self.wanted.len());
-                    plan.read(body, &mut fields)?;
-                    return Ok(f(&fields));
+                    // On the stack for the usual few dozen fields (this runs for every record).
+                    let mut stack = [Field::Null; 32];
+                    let mut heap = Vec::new();
+                    let n = self.wanted.len();
+                    let fields: &mut [Field<'_>] = if n <= stack.len() {
+                        &mut stack[..n]
+                    } else {
+                        heap.resize(n, Field::Null);
+                        &mut heap
+                    };
+                    plan.read_into(body, fields)?;
+                    return Ok(f(fields));
                 }
                 let value = codec.decode(payload, &self.schema_name)?;
                 Ok(f(&self.fields_of(&value)?))

@@ -509,7 +509,10 @@ proptest! {
         let codec = Codec::new();
         let mut fast = Vec::new();
         codec.encode_score_into(&s.view(), &mut fast).unwrap();
-        prop_assert_eq!(fast, codec.encode_event(&s).unwrap());
+        prop_assert_eq!(&fast, &codec.encode_event(&s).unwrap());
+        let mut with = Vec::new();
+        Codec::encode_score_with(&codec.score_header().unwrap(), &s.view(), &mut with);
+        prop_assert_eq!(with, fast);
     }
 
     #[test]
@@ -522,6 +525,10 @@ proptest! {
         let framed = codec.encode_event(&s).unwrap();
         prop_assert_eq!(frame(&framed).unwrap().writer, WriterId::RegistryId(id));
         prop_assert!(same_score(&codec.decode_event::<Score>(&framed).unwrap(), &s));
+        // The scorer's header, taken once, frames its scores the same way.
+        let mut with = Vec::new();
+        Codec::encode_score_with(&codec.score_header().unwrap(), &s.view(), &mut with);
+        prop_assert_eq!(with, framed);
     }
 
     #[test]

@@ -79,8 +79,8 @@ pub type LayoutKey = (i64, Option<i64>, Option<String>);
 /// and an A/B test's key field.
 pub struct Layout {
     reader: RecordReader,
-    champion: Vec<usize>,
-    challenger: Vec<usize>,
+    champion: Pick,
+    challenger: Pick,
     key: Option<usize>,
 }
 
@@ -103,8 +103,8 @@ impl Layout {
                 })
                 .collect()
         };
-        let champion = map(first.featurizer.fields());
-        let challenger = second.map(|c| map(c.featurizer.fields())).unwrap_or_default();
+        let champion = Pick::of(map(first.featurizer.fields()));
+        let challenger = Pick::of(second.map(|c| map(c.featurizer.fields())).unwrap_or_default());
         let key = key.map(|k| map(&[k.to_string()])[0]);
         let reader = RecordReader::new(codec, &route.schema_name, route.encoding, Wanted::new(&names))?;
         Ok(Layout { reader, champion, challenger, key })
@@ -114,6 +114,26 @@ impl Layout {
         match &slot.ab {
             Some(ab) => (ab.a.key.1, Some(ab.b.key.1), Some(ab.experiment.key_field.clone())),
             None => (slot.champion.key.1, slot.challenger.as_ref().map(|c| c.key.1), None),
+        }
+    }
+}
+
+/// Which of a layout's fields a featuriser reads, in its order.
+enum Pick {
+    /// A run of them, handed over as they are: the usual case (the first version's fields follow
+    /// the event id).
+    Run(std::ops::Range<usize>),
+    /// Any positions, copied out per record.
+    Positions(Vec<usize>),
+}
+
+impl Pick {
+    fn of(positions: Vec<usize>) -> Pick {
+        let first = positions.first().copied().unwrap_or(0);
+        if positions.windows(2).all(|w| w[1] == w[0] + 1) {
+            Pick::Run(first..first + positions.len())
+        } else {
+            Pick::Positions(positions)
         }
     }
 }
@@ -137,14 +157,22 @@ impl Rows {
         Rows { served, builder, inputs: Vec::new() }
     }
 
-    /// Adds a row from the layout's fields (`map` picks this featuriser's fields out of them).
+    /// Adds a row from the layout's fields (`pick` picks this featuriser's fields out of them).
     fn push(
         &mut self,
         input: usize,
         id: &str,
         fields: &[Field<'_>],
-        map: &[usize],
+        pick: &Pick,
     ) -> Result<(), vigil_features::FeatureError> {
+        let map = match pick {
+            Pick::Run(run) => {
+                self.served.featurizer.push(&mut self.builder, id, &fields[run.clone()])?;
+                self.inputs.push(input);
+                return Ok(());
+            }
+            Pick::Positions(map) => map,
+        };
         // On the stack for the usual few dozen fields (this runs for every record).
         let mut stack = [Field::Null; 48];
         let mut heap = Vec::new();
@@ -224,6 +252,13 @@ struct TopicContext {
     events: prometheus_client::metrics::counter::Counter,
 }
 
+/// What every score of a batch is written with: the `Score` schema's header (looked up once per
+/// batch) and the scoring time.
+struct Stamp<'a> {
+    header: &'a [u8],
+    now: i64,
+}
+
 /// One model version's part of a batch after inference.
 struct Ran {
     served: Arc<Served>,
@@ -263,7 +298,8 @@ impl Handler for Scorer {
         }
         let arms = std::mem::take(&mut groups.arms);
         let ran = self.infer(groups).await;
-        let now = now_ms();
+        let header = self.codec.score_header().map_err(|e| HandlerError(format!("encoding a score: {e}")))?;
+        let stamp = Stamp { header: &header, now: now_ms() };
         let mut produced: Vec<Vec<Output>> = vec![Vec::new(); batch.len()];
         for r in ran {
             let probabilities = match self.check(&r) {
@@ -286,7 +322,7 @@ impl Handler for Scorer {
             model.scored(r.variant, r.inputs.len() as u64);
             for (row, i) in r.inputs.iter().enumerate() {
                 let ab = arms.get(i).map(|(t, b)| (t.experiment.experiment_id.as_str(), if *b { "B" } else { "A" }));
-                match self.score(&r, &probabilities, row, &batch[*i], (ids.get(*i), ab), now)? {
+                match self.score(&r, &probabilities, row, &batch[*i], (ids.get(*i), ab), &stamp) {
                     Some(output) if r.variant == Variant::Champion => produced[*i].insert(0, output),
                     Some(output) => produced[*i].push(output),
                     None if r.variant == Variant::Champion => {
@@ -368,11 +404,11 @@ impl Scorer {
         row: usize,
         input: &Input,
         (id, ab): (&str, Option<(&str, &str)>),
-        now: i64,
-    ) -> Result<Option<Output>, HandlerError> {
+        &Stamp { header, now }: &Stamp<'_>,
+    ) -> Option<Output> {
         let p = f64::from(probabilities.positive(row));
         if !(0.0..=1.0).contains(&p) {
-            return Ok(None);
+            return None;
         }
         // Every class's probability goes out when there are more than two.
         let classes: Vec<f64> = if probabilities.classes > 2 {
@@ -402,17 +438,15 @@ impl Scorer {
         }
         // Written field by field, from borrowed parts (the generic serializer was an eighth of the
         // scorer's CPU).
-        let mut payload = Vec::with_capacity(48 + id.len() + served.key.0.len() + input.topic.len());
-        self.codec
-            .encode_score_into(&score, &mut payload)
-            .map_err(|e| HandlerError(format!("encoding a score: {e}")))?;
-        Ok(Some(Output {
+        let mut payload = Vec::with_capacity(48 + header.len() + id.len() + served.key.0.len() + input.topic.len());
+        Codec::encode_score_with(header, &score, &mut payload);
+        Some(Output {
             topic: self.scores_topic.clone(),
             key: Some(id.as_bytes().to_vec()),
             payload,
             headers: Vec::new(),
             timestamp: None,
-        }))
+        })
     }
     /// Fetches the writer schemas of the batch's Confluent-framed records whose ids the codec does
     /// not know (a record whose schema cannot be fetched is then dead-lettered with its unknown id).
@@ -534,5 +568,26 @@ impl Scorer {
     fn dead(&self, reason: Reason) -> Outcome {
         self.metrics.dead_letter(reason.stage, reason.kind, &reason.error);
         Outcome::DeadLetter(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of consecutive positions is handed over as a slice; anything else is copied out.
+    #[test]
+    fn consecutive_fields_are_picked_as_a_run() {
+        let run = |p: Vec<usize>| match Pick::of(p) {
+            Pick::Run(r) => Some(r),
+            Pick::Positions(_) => None,
+        };
+        assert_eq!(run(vec![1, 2, 3]), Some(1..4));
+        assert_eq!(run(vec![]), Some(0..0));
+        assert_eq!(run(vec![4]), Some(4..5));
+        assert_eq!(run(vec![3, 2, 1]), None, "out of order");
+        assert_eq!(run(vec![0, 2, 3]), None, "a gap");
+        assert_eq!(run(vec![1, 1, 3]), None, "a field read twice");
+        assert_eq!(run(vec![5, 0]), None, "the event id again, after another field");
     }
 }
