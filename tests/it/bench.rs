@@ -3,17 +3,24 @@
 
 use vigil_e2e::*;
 
-#[test]
-fn the_scale_out_benchmark_writes_its_report() {
+/// Runs `vigil-bench <which> <args>` on the tests' broker with `env`, and reads its report.
+fn run_bench(which: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let out = std::env::temp_dir().join(unique("bench"));
     let status = std::process::Command::new(bin("vigil-bench"))
-        .args(["scale", "--events", "3000", "--rounds", "1", "--out", out.to_str().unwrap()])
+        .arg(which)
+        .args(args)
+        .args(["--out", out.to_str().unwrap()])
         .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+        .envs(env.iter().copied())
         .status()
         .unwrap();
-    assert!(status.success());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    assert!(status.success(), "vigil-bench {which}: {status}");
+    serde_json::from_str(&std::fs::read_to_string(out.join(format!("{which}.json"))).unwrap()).unwrap()
+}
+
+#[test]
+fn the_scale_out_benchmark_writes_its_report() {
+    let report = run_bench("scale", &["--events", "3000", "--rounds", "1"], &[]);
     let forwarder = report["forwarder_events_per_s"].as_f64().unwrap();
     assert!(forwarder > 0.0, "{report}");
     let runs = report["scorers"].as_array().unwrap();
@@ -29,16 +36,8 @@ fn the_scale_out_benchmark_writes_its_report() {
 /// 300 preloaded texts for the speed run; the report's figures are measured.
 #[test]
 fn the_sentiment_benchmark_writes_its_report() {
-    let out = std::env::temp_dir().join(unique("bench"));
-    let status = std::process::Command::new(bin("vigil-bench"))
-        .args(["sentiment", "--events", "12000", "--rounds", "1", "--out", out.to_str().unwrap()])
-        .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
-        .env("VIGIL_BENCH_SENTIMENT_TEXTS", "100")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("sentiment.json")).unwrap()).unwrap();
+    let report =
+        run_bench("sentiment", &["--events", "12000", "--rounds", "1"], &[("VIGIL_BENCH_SENTIMENT_TEXTS", "100")]);
     let speed = &report["speed"];
     let (vigil, python) =
         (speed["scorer_texts_per_s"].as_f64().unwrap(), speed["python_texts_per_s"].as_f64().unwrap());
@@ -54,19 +53,25 @@ fn the_sentiment_benchmark_writes_its_report() {
     }
 }
 
+/// `vigil-bench python` at its shortest: the Python fraud scorer (features computed in Python from
+/// the same spec, the same graph in onnxruntime) scores 500 events as the scorer does, then each
+/// drains the same records beside the forwarder.
+#[test]
+fn the_python_baseline_scores_as_the_scorer_does() {
+    let report = run_bench("python", &["--events", "4000", "--rounds", "1"], &[]);
+    let f = |k: &str| report[k].as_f64().unwrap();
+    assert_eq!(report["parity"]["events"], 500, "{report}");
+    assert!(report["parity"]["max_abs_difference"].as_f64().unwrap() < 1e-5, "{report}");
+    let (scorer, python) = (f("scorer_events_per_s"), f("python_events_per_s"));
+    assert!(scorer > 0.0 && python > 0.0 && f("forwarder_events_per_s") > 0.0, "{report}");
+    assert!((f("scorer_vs_python") - scorer / python).abs() < 1e-9, "{report}");
+}
+
 /// `vigil-bench ab` with 200 seeded runs per case: the sequential test keeps its level where peeking
 /// at a z-test does not, and names a truly better arm.
 #[test]
 fn the_ab_benchmark_writes_its_report() {
-    let out = std::env::temp_dir().join(unique("bench"));
-    let status = std::process::Command::new(bin("vigil-bench"))
-        .args(["ab", "--rounds", "1", "--out", out.to_str().unwrap()])
-        .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("ab.json")).unwrap()).unwrap();
+    let report = run_bench("ab", &["--rounds", "1"], &[]);
     let f = |k: &str| report[k].as_f64().unwrap();
     assert_eq!(report["runs_per_case"], 200, "{report}");
     assert!(f("false_positive_rate") <= 0.08, "{report}");

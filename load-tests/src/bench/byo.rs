@@ -230,7 +230,7 @@ const POINT: &str = r#"{"type": "record", "name": "Point", "namespace": "bench.f
 /// The scorer on scikit-learn's gradient-boosted trees against the forwarder, alternating.
 async fn foreign_speed(env: &Env) -> Result<Json, BenchError> {
     let root = repo_root(&env.bin_dir);
-    let python = std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let python = python_bin(&root);
     let dir = std::env::temp_dir().join(unique("foreign"));
     let out = Command::new(&python)
         .arg(root.join("tests/support/foreign_models.py"))

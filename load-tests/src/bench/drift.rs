@@ -14,7 +14,6 @@
 //!   transactions; its rate is the records it counted (its metrics) over the time from its first
 //!   counted record to the last. The forwarder drains the same topic (alternating order).
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -279,7 +278,7 @@ async fn service(env: &Env) -> Result<Json, BenchError> {
 /// The drift benchmark; writes `drift.json`.
 pub async fn drift(env: &Env) -> Result<Json, BenchError> {
     let root = bench::repo_root(&env.bin_dir);
-    let python = std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let python = bench::python_bin(&root);
     let script = root.join("load-tests/baselines/river_drift.py");
     eprintln!("running River's detectors ({})", script.display());
     let out = Command::new(&python).arg(&script).output()?;

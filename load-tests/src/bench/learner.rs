@@ -77,7 +77,7 @@ pub async fn learner(env: &Env) -> Result<Json, BenchError> {
     };
     // River in the same run (the quick mode skips the slow forest; its figures come from the reference).
     let script = root.join("../shared/baselines/river_baseline.py");
-    let python = std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let python = python_bin(&root);
     eprintln!("running River ({})", script.display());
     let out = Command::new(&python).arg(&script).args(["--quick", "--data"]).arg(&data).output()?;
     if !out.status.success() {
@@ -217,7 +217,7 @@ fn trees(
         .collect();
     let rows = env.out_dir.join("elec2-rows.csv");
     std::fs::write(&rows, csv)?;
-    let python = std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let python = python_bin(root);
     let river = |kind: &str| -> Result<Json, BenchError> {
         let out =
             Command::new(&python).arg(root.join("load-tests/baselines/river_tree.py")).arg(&rows).arg(kind).output()?;

@@ -18,7 +18,7 @@
 //! The harness (this module) runs systems and measures them; [`process`] reads a running process's
 //! figures (CPU, memory, its metrics endpoint); [`report`] turns samples into medians and writes the
 //! reports; one module per benchmark: [`forwarder`], [`scorer`], [`learner`], [`drift`], [`byo`],
-//! [`scale`], [`sentiment`], [`ab`].
+//! [`scale`], [`sentiment`], [`ab`], [`python`].
 
 pub mod ab;
 pub mod byo;
@@ -26,6 +26,7 @@ pub mod drift;
 pub mod forwarder;
 pub mod learner;
 pub mod process;
+pub mod python;
 pub mod report;
 pub mod scale;
 pub mod scorer;
@@ -59,7 +60,8 @@ pub use self::drift::drift;
 pub use self::forwarder::{forwarder, warm_up};
 pub use self::learner::learner;
 pub use self::process::{cpu_seconds, free_port, metric_value, rss_mb, scrape_metrics, stop};
-pub use self::report::{commit, machine, median, repo_root, spread, table, write_report};
+pub use self::python::python;
+pub use self::report::{commit, machine, median, python_bin, repo_root, spread, table, write_report};
 pub use self::scale::scale;
 pub use self::scorer::scorer;
 pub use self::sentiment::sentiment;

@@ -71,3 +71,8 @@ pub fn table(rows: &[(&str, &Vec<f64>)]) {
 pub fn repo_root(bin_dir: &Path) -> PathBuf {
     bin_dir.ancestors().nth(2).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
+
+/// The Python the baselines run on: `VIGIL_PYTHON`, else the project's virtual environment's.
+pub fn python_bin(root: &Path) -> PathBuf {
+    std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"))
+}

@@ -4,23 +4,31 @@
 
 use super::*;
 
-/// Registers the benchmark's models on `topic`: a fraud MLP (spec width → 64 → 1) and a hashed-text
+/// The benchmark's fraud model: an MLP (spec width → 64 → 1) with fixed pseudo-random weights.
+pub(super) fn fraud_model() -> Result<vigil_models::families::Model, BenchError> {
+    use vigil_models::families::{Dense, Model};
+    let d = vigil_features::FeatureSpec::parse(vigil_features::FRAUD_SPEC)?.width();
+    Ok(Model::Mlp {
+        layers: vec![
+            Dense { inputs: d, outputs: 64, w: weights(d * 64, 1), b: vec![0.0; 64] },
+            Dense { inputs: 64, outputs: 1, w: weights(64, 2), b: vec![-2.0] },
+        ],
+    })
+}
+
+/// `n` fixed pseudo-random weights in [-0.1, 0.1).
+fn weights(n: usize, seed: u32) -> Vec<f32> {
+    (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).collect()
+}
+
+/// Registers the benchmark's models on `topic`: the fraud MLP ([`fraud_model`]) and a hashed-text
 /// sentiment model, both promoted.
 pub(super) async fn register_models(env: &Env, topic: &str) -> Result<(), BenchError> {
     use vigil_events::CheckpointStatus;
     use vigil_models::checkpoint::{self, NewCheckpoint};
-    use vigil_models::families::{Dense, Model};
-    let w = |n: usize, seed: u32| -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).collect()
-    };
-    let d = vigil_features::FeatureSpec::parse(vigil_features::FRAUD_SPEC)?.width();
-    let fraud = Model::Mlp {
-        layers: vec![
-            Dense { inputs: d, outputs: 64, w: w(d * 64, 1), b: vec![0.0; 64] },
-            Dense { inputs: 64, outputs: 1, w: w(64, 2), b: vec![-2.0] },
-        ],
-    };
-    let text = Model::HashedText { table: w(65536, 3), b: 0.0 };
+    use vigil_models::families::Model;
+    let fraud = fraud_model()?;
+    let text = Model::HashedText { table: weights(65536, 3), b: 0.0 };
     let producer = vigil_kafka::models::producer(&env.kafka)?;
     let codec = Codec::new();
     for (name, model, spec) in

@@ -145,7 +145,7 @@ fn quality(env: &Env, root: &Path, encoder: &EncoderArtifact, rt: &Runtime, limi
             json!({"texts": texts.len(), "encoder_head_accuracy": head, "hashed_accuracy": hashed, "encoder_texts_per_s_batch_256": rate}),
         );
     }
-    let python = std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let python = python_bin(root);
     let out = Command::new(&python).arg(root.join("load-tests/baselines/river_sentiment.py")).args(&files).output()?;
     if !out.status.success() {
         return Err(format!("River baseline failed: {}", String::from_utf8_lossy(&out.stderr)).into());
@@ -194,7 +194,7 @@ async fn speed(
     let dirs = format!("model-dirs = [{:?}]\nintra-threads = {cores}", store.display().to_string());
     let mut scorer = super::scorer::scorer_system_with(Workload::Text, &models_topic, &dirs);
     scorer.name = "scorer-encoder".into();
-    let python = std::env::var("VIGIL_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let python = python_bin(root);
     let path = |p: PathBuf| p.display().to_string();
     let baseline = System {
         name: "python-encoder".into(),

@@ -45,6 +45,7 @@ enum Which {
     Scale,
     Sentiment,
     Ab,
+    Python,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +110,9 @@ fn main() -> ExitCode {
         }
         if matches!(cli.which, Which::All | Which::Sentiment) {
             bench::sentiment(&env).await?;
+        }
+        if matches!(cli.which, Which::All | Which::Python) {
+            bench::python(&env).await?;
         }
         if matches!(cli.which, Which::All | Which::Ab) {
             bench::ab(&env).await?;
