@@ -218,12 +218,16 @@ fn served_version(port: u16) -> Option<i64> {
 /// Champion scores of `sentiment` by event id, once every id starting with `prefix` (`n` of them) has one.
 async fn scores_of(stack: &Stack, prefix: &str, n: usize) -> HashMap<String, Score> {
     let codec = Codec::new();
+    // Each record is decoded once, as it arrives.
+    let (mut found, mut checked) = (0, 0);
     let records = collect_until(&stack.scores, "read_committed", T, "a score for every text", |r| {
-        r.iter()
+        found += r[checked..]
+            .iter()
             .filter_map(|m| codec.decode_event::<Score>(m.payload.as_deref()?).ok())
             .filter(|s| s.event_id.starts_with(prefix))
-            .count()
-            >= n
+            .count();
+        checked = r.len();
+        found >= n
     })
     .await;
     let all = records.iter().filter_map(|m| codec.decode_event::<Score>(m.payload.as_deref()?).ok());
