@@ -1,8 +1,8 @@
 //! The Python baseline: the fraud scorer against a fraud scorer written the usual Python way
 //! (`baselines/python_fraud_scorer.py`: confluent-kafka, fastavro, the features computed in Python
 //! from the same spec, onnxruntime on the same graph) and against the forwarder, each draining the
-//! same preloaded topic, with the CPU time each spends per event. Before timing anything, both score the same records and their scores are
-//! compared, so that the two do the same work.
+//! same preloaded topic, with the CPU time each spends per event. Before timing anything, both
+//! score the same records and their scores are compared, so that the two do the same work.
 
 use std::collections::HashMap;
 
