@@ -1,7 +1,10 @@
 //! The latency probe: consumes an input topic and an output topic, matches each output to its input
 //! by event id, and records end-to-end latency — from the moment the input was due to be produced
 //! (header `vigil.load.scheduled.us`, else its Kafka timestamp) to the moment the output was
-//! consumed — in an HDR histogram (microseconds, 3 significant digits).
+//! consumed — in an HDR histogram (microseconds, 3 significant digits). Each latency is also split
+//! at the output's Kafka timestamp, which the system's producer stamps when it is handed the record:
+//! the way to the system and through it (due → handed to the producer), and the way back (handed to
+//! the producer → consumed), so that a tail can be placed on one side or the other.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,9 +24,14 @@ use crate::generate::SCHEDULED_HEADER;
 /// Matches outputs to inputs and keeps the latency histogram.
 pub struct Latencies {
     inputs: HashMap<String, i64>,
-    early_outputs: HashMap<String, i64>,
+    /// Outputs read before their input: when consumed (µs) and their Kafka timestamp (ms).
+    early_outputs: HashMap<String, (i64, Option<i64>)>,
     matched: std::collections::HashSet<String>,
     hist: Histogram<u64>,
+    /// Due → the output's Kafka timestamp (the system handed it to its producer).
+    to_output: Histogram<u64>,
+    /// The output's Kafka timestamp → consumed by the probe.
+    after_output: Histogram<u64>,
     /// Outputs whose event had already been matched (e.g. a challenger's score).
     pub duplicates: u64,
     first_input_us: Option<i64>,
@@ -45,6 +53,15 @@ pub struct Percentiles {
     pub max_ms: f64,
     /// Mean, ms.
     pub mean_ms: f64,
+    /// Median of the way in and through the system: due → the output handed to the system's
+    /// producer (its Kafka timestamp, to the millisecond), ms.
+    pub to_output_p50_ms: f64,
+    /// 99th percentile of the same, ms.
+    pub to_output_p99_ms: f64,
+    /// Median of the way back: the output handed to the producer → consumed, ms.
+    pub after_output_p50_ms: f64,
+    /// 99th percentile of the same, ms.
+    pub after_output_p99_ms: f64,
 }
 
 impl Default for Latencies {
@@ -56,12 +73,15 @@ impl Default for Latencies {
 impl Latencies {
     /// Empty.
     pub fn new() -> Latencies {
+        // 1 µs .. 1 h, 3 significant digits.
+        let hist = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant, valid histogram bounds");
         Latencies {
             inputs: HashMap::new(),
             early_outputs: HashMap::new(),
             matched: std::collections::HashSet::new(),
-            // 1 µs .. 1 h, 3 significant digits.
-            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant, valid histogram bounds"),
+            hist: hist(),
+            to_output: hist(),
+            after_output: hist(),
             duplicates: 0,
             first_input_us: None,
             last_output_us: None,
@@ -70,32 +90,36 @@ impl Latencies {
 
     /// An input was seen, due at `produced_us`.
     pub fn input(&mut self, event_id: &str, produced_us: i64) {
-        if let Some(out_us) = self.early_outputs.remove(event_id) {
-            self.record(event_id, produced_us, out_us);
+        if let Some((out_us, out_ms)) = self.early_outputs.remove(event_id) {
+            self.record(event_id, produced_us, out_us, out_ms);
         } else if !self.matched.contains(event_id) {
             self.inputs.insert(event_id.to_string(), produced_us);
         }
     }
 
-    /// An output for `event_id` was consumed at `consumed_us`.
-    pub fn output(&mut self, event_id: &str, consumed_us: i64) {
+    /// An output for `event_id` was consumed at `consumed_us`; `output_ms`: its Kafka timestamp.
+    pub fn output(&mut self, event_id: &str, consumed_us: i64, output_ms: Option<i64>) {
         if self.matched.contains(event_id) || self.early_outputs.contains_key(event_id) {
             self.duplicates += 1;
             return;
         }
         match self.inputs.remove(event_id) {
-            Some(produced_us) => self.record(event_id, produced_us, consumed_us),
+            Some(produced_us) => self.record(event_id, produced_us, consumed_us, output_ms),
             None => {
-                self.early_outputs.insert(event_id.to_string(), consumed_us);
+                self.early_outputs.insert(event_id.to_string(), (consumed_us, output_ms));
             }
         }
     }
 
-    fn record(&mut self, event_id: &str, produced_us: i64, consumed_us: i64) {
+    fn record(&mut self, event_id: &str, produced_us: i64, consumed_us: i64, output_ms: Option<i64>) {
         self.matched.insert(event_id.to_string());
         self.first_input_us = Some(self.first_input_us.map_or(produced_us, |f| f.min(produced_us)));
         self.last_output_us = Some(self.last_output_us.map_or(consumed_us, |l| l.max(consumed_us)));
         let _ = self.hist.record((consumed_us - produced_us).max(1) as u64);
+        if let Some(handed_us) = output_ms.map(|ms| ms * 1000) {
+            let _ = self.to_output.record((handed_us - produced_us).max(1) as u64);
+            let _ = self.after_output.record((consumed_us - handed_us).max(1) as u64);
+        }
     }
 
     /// Matched events so far.
@@ -132,6 +156,10 @@ impl Latencies {
             p999_ms: ms(self.hist.value_at_quantile(0.999)),
             max_ms: ms(self.hist.max()),
             mean_ms: self.hist.mean() / 1000.0,
+            to_output_p50_ms: ms(self.to_output.value_at_quantile(0.5)),
+            to_output_p99_ms: ms(self.to_output.value_at_quantile(0.99)),
+            after_output_p50_ms: ms(self.after_output.value_at_quantile(0.5)),
+            after_output_p99_ms: ms(self.after_output.value_at_quantile(0.99)),
         }
     }
 }
@@ -228,7 +256,7 @@ pub async fn run(kafka: &KafkaConfig, cfg: &ProbeConfig) -> Result<Latencies, Ka
             let produced = scheduled.or_else(|| m.timestamp().to_millis().map(|ms| ms * 1000)).unwrap_or(consumed_us);
             lat.input(&id, produced);
         } else {
-            lat.output(&id, consumed_us);
+            lat.output(&id, consumed_us, m.timestamp().to_millis());
         }
     }
     Ok(lat)
@@ -241,18 +269,20 @@ mod tests {
     #[test]
     fn percentiles_of_known_latencies() {
         let mut l = Latencies::new();
-        // 1000 events with latencies 1..=1000 ms; some outputs arrive before their input is read.
+        // 1000 events with latencies 1..=1000 ms, each output handed to the system's producer a
+        // quarter of the way (whole milliseconds); some outputs arrive before their input is read.
         for i in 1..=1000i64 {
             let id = format!("e{i}");
+            let handed_ms = Some(10_000 + i / 4);
             if i % 3 == 0 {
-                l.output(&id, 10_000_000 + i * 1000);
+                l.output(&id, 10_000_000 + i * 1000, handed_ms);
                 l.input(&id, 10_000_000);
             } else {
                 l.input(&id, 10_000_000);
-                l.output(&id, 10_000_000 + i * 1000);
+                l.output(&id, 10_000_000 + i * 1000, handed_ms);
             }
         }
-        l.output("e5", 99_999_999); // a second output for the same event is not a new latency
+        l.output("e5", 99_999_999, None); // a second output for the same event is not a new latency
         let p = l.percentiles();
         assert_eq!(p.count, 1000);
         assert_eq!(l.duplicates, 1);
@@ -262,6 +292,10 @@ mod tests {
         assert!(close(p.p999_ms, 999.0), "p999 {}", p.p999_ms);
         assert!(close(p.max_ms, 1000.0), "max {}", p.max_ms);
         assert!((p.mean_ms - 500.5).abs() < 0.5, "mean {}", p.mean_ms);
+        // The split: a quarter before the output's timestamp, three quarters after.
+        assert!(close(p.to_output_p99_ms, 247.0), "to output p99 {}", p.to_output_p99_ms);
+        assert!(close(p.after_output_p99_ms, 743.0), "after output p99 {}", p.after_output_p99_ms);
+        assert!(close(p.to_output_p50_ms, 125.0) && close(p.after_output_p50_ms, 375.0), "{p:?}");
         assert_eq!(l.unmatched_inputs(), 0);
         // 1000 events from t=10 s to t=11 s.
         assert!((l.rate() - 1000.0).abs() < 1e-6, "rate {}", l.rate());

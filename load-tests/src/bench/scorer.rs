@@ -156,8 +156,14 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         ("scorer inference us/event", &s_infer),
         ("scorer p99 ms", &s_p99),
         ("forwarder p99 ms", &f_p99),
+        ("scorer p99 ms: to its output", &at_half.to_output_p99[0]),
+        ("forwarder p99 ms: to its output", &at_half.to_output_p99[1]),
+        ("scorer p99 ms: after its output", &at_half.after_output_p99[0]),
+        ("forwarder p99 ms: after its output", &at_half.after_output_p99[1]),
         ("scorer p99 ms @ 10k/s", &at_10k.p99[0]),
         ("forwarder p99 ms @ 10k/s", &at_10k.p99[1]),
+        ("scorer p99 ms @ 10k/s: to its output", &at_10k.to_output_p99[0]),
+        ("forwarder p99 ms @ 10k/s: to its output", &at_10k.to_output_p99[1]),
     ]);
     Ok(json!({
         "scorer_events_per_s": median(&s_rate),
@@ -180,6 +186,18 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         "scorer_p99_ms_10k": median(&at_10k.p99[0]),
         "forwarder_p99_ms_10k": median(&at_10k.p99[1]),
         "p99_difference_ms_10k": median(&at_10k.p99[0]) - median(&at_10k.p99[1]),
+        // Where the tails are: each side of the output's timestamp (the system handing the output to
+        // its producer), at half the live maximum and at 10k/s.
+        "p99_split_ms": {
+            "scorer_to_output": median(&at_half.to_output_p99[0]),
+            "forwarder_to_output": median(&at_half.to_output_p99[1]),
+            "scorer_after_output": median(&at_half.after_output_p99[0]),
+            "forwarder_after_output": median(&at_half.after_output_p99[1]),
+            "scorer_to_output_10k": median(&at_10k.to_output_p99[0]),
+            "forwarder_to_output_10k": median(&at_10k.to_output_p99[1]),
+            "scorer_after_output_10k": median(&at_10k.after_output_p99[0]),
+            "forwarder_after_output_10k": median(&at_10k.after_output_p99[1]),
+        },
         "scorer_rss_mb": s_rss.iter().cloned().fold(0.0, f64::max),
         "scorer_cpu_us_per_event": median(&s_cpu),
         "forwarder_cpu_us_per_event": median(&f_cpu),
@@ -190,10 +208,15 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
 }
 
 /// Latency percentiles of two systems at one rate, over `env.rounds` alternating rounds.
+#[derive(Default)]
 struct Latencies {
     /// p50 and p99 per system (in the order given), one value per round.
     p50: [Vec<f64>; 2],
     p99: [Vec<f64>; 2],
+    /// The p99s of the two sides of the output's timestamp ([`crate::probe`]): due → handed to the
+    /// system's producer, and handed → consumed.
+    to_output_p99: [Vec<f64>; 2],
+    after_output_p99: [Vec<f64>; 2],
     /// The first system's peak RSS per round.
     rss: Vec<f64>,
 }
@@ -205,7 +228,7 @@ async fn latencies(
     rate: f64,
     seed: u64,
 ) -> Result<Latencies, BenchError> {
-    let mut out = Latencies { p50: [Vec::new(), Vec::new()], p99: [Vec::new(), Vec::new()], rss: Vec::new() };
+    let mut out = Latencies::default();
     let n = (rate * env.latency_secs) as u64;
     for round in 0..env.rounds {
         // Alternate which goes first.
@@ -214,18 +237,24 @@ async fn latencies(
             let l = latency(env, systems[i], workload, Some(rate), n, seed + round as u64).await?;
             out.p50[i].push(l.percentiles.p50_ms);
             out.p99[i].push(l.percentiles.p99_ms);
+            out.to_output_p99[i].push(l.percentiles.to_output_p99_ms);
+            out.after_output_p99[i].push(l.percentiles.after_output_p99_ms);
             if i == 0 {
                 out.rss.push(l.rss_mb);
             }
         }
         eprintln!(
-            "{} latency round {} at {rate:.0}/s: p99 {} {:.2} ms, {} {:.2} ms",
+            "{} latency round {} at {rate:.0}/s: p99 {} {:.2} ms ({:.0} + {:.0}), {} {:.2} ms ({:.0} + {:.0})",
             systems[0].name,
             round + 1,
             systems[0].name,
             out.p99[0][round],
+            out.to_output_p99[0][round],
+            out.after_output_p99[0][round],
             systems[1].name,
-            out.p99[1][round]
+            out.p99[1][round],
+            out.to_output_p99[1][round],
+            out.after_output_p99[1][round],
         );
     }
     Ok(out)
