@@ -14,6 +14,13 @@ use apache_avro::schema::RecordSchema;
 
 use crate::error::CodecError;
 
+/// Runs `f` on `n` null fields: on the stack for up to 48 (the usual few dozen fields of a record,
+/// read for every record), on the heap beyond.
+pub fn with_fields<'a, R>(n: usize, f: impl FnOnce(&mut [Field<'a>]) -> R) -> R {
+    let mut stack = [Field::Null; 48];
+    if n <= stack.len() { f(&mut stack[..n]) } else { f(&mut vec![Field::Null; n]) }
+}
+
 /// One decoded field, borrowed from the record's bytes where it can be.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Field<'a> {

@@ -86,18 +86,10 @@ impl RecordReader {
         match self.encoding {
             Encoding::Avro => {
                 if let Some((plan, body)) = self.plan(codec, payload)? {
-                    // On the stack for the usual few dozen fields (this runs for every record).
-                    let mut stack = [Field::Null; 32];
-                    let mut heap = Vec::new();
-                    let n = self.wanted.len();
-                    let fields: &mut [Field<'_>] = if n <= stack.len() {
-                        &mut stack[..n]
-                    } else {
-                        heap.resize(n, Field::Null);
-                        &mut heap
-                    };
-                    plan.read_into(body, fields)?;
-                    return Ok(f(fields));
+                    return crate::fast::with_fields(self.wanted.len(), |fields| {
+                        plan.read_into(body, fields)?;
+                        Ok(f(fields))
+                    });
                 }
                 let value = codec.decode(payload, &self.schema_name)?;
                 Ok(f(&self.fields_of(&value)?))

@@ -407,6 +407,18 @@ fn plans_are_keyed_by_the_fields_they_read() {
     assert_ne!(Wanted::new(&["a", "b"]), Wanted::new(&["b", "a"]));
 }
 
+#[test]
+fn fields_are_lent_null_on_the_stack_or_the_heap_alike() {
+    for n in [0, 3, 48, 49, 200] {
+        let (len, all_null) = crate::fast::with_fields(n, |f| {
+            let all_null = f.iter().all(|x| *x == Field::Null);
+            f.iter_mut().for_each(|x| *x = Field::Int(7));
+            (f.len(), all_null)
+        });
+        assert_eq!((len, all_null), (n, true), "{n} fields");
+    }
+}
+
 proptest! {
     #[test]
     fn arbitrary_bodies_never_panic_the_fast_path(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {

@@ -173,19 +173,12 @@ impl Rows {
             }
             Pick::Positions(map) => map,
         };
-        // On the stack for the usual few dozen fields (this runs for every record).
-        let mut stack = [Field::Null; 48];
-        let mut heap = Vec::new();
-        let mine: &mut [Field<'_>] = if map.len() <= stack.len() {
-            &mut stack[..map.len()]
-        } else {
-            heap.resize(map.len(), Field::Null);
-            &mut heap
-        };
-        for (m, i) in mine.iter_mut().zip(map) {
-            *m = fields[*i];
-        }
-        self.served.featurizer.push(&mut self.builder, id, mine)?;
+        vigil_events::fast::with_fields(map.len(), |mine| {
+            for (m, i) in mine.iter_mut().zip(map) {
+                *m = fields[*i];
+            }
+            self.served.featurizer.push(&mut self.builder, id, mine)
+        })?;
         self.inputs.push(input);
         Ok(())
     }
