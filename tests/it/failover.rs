@@ -42,6 +42,22 @@ fn signal(pid: u32, sig: &str) {
     assert!(std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
 }
 
+/// Waits until every thread of `pid` is stopped: `kill` returns once SIGSTOP is sent, and a thread
+/// still running on the other core could answer one more request (a stopped holder once read as
+/// ready, and as the standby's successor).
+fn wait_stopped(pid: u32) {
+    let stopped = |stat: String| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('T'));
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        if tasks.flatten().all(|t| std::fs::read_to_string(t.path().join("stat")).is_ok_and(stopped)) {
+            return;
+        }
+        assert!(Instant::now() < until, "process {pid} was not stopped within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The fraud model's checkpoints on the models topic (committed ones), in order.
 async fn checkpoints(stack: &Stack) -> Vec<ModelCheckpoint> {
     let codec = Codec::new();
@@ -90,6 +106,7 @@ async fn hand_a_model_over(stack: Stack, dir: std::path::PathBuf) {
         .await;
     let (zombie, other) = if first == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
     signal(zombie.0.id(), "-STOP");
+    wait_stopped(zombie.0.id());
     let (second, took) = holder(&ports[..2], Duration::from_secs(90)).await;
     assert_eq!(second, 1 - first, "the standby took the lease");
     println!("the standby took over {:.1} s after the holder stopped", took.as_secs_f64());

@@ -1,6 +1,7 @@
 //! The learner against the real broker: from transactions and delayed labels to a promoted checkpoint
 //! that a running scorer picks up; resuming after a SIGKILL applies every label once and ends with the
-//! model an uninterrupted run ends with; malformed and unknown labels are counted and dead-lettered.
+//! model an uninterrupted run ends with; malformed and unknown labels are counted and dead-lettered; a
+//! learner whose consumer hands over nothing with records behind reads again with a new consumer.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -265,4 +266,50 @@ async fn malformed_and_unknown_labels_are_counted_and_dead_lettered() {
 fn short(v: &Json) -> String {
     let s = v.to_string();
     if s.len() > 300 { format!("{}…", &s[..300]) } else { s }
+}
+
+/// The stall watch's way out ([`vigil_kafka::stall`]) on a real broker: the labels topic ends in an
+/// aborted transaction, so the learner's `read_committed` consumer hands over nothing while its
+/// partition is records behind its end. After the idle wait the learner reads again with a new
+/// consumer, once, and that consumer reads what comes next.
+#[tokio::test]
+async fn a_learner_idle_with_records_behind_reads_again_with_a_new_consumer() {
+    use rdkafka::producer::{FutureRecord, Producer};
+    let stack = Stack::with_learner("stall", 1, "", "").await;
+    let codec = Codec::new();
+    let txn: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", format!("{}-aborting", stack.prefix))
+        .create()
+        .unwrap();
+    txn.init_transactions(Duration::from_secs(30)).unwrap();
+    txn.begin_transaction().unwrap();
+    for i in 0..5 {
+        let label = vigil_events::Label { event_id: format!("ghost-{i}"), label: 1.0, label_time: 0, source: None };
+        let payload = codec.encode_event(&label).unwrap();
+        txn.send(FutureRecord::<[u8], [u8]>::to(&stack.tx_labels).payload(&payload), Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    txn.abort_transaction(Duration::from_secs(30)).unwrap();
+    let dir = std::env::temp_dir().join(&stack.prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("learner.log");
+    let mut learner = Running(stack.spawn_logged_with("vigil-learner", free_port(), &log, &[]));
+    let read_again =
+        || std::fs::read_to_string(&log).unwrap_or_default().matches("reading again with a new consumer").count();
+    // Idle for the watch's 30 s, then compared every 5 s.
+    wait_for(Duration::from_secs(120), "the learner to read again with a new consumer", || async {
+        (read_again() > 0).then_some(())
+    })
+    .await;
+    // The new consumer reads on: a label after the aborted ones is read (and dead-lettered: not Avro).
+    produce(&producer(), &stack.tx_labels, Some(b"x"), b"not avro at all").await;
+    let dead = consume_exactly(&stack.dlq, 1, T, Duration::from_secs(3)).await;
+    assert_eq!(dead[0].header(dlq::ERROR_KIND), Some(&b"bad-magic"[..]));
+    assert_eq!(read_again(), 1, "read again once: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(learner.0.try_wait().unwrap().is_none(), "the learner exited");
+    terminate(&mut learner.0, Duration::from_secs(20));
+    stack.delete().await;
 }

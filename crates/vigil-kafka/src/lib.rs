@@ -18,6 +18,7 @@ pub mod owned;
 pub mod pipeline;
 pub mod schema_registry;
 pub mod sink;
+pub mod stall;
 pub mod tracker;
 
 pub use input::Input;

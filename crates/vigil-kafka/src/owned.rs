@@ -16,7 +16,8 @@
 //! acknowledgements (bounded by the drain deadline) and then tells the service
 //! ([`ModelService::on_delivered`]), so that a figure the service publishes after that describes
 //! records that are on their topics. A delivery that fails after the producer's retries stops the
-//! loop; shutdown flushes what is in flight within the deadline.
+//! loop; shutdown flushes what is in flight within the deadline. A consumer that hands over nothing
+//! while its partitions are behind their ends is replaced ([`crate::stall`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,7 @@ use vigil_runtime::metrics::Health;
 use crate::lease::{Held, Lease, LeaseConfig};
 use crate::model_registry::ModelRegistry;
 use crate::sink::{Output, Sink, SinkContext};
+use crate::stall::{Marks, STALL, StallWatch};
 use crate::tracker::Tracker;
 use crate::{HandlerError, Input, KafkaPlumbingError, client, models};
 
@@ -324,15 +326,14 @@ pub fn run<S: ModelService>(
     let (records, models_end) = models::read_to_end(kafka, &cfg.models_topic, codec)?;
     records.into_iter().for_each(|r| registry.apply_record(r));
     let mut service = build(&registry)?;
-    let consumer: BaseConsumer<client::LogContext> = client::consumer_config(kafka, &cfg.service, &cfg.group)
-        .create_with_context(client::LogContext)
-        .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })?;
-    let partitions = assign(&consumer, &service.sources())?;
+    let mut consumer = reader(kafka, cfg)?;
+    let (partitions, start) = assign(&consumer, &service.sources())?;
     let follower = models::follower_from(kafka, &cfg.models_topic, &format!("{}-models", cfg.service), models_end)?;
     health.set_ready();
     tracing::info!(service = %cfg.service, topics = ?partitions.keys().collect::<Vec<_>>(), "reading");
 
     let mut rounds = Rounds { next: HashMap::new(), high: HashMap::new(), out: Outbox::default() };
+    let mut watch = StallWatch::default();
     let result = loop {
         if shutdown.is_cancelled() {
             break Ok(());
@@ -341,11 +342,31 @@ pub fn run<S: ModelService>(
             break Err(OwnedError::Superseded("the lease moved".into()));
         }
         let step = rounds.round(&mut service, &mut registry, (&consumer, &follower, codec), &partitions, cfg);
+        let polled = *step.as_ref().unwrap_or(&0);
         let delivered = match step {
-            Ok(()) if cfg.transactional_id.is_some() => deliver_in_transaction(&sink, &mut rounds.out, cfg, shutdown),
-            Ok(()) => deliver(&sink, &mut rounds.out, cfg.drain_timeout, shutdown),
+            Ok(_) if cfg.transactional_id.is_some() => deliver_in_transaction(&sink, &mut rounds.out, cfg, shutdown),
+            Ok(_) => deliver(&sink, &mut rounds.out, cfg.drain_timeout, shutdown),
             Err(e) => Err(e),
         };
+        if watch.due(polled, Instant::now())
+            && let Some(marks) = behind(&consumer, &partitions, &start, &rounds.next)
+            && watch.worth_reading_again(&marks)
+        {
+            let records: i64 = marks.iter().map(|(_, _, at, end)| end - at).sum();
+            tracing::warn!(
+                service = %cfg.service,
+                records,
+                idle_s = STALL.as_secs(),
+                "nothing handed over with records behind the ends (a stalled fetch, or records never \
+                 handed over such as aborted transactions'): reading again with a new consumer"
+            );
+            consumer = reader(kafka, cfg)?;
+            consumer
+                .assign(&resume_from(&start, &rounds.next))
+                .map_err(|source| KafkaPlumbingError::Client { what: "assigning partitions again", source })?;
+            rounds.high.clear();
+            watch.read_again(marks);
+        }
         match delivered {
             Ok(true) => service.on_delivered(),
             Ok(false) => {}
@@ -506,7 +527,7 @@ impl Rounds {
         (consumer, follower, codec): Clients<'_>,
         partitions: &HashMap<String, Vec<i32>>,
         cfg: &OwnedConfig,
-    ) -> Result<(), OwnedError> {
+    ) -> Result<usize, OwnedError> {
         while let Some(Ok(m)) = follower.poll(Duration::ZERO) {
             registry.apply_record(models::parse(codec, m.key(), m.payload(), m.offset()));
             service.on_models(registry, &mut self.out)?;
@@ -529,7 +550,7 @@ impl Rounds {
         let mut progress =
             Progress { consumer, partitions, next: &self.next, high: &mut self.high, polled, registry: &*registry };
         service.on_round(&mut progress, &mut self.out)?;
-        Ok(())
+        Ok(polled)
     }
 }
 
@@ -553,11 +574,60 @@ fn deliver(sink: &Sink, out: &mut Outbox, timeout: Duration, shutdown: &Cancella
     Ok(flushed.is_ok())
 }
 
-/// Assigns every partition of every source from its start; returns the partitions by topic.
+/// The loop's consumer of its sources (assigned, not subscribed: nothing is committed).
+fn reader(kafka: &KafkaConfig, cfg: &OwnedConfig) -> Result<BaseConsumer<client::LogContext>, KafkaPlumbingError> {
+    client::consumer_config(kafka, &cfg.service, &cfg.group)
+        .create_with_context(client::LogContext)
+        .map_err(|source| KafkaPlumbingError::Client { what: "creating a consumer", source })
+}
+
+/// Where the loop has read (else where each partition started) and the end, of every partition
+/// more than one record behind its end; `None` if none is, or when an end cannot be read (the cluster is away: not a
+/// stall).
+fn behind(
+    consumer: &BaseConsumer<client::LogContext>,
+    partitions: &HashMap<String, Vec<i32>>,
+    start: &TopicPartitionList,
+    next: &HashMap<(String, i32), i64>,
+) -> Option<Marks> {
+    let mut marks = Marks::new();
+    for (topic, ps) in partitions {
+        for p in ps {
+            let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(2)).ok()?;
+            let at = next.get(&(topic.clone(), *p)).copied().unwrap_or_else(|| {
+                match start.find_partition(topic, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    Some(Offset::Beginning) => low,
+                    _ => high,
+                }
+            });
+            // One offset short is where a transaction's commit marker ends a partition: caught up.
+            if at + 1 < high {
+                marks.push((topic.clone(), *p, at, high));
+            }
+        }
+    }
+    marks.sort();
+    (!marks.is_empty()).then_some(marks)
+}
+
+/// The assignment that goes on from where the loop has read: `start`, with the offset after the
+/// last record read of every partition read from.
+fn resume_from(start: &TopicPartitionList, next: &HashMap<(String, i32), i64>) -> TopicPartitionList {
+    let mut tpl = start.clone();
+    for ((topic, p), offset) in next {
+        // A partition read from is in `start` (the loop reads only what it assigned).
+        let _ = tpl.set_partition_offset(topic, *p, Offset::Offset(*offset));
+    }
+    tpl
+}
+
+/// Assigns every partition of every source from its start; returns the partitions by topic and the
+/// assignment.
 fn assign(
     consumer: &BaseConsumer<client::LogContext>,
     sources: &[Source],
-) -> Result<HashMap<String, Vec<i32>>, KafkaPlumbingError> {
+) -> Result<(HashMap<String, Vec<i32>>, TopicPartitionList), KafkaPlumbingError> {
     let client = |what: &'static str| move |source| KafkaPlumbingError::Client { what, source };
     let mut tpl = TopicPartitionList::new();
     let mut partitions: HashMap<String, Vec<i32>> = HashMap::new();
@@ -577,7 +647,7 @@ fn assign(
         }
     }
     consumer.assign(&tpl).map_err(client("assigning partitions"))?;
-    Ok(partitions)
+    Ok((partitions, tpl))
 }
 
 fn start_offset(
@@ -596,4 +666,25 @@ fn start_offset(
             Offset::Offset((high - n).max(low))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_again_goes_on_after_the_last_record_read() {
+        let mut start = TopicPartitionList::new();
+        start.add_partition_offset("tx", 0, Offset::Beginning).unwrap();
+        start.add_partition_offset("tx", 1, Offset::Offset(40)).unwrap();
+        start.add_partition_offset("labels", 0, Offset::End).unwrap();
+        let next = HashMap::from([(("tx".to_string(), 0), 17), (("labels".to_string(), 0), 5)]);
+        let tpl = resume_from(&start, &next);
+        let at = |t: &str, p: i32| tpl.find_partition(t, p).map(|e| e.offset());
+        assert_eq!(at("tx", 0), Some(Offset::Offset(17)));
+        assert_eq!(at("tx", 1), Some(Offset::Offset(40)), "never read: where it started");
+        assert_eq!(at("labels", 0), Some(Offset::Offset(5)));
+        assert_eq!(tpl.count(), 3);
+        assert_eq!(start.find_partition("tx", 0).map(|e| e.offset()), Some(Offset::Beginning), "start kept");
+    }
 }
