@@ -582,8 +582,8 @@ fn reader(kafka: &KafkaConfig, cfg: &OwnedConfig) -> Result<BaseConsumer<client:
 }
 
 /// Where the loop has read (else where each partition started) and the end, of every partition
-/// more than one record behind its end; `None` if none is, or when an end cannot be read (the cluster is away: not a
-/// stall).
+/// more than one record behind its end; `None` if none is, or when an end cannot be read (the
+/// cluster is away: not a stall).
 fn behind(
     consumer: &BaseConsumer<client::LogContext>,
     partitions: &HashMap<String, Vec<i32>>,
