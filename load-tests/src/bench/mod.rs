@@ -185,6 +185,10 @@ pub struct Throughput {
     pub rss_mb: f64,
     /// CPU time (user + system) the system used for the whole run, seconds.
     pub cpu_s: f64,
+    /// CPU µs per output while draining: from the first outputs seen to the last, so that start-up
+    /// (loading libraries and models, joining the group) is left out (the whole run's when every
+    /// output was there at the first look).
+    pub drain_cpu_us_per_event: f64,
     /// The system's Prometheus metrics at the end of the run (when its template has `{port}`).
     pub metrics: Option<String>,
 }
@@ -368,12 +372,23 @@ pub async fn throughput_of(
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut outputs = Outputs::open(env, &output)?;
+    let cpu_now = |children: &[std::process::Child]| -> f64 {
+        children.iter().map(|c| cpu_seconds(c.id()).unwrap_or(f64::NAN)).sum()
+    };
+    // The CPU used and the outputs there at the first look that found some.
+    let mut first: Option<(f64, u64)> = None;
     let result = loop {
         if let Some(status) = children.iter_mut().find_map(|c| c.try_wait().ok().flatten()) {
             break Err(format!("{} exited early ({status})", system.name).into());
         }
         // The timestamps are read once, when every output is there.
-        match outputs.read().and_then(|o| if o.count() as u64 >= n { o.span() } else { Ok(None) }) {
+        match outputs.read().and_then(|o| {
+            let count = o.count().max(0) as u64;
+            if first.is_none() && count > 0 && count < n {
+                first = Some((cpu_now(&children), count));
+            }
+            if count >= n { o.span() } else { Ok(None) }
+        }) {
             Ok(Some(span)) => break Ok(span.rate()),
             Ok(None) => {}
             Err(e) => break Err(e),
@@ -383,13 +398,15 @@ pub async fn throughput_of(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let cpu_s = children.iter().map(|c| cpu_seconds(c.id()).unwrap_or(f64::NAN)).sum();
+    let cpu_s = cpu_now(&children);
+    let (cpu_before, outputs_before) = first.unwrap_or((0.0, 0));
+    let drain_cpu_us_per_event = (cpu_s - cpu_before) * 1e6 / n.saturating_sub(outputs_before).max(1) as f64;
     let uses_port = system.config.as_deref().unwrap_or_default().contains("{port}")
         || system.args.iter().chain(system.env.iter().map(|(_, v)| v)).any(|a| a.contains("{port}"));
     let metrics = if uses_port { scrape_metrics(ports[0]) } else { None };
     let rss_mb = children.iter_mut().map(stop).sum();
     drop_topics(env, &[&output]).await;
-    result.map(|events_per_s| Throughput { events_per_s, rss_mb, cpu_s, metrics })
+    result.map(|events_per_s| Throughput { events_per_s, rss_mb, cpu_s, drain_cpu_us_per_event, metrics })
 }
 
 /// End-to-end latency of `system` with `n` records offered at `rate` records per second, open loop

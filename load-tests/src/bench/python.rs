@@ -32,6 +32,8 @@ pub async fn python(env: &Env) -> Result<Json, BenchError> {
     let systems = [&scorer, &forwarder, &baseline];
     // Per system: events/s, and CPU µs per event (the whole process, start-up included).
     let (mut rates, mut cpu): ([Vec<f64>; 3], [Vec<f64>; 3]) = Default::default();
+    // CPU µs per event while draining (start-up left out).
+    let mut drain_cpu: [Vec<f64>; 3] = Default::default();
     for round in 0..env.rounds {
         let input = unique("python-in");
         topics(env, &[&input]).await?;
@@ -42,6 +44,7 @@ pub async fn python(env: &Env) -> Result<Json, BenchError> {
             let t = throughput(env, systems[i], &input, env.events).await?;
             rates[i].push(t.events_per_s);
             cpu[i].push(t.cpu_s * 1e6 / env.events as f64);
+            drain_cpu[i].push(t.drain_cpu_us_per_event);
         }
         let [s, f, p] = rates.each_ref().map(|r| r[round]);
         eprintln!("python round {}: scorer {s:.0}/s, forwarder {f:.0}/s, Python {p:.0}/s", round + 1);
@@ -69,6 +72,9 @@ pub async fn python(env: &Env) -> Result<Json, BenchError> {
         "scorer_cpu_us_per_event": median(&cpu[0]),
         "forwarder_cpu_us_per_event": median(&cpu[1]),
         "python_cpu_us_per_event": median(&cpu[2]),
+        "scorer_drain_cpu_us_per_event": median(&drain_cpu[0]),
+        "forwarder_drain_cpu_us_per_event": median(&drain_cpu[1]),
+        "python_drain_cpu_us_per_event": median(&drain_cpu[2]),
         "events": env.events,
         "parity": parity,
         "elapsed_s": started.elapsed().as_secs_f64(),

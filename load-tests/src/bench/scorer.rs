@@ -100,6 +100,8 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
     let (mut s_rate, mut f_rate, mut s_rss) = (Vec::new(), Vec::new(), Vec::new());
     // Where the time goes: CPU µs per event of each system, and the scorer's ONNX Runtime share.
     let (mut s_cpu, mut f_cpu, mut s_infer, mut s_batch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The same while draining only (start-up left out).
+    let (mut s_drain_cpu, mut f_drain_cpu) = (Vec::new(), Vec::new());
     let model = match workload {
         Workload::Fraud => "fraud",
         Workload::Text => "sentiment",
@@ -117,6 +119,7 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
                 s_rate.push(t.events_per_s);
                 s_rss.push(t.rss_mb);
                 s_cpu.push(per_event(t.cpu_s));
+                s_drain_cpu.push(t.drain_cpu_us_per_event);
                 if let Some(m) = &t.metrics {
                     let series = format!("vigil_scorer_inference_seconds_sum{{model=\"{model}\"}}");
                     s_infer.push(per_event(metric_value(m, &series)));
@@ -126,6 +129,7 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
             } else {
                 f_rate.push(t.events_per_s);
                 f_cpu.push(per_event(t.cpu_s));
+                f_drain_cpu.push(t.drain_cpu_us_per_event);
             }
         }
         eprintln!(
@@ -153,6 +157,8 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         ("throughput ratio", &ratios),
         ("scorer CPU us/event", &s_cpu),
         ("forwarder CPU us/event", &f_cpu),
+        ("scorer CPU us/event draining", &s_drain_cpu),
+        ("forwarder CPU us/event draining", &f_drain_cpu),
         ("scorer inference us/event", &s_infer),
         ("scorer p99 ms", &s_p99),
         ("forwarder p99 ms", &f_p99),
@@ -201,6 +207,9 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         "scorer_rss_mb": s_rss.iter().cloned().fold(0.0, f64::max),
         "scorer_cpu_us_per_event": median(&s_cpu),
         "forwarder_cpu_us_per_event": median(&f_cpu),
+        // While draining: from the first outputs to the last (start-up, a fixed cost, left out).
+        "scorer_drain_cpu_us_per_event": median(&s_drain_cpu),
+        "forwarder_drain_cpu_us_per_event": median(&f_drain_cpu),
         "scorer_inference_us_per_event": median(&s_infer),
         "scorer_mean_batch": median(&s_batch),
         "events": events,
