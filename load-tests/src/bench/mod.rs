@@ -80,6 +80,9 @@ pub struct Env {
     pub out_dir: PathBuf,
     /// Rounds of A B alternation.
     pub rounds: usize,
+    /// Rounds of the scorer benchmark's drains against the forwarder (cheap, and their ratio
+    /// swings by ±15 % from round to round on a shared machine, so more of them than `rounds`).
+    pub drain_rounds: usize,
     /// Records preloaded for a throughput run.
     pub events: u64,
     /// Seconds of open-loop load for a latency run.

@@ -106,7 +106,7 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         Workload::Fraud => "fraud",
         Workload::Text => "sentiment",
     };
-    for round in 0..env.rounds {
+    for round in 0..env.drain_rounds {
         let input = unique(&format!("{}-in", scorer.name));
         topics(env, &[&input]).await?;
         preload(env, workload, &input, events, round as u64).await?;

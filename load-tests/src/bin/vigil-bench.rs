@@ -20,6 +20,9 @@ struct Cli {
     /// Rounds of A/B alternation.
     #[arg(long, env = "VIGIL_BENCH_ROUNDS", default_value_t = 3)]
     rounds: usize,
+    /// Rounds of the scorer benchmark's drains against the forwarder (at least `rounds`).
+    #[arg(long, env = "VIGIL_BENCH_DRAIN_ROUNDS", default_value_t = 7)]
+    drain_rounds: usize,
     /// Records per throughput run.
     #[arg(long, env = "VIGIL_BENCH_EVENTS", default_value_t = 200_000)]
     events: u64,
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         bin_dir,
         out_dir,
         rounds: cli.rounds.max(1),
+        drain_rounds: cli.drain_rounds.max(cli.rounds).max(1),
         events: cli.events.max(1000),
         latency_secs: cli.latency_secs.max(1.0),
         partitions: cli.partitions.max(1),
