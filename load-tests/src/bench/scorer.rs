@@ -93,54 +93,68 @@ require-signature = false
     }
 }
 
-/// Scorer against forwarder for one workload; returns the report's section.
-async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, events: u64) -> Result<Json, BenchError> {
-    let scorer = scorer_system(workload, models_topic);
-    let forwarder = System::forwarder();
-    let (mut s_rate, mut f_rate, mut s_rss) = (Vec::new(), Vec::new(), Vec::new());
-    // Where the time goes: CPU µs per event of each system, and the scorer's ONNX Runtime share.
-    let (mut s_cpu, mut f_cpu, mut s_infer, mut s_batch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // The same while draining only (start-up left out).
-    let (mut s_drain_cpu, mut f_drain_cpu) = (Vec::new(), Vec::new());
+/// The drain rounds of one workload: per system (scorer, forwarder) one value per round.
+#[derive(Default)]
+struct Drains {
+    rate: [Vec<f64>; 2],
+    /// CPU µs per event of the whole process, and while draining only (start-up left out).
+    cpu: [Vec<f64>; 2],
+    drain_cpu: [Vec<f64>; 2],
+    /// The scorer's peak resident memory, its ONNX Runtime µs per event and its mean batch.
+    rss: Vec<f64>,
+    infer: Vec<f64>,
+    batch: Vec<f64>,
+}
+
+/// Drains `env.drain_rounds` preloaded backlogs with the scorer and the forwarder in turn.
+async fn drains(env: &Env, workload: Workload, systems: [&System; 2], events: u64) -> Result<Drains, BenchError> {
     let model = match workload {
         Workload::Fraud => "fraud",
         Workload::Text => "sentiment",
     };
+    let mut d = Drains::default();
+    let per_event = |secs: f64| secs * 1e6 / events as f64;
     for round in 0..env.drain_rounds {
-        let input = unique(&format!("{}-in", scorer.name));
+        let input = unique(&format!("{}-in", systems[0].name));
         topics(env, &[&input]).await?;
         preload(env, workload, &input, events, round as u64).await?;
         // Alternate which goes first.
-        let order: [&System; 2] = if round % 2 == 0 { [&scorer, &forwarder] } else { [&forwarder, &scorer] };
-        for system in order {
-            let t = throughput(env, system, &input, events).await?;
-            let per_event = |secs: f64| secs * 1e6 / events as f64;
-            if system.name == scorer.name {
-                s_rate.push(t.events_per_s);
-                s_rss.push(t.rss_mb);
-                s_cpu.push(per_event(t.cpu_s));
-                s_drain_cpu.push(t.drain_cpu_us_per_event);
-                if let Some(m) = &t.metrics {
-                    let series = format!("vigil_scorer_inference_seconds_sum{{model=\"{model}\"}}");
-                    s_infer.push(per_event(metric_value(m, &series)));
-                    let batches = metric_value(m, "vigil_scorer_batch_size_records_count");
-                    s_batch.push(metric_value(m, "vigil_scorer_batch_size_records_sum") / batches.max(1.0));
-                }
-            } else {
-                f_rate.push(t.events_per_s);
-                f_cpu.push(per_event(t.cpu_s));
-                f_drain_cpu.push(t.drain_cpu_us_per_event);
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let t = throughput(env, systems[i], &input, events).await?;
+            d.rate[i].push(t.events_per_s);
+            d.cpu[i].push(per_event(t.cpu_s));
+            d.drain_cpu[i].push(t.drain_cpu_us_per_event);
+            if i == 1 {
+                continue; // the rest is the scorer's alone
+            }
+            d.rss.push(t.rss_mb);
+            if let Some(m) = &t.metrics {
+                let series = format!("vigil_scorer_inference_seconds_sum{{model=\"{model}\"}}");
+                d.infer.push(per_event(metric_value(m, &series)));
+                let batches = metric_value(m, "vigil_scorer_batch_size_records_count");
+                d.batch.push(metric_value(m, "vigil_scorer_batch_size_records_sum") / batches.max(1.0));
             }
         }
-        eprintln!(
-            "{} round {}: scorer {:.0}/s, forwarder {:.0}/s",
-            scorer.name,
-            round + 1,
-            s_rate[round],
-            f_rate[round]
-        );
+        let (s, f) = (d.rate[0][round], d.rate[1][round]);
+        eprintln!("{} round {}: scorer {s:.0}/s, forwarder {f:.0}/s", systems[0].name, round + 1);
         drop_topics(env, &[&input]).await;
     }
+    Ok(d)
+}
+
+/// Scorer against forwarder for one workload; returns the report's section.
+async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, events: u64) -> Result<Json, BenchError> {
+    let scorer = scorer_system(workload, models_topic);
+    let forwarder = System::forwarder();
+    let Drains {
+        rate: [s_rate, f_rate],
+        cpu: [s_cpu, f_cpu],
+        drain_cpu: [s_drain_cpu, f_drain_cpu],
+        rss: mut s_rss,
+        infer: s_infer,
+        batch: s_batch,
+    } = drains(env, workload, [&scorer, &forwarder], events).await?;
     // The scorer's live maximum (generator and system on this machine together); latency at half of
     // it, and at a fixed 10,000 events/s.
     let live = latency(env, &scorer, workload, None, events, 77).await?;
