@@ -117,11 +117,24 @@ pub struct Counters {
     /// Records behind the ends of the assigned partitions (from librdkafka's statistics every 5 s;
     /// -1 until known).
     pub lag: std::sync::atomic::AtomicI64,
+    /// Where the loop's thread spent its time, ns: waiting for a batch, in the handler, and
+    /// enqueueing outputs on the producer (logged when the loop stops; `vigil-bench` shows them
+    /// with `VIGIL_BENCH_LOG_LEVEL=info`).
+    pub waiting_ns: AtomicU64,
+    /// See `waiting_ns`.
+    pub handling_ns: AtomicU64,
+    /// See `waiting_ns`.
+    pub enqueueing_ns: AtomicU64,
 }
 
 impl Counters {
     fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds the time since `since` to `c` (ns).
+    fn time(c: &AtomicU64, since: Instant) {
+        Counters::add(c, since.elapsed().as_nanos() as u64);
     }
 
     /// A plain snapshot (consumed, produced, dead-lettered).
@@ -260,6 +273,7 @@ pub async fn run<H: Handler>(
     let mut batch: Vec<Input> = Vec::with_capacity(cfg.max_batch);
     let result = loop {
         batch.clear();
+        let waiting = Instant::now();
         let stop = match &mut source {
             Source::Inline => gather(&consumer, cfg, &mut batch, &counters, &shutdown).await,
             Source::Fetched { batches, .. } => tokio::select! {
@@ -275,6 +289,7 @@ pub async fn run<H: Handler>(
                 _ = tokio::time::sleep(cfg.commit_interval) => false,
             },
         };
+        Counters::time(&counters.waiting_ns, waiting);
         if stop {
             break Ok(());
         }
@@ -330,7 +345,20 @@ pub async fn run<H: Handler>(
     consumer.unsubscribe();
     let (consumed, produced, dead_lettered) = counters.snapshot();
     let full_waits = sink.full_waits.load(Ordering::Relaxed);
-    tracing::info!(consumed, produced, dead_lettered, drained, full_waits, "consume loop stopped");
+    let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) / 1_000_000;
+    let (waiting_ms, handling_ms, enqueueing_ms) =
+        (ms(&counters.waiting_ns), ms(&counters.handling_ns), ms(&counters.enqueueing_ns));
+    tracing::info!(
+        consumed,
+        produced,
+        dead_lettered,
+        drained,
+        full_waits,
+        waiting_ms,
+        handling_ms,
+        enqueueing_ms,
+        "consume loop stopped"
+    );
     result.map(|()| Summary { consumed, produced, dead_lettered, drained })
 }
 
@@ -540,7 +568,10 @@ async fn process<H: Handler>(
     counters: &Counters,
 ) -> Result<(), KafkaPlumbingError> {
     let Out { sink, tracker, transactional, shutdown } = out;
+    let handling = Instant::now();
     let outcomes = handler.handle(batch).await.map_err(KafkaPlumbingError::Handler)?;
+    Counters::time(&counters.handling_ns, handling);
+    let enqueueing = Instant::now();
     if outcomes.len() != batch.len() {
         return Err(KafkaPlumbingError::Handler(HandlerError(format!(
             "handler returned {} outcomes for {} inputs",
@@ -574,6 +605,7 @@ async fn process<H: Handler>(
         }
         Counters::add(&counters.produced, outputs.len() as u64);
     }
+    Counters::time(&counters.enqueueing_ns, enqueueing);
     Ok(())
 }
 
