@@ -2,7 +2,8 @@
 # `make bench`: every benchmark beside its baseline, alternating over several rounds, on a broker of
 # its own (port 29092, started and stopped here). Reports: target/bench/<name>.json.
 # VIGIL_BENCH_ROUNDS, VIGIL_BENCH_DRAIN_ROUNDS (the scorer's drains), VIGIL_BENCH_EVENTS and
-# VIGIL_BENCH_LATENCY_SECS size the runs.
+# VIGIL_BENCH_LATENCY_SECS size the runs; VIGIL_BENCH_LOG_LEVEL (default warn) sets the systems' own
+# log level (info shows where each consume loop's time went when it stops).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$VIGIL_ROOT"

@@ -142,7 +142,8 @@ impl System {
         let mut cmd = Command::new(env.bin_dir.join(&self.program));
         cmd.args(&args)
             .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", &env.kafka.bootstrap_servers)
-            .env("VIGIL_LOG__LEVEL", "warn")
+            // The systems' own logs: warnings, unless VIGIL_BENCH_LOG_LEVEL asks for more.
+            .env("VIGIL_LOG__LEVEL", std::env::var("VIGIL_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
