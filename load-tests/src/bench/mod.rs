@@ -89,6 +89,8 @@ pub struct Env {
     pub latency_secs: f64,
     /// Partitions of the benchmark topics.
     pub partitions: i32,
+    /// Log level of the systems under test (`VIGIL_LOG__LEVEL`).
+    pub log_level: String,
 }
 
 /// A system under test, run as its own process.
@@ -142,8 +144,7 @@ impl System {
         let mut cmd = Command::new(env.bin_dir.join(&self.program));
         cmd.args(&args)
             .env("VIGIL_KAFKA__BOOTSTRAP_SERVERS", &env.kafka.bootstrap_servers)
-            // The systems' own logs: warnings, unless VIGIL_BENCH_LOG_LEVEL asks for more.
-            .env("VIGIL_LOG__LEVEL", std::env::var("VIGIL_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+            .env("VIGIL_LOG__LEVEL", &env.log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -32,6 +32,9 @@ struct Cli {
     /// Partitions of the benchmark topics.
     #[arg(long, default_value_t = 3)]
     partitions: i32,
+    /// Log level of the systems under test (`info` shows where each consume loop's time went).
+    #[arg(long, env = "VIGIL_BENCH_LOG_LEVEL", default_value = "warn")]
+    log_level: String,
     /// Report folder (default: target/bench).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         events: cli.events.max(1000),
         latency_secs: cli.latency_secs.max(1.0),
         partitions: cli.partitions.max(1),
+        log_level: cli.log_level.clone(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
