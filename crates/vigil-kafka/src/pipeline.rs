@@ -34,7 +34,7 @@ use vigil_runtime::config::KafkaConfig;
 use crate::dlq::{self, Reason};
 use crate::input::Input;
 use crate::sink::{Output, Sink, SinkContext};
-use crate::tracker::Tracker;
+use crate::tracker::{Ticket, Tracker};
 use crate::{KafkaPlumbingError, client, now_ms};
 
 /// What to do with one input.
@@ -579,8 +579,10 @@ async fn process<H: Handler>(
             batch.len()
         ))));
     }
-    for (input, outcome) in batch.iter().zip(outcomes) {
-        let outputs = match outcome {
+    let outputs: Vec<Vec<Output>> = batch
+        .iter()
+        .zip(outcomes)
+        .map(|(input, outcome)| match outcome {
             Outcome::Produce(outputs) => outputs,
             Outcome::DeadLetter(reason) => {
                 tracing::debug!(topic = %input.topic, partition = input.partition, offset = input.offset,
@@ -588,20 +590,23 @@ async fn process<H: Handler>(
                 Counters::add(&counters.dead_lettered, 1);
                 vec![dlq::dead_letter(&cfg.dlq_topic, &cfg.service, input, &reason, now_ms())]
             }
-        };
-        // Under transactions the commit covers the outputs; otherwise the tracker waits for their acks.
-        let ticket = if transactional {
-            None
-        } else {
-            Some(tracker.lock().map_err(|_| KafkaPlumbingError::Poisoned)?.track(
-                &input.topic,
-                input.partition,
-                input.offset,
-                outputs.len() as u32,
-            ))
-        };
-        for output in &outputs {
-            sink.send_until(output, ticket.clone(), shutdown).await?;
+        })
+        .collect();
+    // Under transactions the commit covers the outputs; otherwise the tracker waits for their acks.
+    // The whole batch is tracked under one lock (the delivery thread takes it for every ack).
+    let tickets: Vec<Option<Ticket>> = if transactional {
+        vec![None; batch.len()]
+    } else {
+        let mut t = tracker.lock().map_err(|_| KafkaPlumbingError::Poisoned)?;
+        batch
+            .iter()
+            .zip(&outputs)
+            .map(|(i, o)| Some(t.track(&i.topic, i.partition, i.offset, o.len() as u32)))
+            .collect()
+    };
+    for (outputs, ticket) in outputs.iter().zip(tickets) {
+        for output in outputs {
+            sink.send_until(output, ticket, shutdown).await?;
         }
         Counters::add(&counters.produced, outputs.len() as u64);
     }
