@@ -3,7 +3,8 @@
 //! interleaving of the two topics. A label whose event has not been read yet waits at the head of
 //! the queue until the input catches up; if the input stays caught up for [`GRACE`] and the event is
 //! still unknown, the label is reported unknown (or late, when its event was evicted from the
-//! window). A second label for an event already labelled is a duplicate. Labels waiting are bounded
+//! window). A second label for an event already labelled is a duplicate, and a second copy of such
+//! an event is ignored (it must not wait for a second copy of the label and be learnt twice). Labels waiting are bounded
 //! too: past the window's size a new label overflows (the caller dead-letters it). The window is
 //! bounded in time as well as in count: an event waiting longer than `max_age_ms` (record time, so
 //! a replayed backlog ages as live traffic did) is evicted, and so are the ids remembered to name
@@ -103,6 +104,11 @@ impl<E: Clone> Join<E> {
     /// An event stamped `at_ms` (its record time) arrived.
     pub fn event(&mut self, id: String, event: E, origin: Origin, at_ms: i64) {
         self.newest_ms = self.newest_ms.max(at_ms);
+        // A second copy of an event already labelled (a producer's retry across a broker crash)
+        // must not wait for a second copy of its label and be learnt twice.
+        if self.labelled.contains(&id) {
+            return;
+        }
         if self.events.insert(id.clone(), (event, origin, at_ms)).is_none() {
             self.order.push_back(id);
         }
@@ -239,6 +245,17 @@ mod tests {
         j.label("x".into(), 1.0, o(12)).unwrap();
         j.label("y".into(), 1.0, o(13)).unwrap();
         assert_eq!(j.label("z".into(), 1.0, o(14)), Err("z".into()), "two labels wait already");
+    }
+
+    #[test]
+    fn an_event_written_twice_is_learnt_once_even_when_its_label_is_written_twice_too() {
+        let mut j: Join<u32> = Join::new(4, i64::MAX);
+        j.event("a".into(), 1, o(0), 0);
+        j.label("a".into(), 1.0, o(10)).unwrap();
+        assert_eq!(j.drain(false), vec![(Joined::Ready(1, 1.0), o(10))]);
+        j.event("a".into(), 1, o(1), 0);
+        j.label("a".into(), 1.0, o(11)).unwrap();
+        assert_eq!(j.drain(false), vec![(Joined::Duplicate("a".into()), o(11))]);
     }
 
     #[test]
