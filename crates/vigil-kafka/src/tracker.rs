@@ -22,7 +22,7 @@ pub struct Ticket {
     pub partition: i32,
     /// The input's offset.
     pub offset: i64,
-    /// The tracker's number for `topic` (acknowledgements look the partition up by it).
+    /// The tracker's number for the input's topic (acknowledgements look the partition up by it).
     topic_id: u32,
     generation: u64,
 }
@@ -62,11 +62,7 @@ impl Tracker {
     /// Starts tracking an input whose handling produced `outputs` records. An input with no output
     /// is done at once. Offsets must arrive in increasing order per partition.
     pub fn track(&mut self, topic: &str, partition: i32, offset: i64, outputs: u32) -> Ticket {
-        let topic_id = match self.last.filter(|l| &*self.names[*l as usize] == topic) {
-            Some(id) => id,
-            None => self.topic_id(topic),
-        };
-        self.last = Some(topic_id);
+        let topic_id = self.topic_id(topic);
         let next_generation = &mut self.next_generation;
         let part = self.parts.entry((topic_id, partition)).or_insert_with(|| {
             *next_generation += 1;
@@ -82,14 +78,22 @@ impl Tracker {
         ticket
     }
 
-    /// The number of `topic`, given one when it is new.
+    /// The number of `topic`, given one when it is new (the last topic's is found without hashing).
     fn topic_id(&mut self, topic: &str) -> u32 {
-        if let Some(id) = self.topics.get(topic) {
-            return *id;
-        }
-        let id = self.names.len() as u32;
-        self.topics.insert(topic.to_string(), id);
-        self.names.push(Arc::from(topic));
+        let id = match self
+            .last
+            .filter(|l| &*self.names[*l as usize] == topic)
+            .or_else(|| self.topics.get(topic).copied())
+        {
+            Some(id) => id,
+            None => {
+                let id = self.names.len() as u32;
+                self.topics.insert(topic.to_string(), id);
+                self.names.push(Arc::from(topic));
+                id
+            }
+        };
+        self.last = Some(id);
         id
     }
 

@@ -4,11 +4,12 @@
 //! the queue until the input catches up; if the input stays caught up for [`GRACE`] and the event is
 //! still unknown, the label is reported unknown (or late, when its event was evicted from the
 //! window). A second label for an event already labelled is a duplicate, and a second copy of such
-//! an event is ignored (it must not wait for a second copy of the label and be learnt twice). Labels waiting are bounded
-//! too: past the window's size a new label overflows (the caller dead-letters it). The window is
-//! bounded in time as well as in count: an event waiting longer than `max_age_ms` (record time, so
-//! a replayed backlog ages as live traffic did) is evicted, and so are the ids remembered to name
-//! late and duplicate labels, so the join's memory settles once that much traffic has passed.
+//! an event is ignored (it must not wait for a second copy of the label and be learnt twice). Labels
+//! waiting are bounded too: past the window's size a new label overflows (the caller dead-letters
+//! it). The window is bounded in time as well as in count: an event waiting longer than
+//! `max_age_ms` (record time, so a replayed backlog ages as live traffic did) is evicted, and so are
+//! the ids remembered to name late and duplicate labels, so the join's memory settles once that
+//! much traffic has passed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
