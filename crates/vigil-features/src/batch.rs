@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::builder::{ArrayBuilder, StringBuilder};
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::{ArrowError, DataType, Field, Schema};
@@ -21,14 +22,18 @@ pub const INDICES: &str = "indices";
 /// Text values column.
 pub const VALUES: &str = "values";
 
+/// Room reserved per event id (the builder grows past it when ids are longer).
+const ID_BYTES: usize = 24;
+
 /// Accumulates rows, then builds a batch without copying them again.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BatchBuilder {
     width: usize,
     text: bool,
     /// The longest text row's used length.
     used: usize,
-    ids: Vec<String>,
+    /// The rows' event ids, in one buffer (a `String` each cost an allocation per row).
+    ids: StringBuilder,
     floats: Vec<f32>,
     ints: Vec<i64>,
 }
@@ -40,7 +45,7 @@ impl BatchBuilder {
             width,
             text: false,
             used: 0,
-            ids: Vec::with_capacity(capacity),
+            ids: StringBuilder::with_capacity(capacity, capacity * ID_BYTES),
             floats: Vec::with_capacity(capacity * width),
             ints: Vec::new(),
         }
@@ -52,7 +57,7 @@ impl BatchBuilder {
             width: len,
             text: true,
             used: 0,
-            ids: Vec::with_capacity(capacity),
+            ids: StringBuilder::with_capacity(capacity, capacity * ID_BYTES),
             floats: Vec::with_capacity(capacity * len),
             ints: Vec::with_capacity(capacity * len),
         }
@@ -74,7 +79,7 @@ impl BatchBuilder {
         self.floats.resize(start + self.width, 0.0);
         match fill(&mut self.floats[start..]) {
             Ok(()) => {
-                self.ids.push(id.to_string());
+                self.ids.append_value(id);
                 Ok(())
             }
             Err(e) => {
@@ -97,7 +102,7 @@ impl BatchBuilder {
         match fill(&mut self.ints[start..], &mut self.floats[start..]) {
             Ok(used) => {
                 self.used = self.used.max(used.min(self.width));
-                self.ids.push(id.to_string());
+                self.ids.append_value(id);
                 Ok(())
             }
             Err(e) => {
@@ -127,7 +132,7 @@ impl BatchBuilder {
     /// The record batch (a text batch cut to its longest row, [`BatchBuilder::push_text`]).
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
         self.trim();
-        let ids: ArrayRef = Arc::new(StringArray::from(self.ids));
+        let ids: ArrayRef = Arc::new(self.ids.finish());
         let width = i32::try_from(self.width).map_err(|_| ArrowError::InvalidArgumentError("row too wide".into()))?;
         let floats = Float32Array::new(ScalarBuffer::from(self.floats), None);
         let float_item = Arc::new(Field::new("item", DataType::Float32, false));

@@ -315,6 +315,9 @@ impl Handler for Scorer {
             model.scored(r.variant, r.inputs.len() as u64);
             for (row, i) in r.inputs.iter().enumerate() {
                 let ab = arms.get(i).map(|(t, b)| (t.experiment.experiment_id.as_str(), if *b { "B" } else { "A" }));
+                // Room for one more output, not the four a first push makes room for (an output is
+                // a hundred bytes; a record has one unless a challenger scores it too).
+                produced[*i].reserve_exact(1);
                 match self.score(&r, &probabilities, row, &batch[*i], (ids.get(*i), ab), &stamp) {
                     Some(output) if r.variant == Variant::Champion => produced[*i].insert(0, output),
                     Some(output) => produced[*i].push(output),
