@@ -323,11 +323,18 @@ pub fn run<S: ModelService>(
     // which would otherwise hold back reading the models topic to its end.
     let mut sink = producer(kafka, cfg, shutdown)?;
     let mut registry = ModelRegistry::slim();
-    let (records, models_end) = models::read_to_end(kafka, &cfg.models_topic, codec)?;
+    let Some((records, models_end)) =
+        when_reachable(shutdown, || models::read_to_end(kafka, &cfg.models_topic, codec))?
+    else {
+        return Ok(());
+    };
     records.into_iter().for_each(|r| registry.apply_record(r));
     let mut service = build(&registry)?;
     let mut consumer = reader(kafka, cfg)?;
-    let (partitions, start) = assign(&consumer, &service.sources())?;
+    let sources = service.sources();
+    let Some((partitions, start)) = when_reachable(shutdown, || assign(&consumer, &sources))? else {
+        return Ok(());
+    };
     let follower = models::follower_from(kafka, &cfg.models_topic, &format!("{}-models", cfg.service), models_end)?;
     health.set_ready();
     tracing::info!(service = %cfg.service, topics = ?partitions.keys().collect::<Vec<_>>(), "reading");
@@ -622,12 +629,12 @@ fn resume_from(start: &TopicPartitionList, next: &HashMap<(String, i32), i64>) -
     tpl
 }
 
+/// The partitions read, by topic, and the assignment they were read from.
+type Assignment = (HashMap<String, Vec<i32>>, TopicPartitionList);
+
 /// Assigns every partition of every source from its start; returns the partitions by topic and the
 /// assignment.
-fn assign(
-    consumer: &BaseConsumer<client::LogContext>,
-    sources: &[Source],
-) -> Result<(HashMap<String, Vec<i32>>, TopicPartitionList), KafkaPlumbingError> {
+fn assign(consumer: &BaseConsumer<client::LogContext>, sources: &[Source]) -> Result<Assignment, KafkaPlumbingError> {
     let client = |what: &'static str| move |source| KafkaPlumbingError::Client { what, source };
     let mut tpl = TopicPartitionList::new();
     let mut partitions: HashMap<String, Vec<i32>> = HashMap::new();
@@ -648,6 +655,30 @@ fn assign(
     }
     consumer.assign(&tpl).map_err(client("assigning partitions"))?;
     Ok((partitions, tpl))
+}
+
+/// Runs `read` until it does not fail on a read from the cluster (a start during an outage: CI saw
+/// a learner stop on a metadata read that timed out while the broker was down, and never come
+/// back): such a failure is tried again every second, anything else is returned. `None` when
+/// `shutdown` comes first.
+fn when_reachable<T>(
+    shutdown: &CancellationToken,
+    mut read: impl FnMut() -> Result<T, KafkaPlumbingError>,
+) -> Result<Option<T>, KafkaPlumbingError> {
+    let started = Instant::now();
+    loop {
+        match read() {
+            Err(KafkaPlumbingError::Client { what, source }) if what.starts_with("reading") => {
+                tracing::warn!(what, error = %source, waited_s = started.elapsed().as_secs(),
+                    "the Kafka cluster does not answer; not ready until it does");
+            }
+            other => return other.map(Some),
+        }
+        if shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn start_offset(
@@ -671,6 +702,25 @@ fn start_offset(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A start while the cluster is away is no failure: the metadata read that fails (nothing
+    /// listens on the address) is tried again, and only shutdown ends the wait, with no error.
+    #[test]
+    fn assigning_waits_for_a_cluster_that_does_not_answer() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let kafka = KafkaConfig { bootstrap_servers: format!("127.0.0.1:{port}"), ..KafkaConfig::default() };
+        let consumer: BaseConsumer<client::LogContext> =
+            client::consumer_config(&kafka, "test", "test").create_with_context(client::LogContext).unwrap();
+        let sources = [Source { topic: "tx".into(), start: Start::Earliest }];
+        assert!(
+            matches!(assign(&consumer, &sources), Err(KafkaPlumbingError::Client { what: "reading metadata", .. })),
+            "without a cluster the read fails"
+        );
+        // Cancelled beforehand: one more read fails, then the wait ends without an error.
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        assert!(matches!(when_reachable(&shutdown, || assign(&consumer, &sources)), Ok(None)));
+    }
 
     #[test]
     fn reading_again_goes_on_after_the_last_record_read() {
