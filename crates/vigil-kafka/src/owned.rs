@@ -659,20 +659,28 @@ fn assign(consumer: &BaseConsumer<client::LogContext>, sources: &[Source]) -> Re
 
 /// Runs `read` until it does not fail on a read from the cluster (a start during an outage: CI saw
 /// a learner stop on a metadata read that timed out while the broker was down, and never come
-/// back): such a failure is tried again every second, anything else is returned. `None` when
-/// `shutdown` comes first.
+/// back): such a failure is tried again every second (logged once: the cluster watch reports the
+/// outage too), anything else is returned. `None` when `shutdown` comes first.
 fn when_reachable<T>(
     shutdown: &CancellationToken,
     mut read: impl FnMut() -> Result<T, KafkaPlumbingError>,
 ) -> Result<Option<T>, KafkaPlumbingError> {
     let started = Instant::now();
+    let mut failed = false;
     loop {
         match read() {
             Err(KafkaPlumbingError::Client { what, source }) if what.starts_with("reading") => {
-                tracing::warn!(what, error = %source, waited_s = started.elapsed().as_secs(),
-                    "the Kafka cluster does not answer; not ready until it does");
+                if !failed {
+                    tracing::warn!(what, error = %source, "the Kafka cluster does not answer; trying again every second");
+                }
+                failed = true;
             }
-            other => return other.map(Some),
+            other => {
+                if failed {
+                    tracing::info!(waited_s = started.elapsed().as_secs(), "the Kafka cluster answers; starting");
+                }
+                return other.map(Some);
+            }
         }
         if shutdown.is_cancelled() {
             return Ok(None);
