@@ -4,7 +4,8 @@
 //! under at-least-once and exactly-once: no event loses its champion score, exactly-once scores
 //! each input record once under `read_committed`, at-least-once repeats at most what the last commit
 //! interval covered, no service exits, the learner settles every label produced, and everything is
-//! scored within 30 s of healing. `VIGIL_CHAOS=full` (`make chaos`) runs the full lengths.
+//! scored within 30 s of healing. Services started while the cluster is away wait for it.
+//! `VIGIL_CHAOS=full` (`make chaos`) runs the full lengths.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -251,12 +252,61 @@ async fn scenarios(delivery: &str) {
     }
 }
 
-/// Both delivery modes in one test (the proxy's port is one), then the console across a broker restart.
+/// Both delivery modes in one test (the proxy's port is one), then the console across a broker restart
+/// and a start while the cluster is away.
 #[tokio::test]
 async fn broker_and_network_faults_lose_nothing() {
     scenarios("at-least-once").await;
     scenarios("exactly-once").await;
     crate::console::across_a_broker_restart(&FaultBroker::from_env()).await;
+    started_while_the_cluster_is_away().await;
+}
+
+/// The scorer, the learner and the drift service started while the cluster is away (the proxy a
+/// black hole: connections open, nothing answers) stay up and not ready past the 10 s their
+/// start-up reads wait for an answer, then become ready and score once it answers.
+async fn started_while_the_cluster_is_away() {
+    let broker = FaultBroker::from_env();
+    use_broker(&broker.bootstrap());
+    let proxy = Proxy::start(broker.proxy_port, broker.port);
+    wait_for(Duration::from_secs(60), "the fault broker through the proxy", || async {
+        admin().inner().fetch_metadata(None, Duration::from_secs(2)).ok().map(|_| ())
+    })
+    .await;
+    let stack = Stack::with_learner("fault-start-away", 3, "", "").await;
+    let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
+    assert_eq!(code, 0, "{err}");
+    let dir = std::env::temp_dir().join(&stack.prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    proxy.set(Fault::BlackHole);
+    let services = ["vigil-scorer", "vigil-learner", "vigil-drift"];
+    let ports = services.map(|_| free_port());
+    let log = |s: &str| dir.join(format!("{s}.log"));
+    let mut running: Vec<Running> =
+        services.iter().zip(ports).map(|(s, port)| Running(stack.spawn_logged(s, port, &log(s)))).collect();
+    let away = watch_readiness(&ports, Duration::from_secs(20)).await;
+    proxy.set(Fault::None);
+    for (child, s) in running.iter_mut().zip(services) {
+        let tail = || std::fs::read_to_string(log(s)).unwrap_or_default();
+        assert!(child.0.try_wait().unwrap().is_none(), "{s} exited while the cluster was away:\n{}", tail());
+    }
+    assert_eq!(away, [true; 3], "not ready (the cluster away) while it was away");
+    let healed = Instant::now();
+    for (port, s) in ports.iter().zip(services) {
+        wait_ready(*port, Duration::from_secs(60), s);
+    }
+    let ready = healed.elapsed();
+    let load = stack.labelled_fraud_load(&format!("{}-", stack.prefix), 500, 500);
+    let events = load.join().unwrap()["events"].as_u64().unwrap();
+    let tally = Tally::until_every_event(&stack, "read_uncommitted", events).await;
+    println!(
+        "started while the cluster was away: ready {:.1} s after it answered, {} events scored",
+        ready.as_secs_f64(),
+        tally.events.len()
+    );
+    for child in &mut running {
+        terminate(&mut child.0, Duration::from_secs(20));
+    }
 }
 
 /// Three exactly-once scorers on six partitions while one of them, in turn, is killed (and started

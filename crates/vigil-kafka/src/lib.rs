@@ -71,6 +71,16 @@ pub enum KafkaPlumbingError {
     Poisoned,
 }
 
+impl KafkaPlumbingError {
+    /// Whether a read from the cluster failed (metadata, watermarks, the models topic): the cluster
+    /// may be away, and the same read may answer later ([`cluster::when_reachable`] tries again).
+    /// Every such error of this crate names its step "reading …"; writes, local errors and broken
+    /// contracts (a models topic with two partitions) are not reads.
+    pub fn is_failed_read(&self) -> bool {
+        matches!(self, Self::Client { what, .. } if what.starts_with("reading"))
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

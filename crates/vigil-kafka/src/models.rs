@@ -106,7 +106,9 @@ pub fn read_all(kafka: &KafkaConfig, topic: &str, codec: &Codec) -> Result<Vec<M
 
 /// [`read_all`], with the offset after the end it read to (where a follower goes on from).
 /// Transactional writers leave control records on the topic that are never delivered, so the end
-/// is the consumer's position reaching the high watermark, not a record's offset.
+/// is the consumer's position reaching the high watermark, not a record's offset. Fails when the
+/// end is not reached within 60 s: a read (see [`KafkaPlumbingError::is_failed_read`]) when the
+/// cluster does not answer then, else a transaction left open.
 pub fn read_to_end(
     kafka: &KafkaConfig,
     topic: &str,
@@ -151,6 +153,11 @@ pub fn read_to_end(
             return Ok((out, high));
         }
         if std::time::Instant::now() > deadline {
+            // A cluster gone away during the read is a failed read (tried again by a caller that
+            // waits for the cluster); one that answers while the end stays out of reach is stuck.
+            if let Err(source) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                return Err(KafkaPlumbingError::Client { what: "reading the models topic", source });
+            }
             return Err(KafkaPlumbingError::Delivery(format!(
                 "the models topic did not reach offset {high} within 60 s (a transaction left open?)"
             )));

@@ -34,6 +34,7 @@ use vigil_events::{Codec, Event};
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::metrics::Health;
 
+use crate::cluster;
 use crate::lease::{Held, Lease, LeaseConfig};
 use crate::model_registry::ModelRegistry;
 use crate::sink::{Output, Sink, SinkContext};
@@ -324,7 +325,7 @@ pub fn run<S: ModelService>(
     let mut sink = producer(kafka, cfg, shutdown)?;
     let mut registry = ModelRegistry::slim();
     let Some((records, models_end)) =
-        when_reachable(shutdown, || models::read_to_end(kafka, &cfg.models_topic, codec))?
+        cluster::when_reachable(shutdown, || models::read_to_end(kafka, &cfg.models_topic, codec))?
     else {
         return Ok(());
     };
@@ -332,7 +333,7 @@ pub fn run<S: ModelService>(
     let mut service = build(&registry)?;
     let mut consumer = reader(kafka, cfg)?;
     let sources = service.sources();
-    let Some((partitions, start)) = when_reachable(shutdown, || assign(&consumer, &sources))? else {
+    let Some((partitions, start)) = cluster::when_reachable(shutdown, || assign(&consumer, &sources))? else {
         return Ok(());
     };
     let follower = models::follower_from(kafka, &cfg.models_topic, &format!("{}-models", cfg.service), models_end)?;
@@ -657,38 +658,6 @@ fn assign(consumer: &BaseConsumer<client::LogContext>, sources: &[Source]) -> Re
     Ok((partitions, tpl))
 }
 
-/// Runs `read` until it does not fail on a read from the cluster (a start during an outage: CI saw
-/// a learner stop on a metadata read that timed out while the broker was down, and never come
-/// back): such a failure is tried again every second (logged once: the cluster watch reports the
-/// outage too), anything else is returned. `None` when `shutdown` comes first.
-fn when_reachable<T>(
-    shutdown: &CancellationToken,
-    mut read: impl FnMut() -> Result<T, KafkaPlumbingError>,
-) -> Result<Option<T>, KafkaPlumbingError> {
-    let started = Instant::now();
-    let mut failed = false;
-    loop {
-        match read() {
-            Err(KafkaPlumbingError::Client { what, source }) if what.starts_with("reading") => {
-                if !failed {
-                    tracing::warn!(what, error = %source, "the Kafka cluster does not answer; trying again every second");
-                }
-                failed = true;
-            }
-            other => {
-                if failed {
-                    tracing::info!(waited_s = started.elapsed().as_secs(), "the Kafka cluster answers; starting");
-                }
-                return other.map(Some);
-            }
-        }
-        if shutdown.is_cancelled() {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
 fn start_offset(
     consumer: &BaseConsumer<client::LogContext>,
     topic: &str,
@@ -727,7 +696,7 @@ mod tests {
         // Cancelled beforehand: one more read fails, then the wait ends without an error.
         let shutdown = CancellationToken::new();
         shutdown.cancel();
-        assert!(matches!(when_reachable(&shutdown, || assign(&consumer, &sources)), Ok(None)));
+        assert!(matches!(cluster::when_reachable(&shutdown, || assign(&consumer, &sources)), Ok(None)));
     }
 
     #[test]

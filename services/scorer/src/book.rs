@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use apache_avro::Schema;
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -186,6 +187,23 @@ pub struct Follower {
     pub shutdown: CancellationToken,
 }
 
+/// The models topic's end, read on a blocking thread and tried again while the cluster does not
+/// answer (a scorer started during an outage waits for it, not ready); `None` at shutdown.
+async fn end_when_reachable(
+    consumer: StreamConsumer<client::LogContext>,
+    topic: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<(StreamConsumer<client::LogContext>, i64)>, String> {
+    let (topic, shutdown) = (topic.to_string(), shutdown.clone());
+    let (consumer, end) = tokio::task::spawn_blocking(move || {
+        let end = vigil_kafka::cluster::when_reachable(&shutdown, || models::end_offset(&consumer, &topic));
+        (consumer, end)
+    })
+    .await
+    .map_err(|e| format!("reading the models topic's end: {e}"))?;
+    Ok(end.map_err(|e| vigil_runtime::error_chain(&e))?.map(|end| (consumer, end)))
+}
+
 impl Follower {
     /// Follows the models topic until `shutdown`; publishes an alert for every version the book
     /// takes out of service (`failures`).
@@ -202,7 +220,9 @@ impl Follower {
         let mut experiments = Experiments::default();
         let mut registry = ModelRegistry::slim();
         let mut refused: HashSet<(String, i64, String)> = HashSet::new();
-        let mut end = models::end_offset(&consumer, &topic).map_err(|e| vigil_runtime::error_chain(&e))?;
+        let Some((consumer, mut end)) = end_when_reachable(consumer, &topic, &shutdown).await? else {
+            return Ok(());
+        };
         let mut caught_up = end == 0;
         if caught_up {
             tracing::info!(topic, "the models topic is empty; waiting for a checkpoint");

@@ -115,11 +115,16 @@ pub async fn run(
     let result = serve(&config, handler, ready_rx, &health, &metrics, &shutdown).await;
     health.set_not_ready("stopping");
     follow_stop.cancel();
-    let _ = follow_task.await;
+    let followed = follow_task.await;
     if let Ok(pool) = Arc::try_unwrap(pool) {
         pool.stop();
     }
-    result
+    match followed {
+        // Why the follower stopped is the scorer's reason too (it cannot follow its models).
+        Ok(Err(e)) => Err(start(format!("the models follower failed: {e}"))),
+        Err(e) if e.is_panic() => Err(start("the models follower panicked".into())),
+        _ => result,
+    }
 }
 
 fn start(e: String) -> ScorerError {
@@ -234,7 +239,8 @@ async fn serve(
             tokio::spawn(async move {
                 tokio::select! {
                     _ = round.cancelled() => {}
-                    changed = serving.changed() => if changed.is_ok() { round.cancel() },
+                    // A change, or the follower gone (the loop below says so and stops).
+                    _ = serving.changed() => round.cancel(),
                 }
             })
         };
