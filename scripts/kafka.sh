@@ -10,7 +10,9 @@
 #
 # Settings (environment): VIGIL_KAFKA_HOST (127.0.0.1), VIGIL_KAFKA_PORT (9092),
 # VIGIL_KAFKA_CONTROLLER_PORT (port + 1), VIGIL_KAFKA_ADVERTISED_PORT (port: the port clients are
-# told to connect to — a fault proxy's), VIGIL_CACHE (<repo>/.cache), KAFKA_HEAP_OPTS.
+# told to connect to — a fault proxy's), VIGIL_CACHE (<repo>/.cache), KAFKA_HEAP_OPTS,
+# VIGIL_KAFKA_DATA (the broker's log directory; <cache>/kafka-broker-<port>/data — a folder on a
+# tmpfs such as /dev/shm keeps a benchmark's broker off the disk).
 # Running start twice is harmless: a broker that already answers is left alone.
 set -euo pipefail
 
@@ -24,7 +26,7 @@ aport=${VIGIL_KAFKA_ADVERTISED_PORT:-$port}
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
 libs="$cache/kafka-$version/libs"
 state="$cache/kafka-broker-$port"
-data="$state/data"
+data=${VIGIL_KAFKA_DATA:-$state/data}
 logs="$state/logs"
 pidfile="$state/broker.pid"
 

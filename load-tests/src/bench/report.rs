@@ -48,6 +48,8 @@ pub fn machine(env: &Env) -> Json {
         "partitions": env.partitions,
         "linger_ms": env.kafka.linger_ms,
         "compression": env.kafka.compression,
+        // Where the broker keeps its log when `make bench` put it on tmpfs; null: its default, on disk.
+        "broker_data": std::env::var("VIGIL_KAFKA_DATA").ok(),
     })
 }
 

@@ -204,6 +204,14 @@ async fn end_when_reachable(
     Ok(end.map_err(|e| vigil_runtime::error_chain(&e))?.map(|end| (consumer, end)))
 }
 
+/// The models topic's end read again on a blocking thread (up to 30 s while the cluster does not
+/// answer, which must not hold a runtime worker); the last `end` known if it cannot be read.
+async fn end_again(consumer: &Arc<StreamConsumer<client::LogContext>>, topic: &str, end: i64) -> i64 {
+    let (consumer, topic) = (consumer.clone(), topic.to_string());
+    let read = tokio::task::spawn_blocking(move || models::end_offset(&consumer, &topic)).await;
+    read.ok().and_then(Result::ok).unwrap_or(end)
+}
+
 impl Follower {
     /// Follows the models topic until `shutdown`; publishes an alert for every version the book
     /// takes out of service (`failures`).
@@ -223,6 +231,7 @@ impl Follower {
         let Some((consumer, mut end)) = end_when_reachable(consumer, &topic, &shutdown).await? else {
             return Ok(());
         };
+        let consumer = Arc::new(consumer);
         let mut caught_up = end == 0;
         if caught_up {
             tracing::info!(topic, "the models topic is empty; waiting for a checkpoint");
@@ -262,10 +271,13 @@ impl Follower {
                 }
                 None => {}
             }
-            if !caught_up && models::position(&consumer, &topic).is_some_and(|p| p >= end) {
+            if !caught_up && models::position(&*consumer, &topic).is_some_and(|p| p >= end) {
                 // Re-check: more may have arrived while reading.
-                end = models::end_offset(&consumer, &topic).unwrap_or(end);
-                caught_up = models::position(&consumer, &topic).is_some_and(|p| p >= end);
+                end = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    e = end_again(&consumer, &topic, end) => e,
+                };
+                caught_up = models::position(&*consumer, &topic).is_some_and(|p| p >= end);
             }
             if caught_up {
                 for model in &served {
