@@ -210,7 +210,8 @@ async fn watch_readiness(ports: &[u16], length: Duration) -> Vec<bool> {
     away
 }
 
-async fn scenarios(delivery: &str) {
+/// The fault broker, its clients pointed at it, and the proxy in front of it once it answers through it.
+async fn behind_a_proxy() -> (FaultBroker, Proxy) {
     let broker = FaultBroker::from_env();
     use_broker(&broker.bootstrap());
     let proxy = Proxy::start(broker.proxy_port, broker.port);
@@ -218,6 +219,11 @@ async fn scenarios(delivery: &str) {
         admin().inner().fetch_metadata(None, Duration::from_secs(2)).ok().map(|_| ())
     })
     .await;
+    (broker, proxy)
+}
+
+async fn scenarios(delivery: &str) {
+    let (broker, proxy) = behind_a_proxy().await;
     let mut aborted = 0;
     // VIGIL_CHAOS_FAULTS picks faults (comma-separated); the full run adds a broker away for 5 min 20 s.
     let chosen = std::env::var("VIGIL_CHAOS_FAULTS").ok();
@@ -266,13 +272,7 @@ async fn broker_and_network_faults_lose_nothing() {
 /// black hole: connections open, nothing answers) stay up and not ready past the 10 s their
 /// start-up reads wait for an answer, then become ready and score once it answers.
 async fn started_while_the_cluster_is_away() {
-    let broker = FaultBroker::from_env();
-    use_broker(&broker.bootstrap());
-    let proxy = Proxy::start(broker.proxy_port, broker.port);
-    wait_for(Duration::from_secs(60), "the fault broker through the proxy", || async {
-        admin().inner().fetch_metadata(None, Duration::from_secs(2)).ok().map(|_| ())
-    })
-    .await;
+    let (_, proxy) = behind_a_proxy().await;
     let stack = Stack::with_learner("fault-start-away", 3, "", "").await;
     let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
     assert_eq!(code, 0, "{err}");
