@@ -48,7 +48,7 @@ pub fn machine(env: &Env) -> Json {
         "partitions": env.partitions,
         "linger_ms": env.kafka.linger_ms,
         "compression": env.kafka.compression,
-        // Where the broker keeps its log when `make bench` put it on tmpfs; null: its default, on disk.
+        // The broker's log directory when set (`VIGIL_BENCH_BROKER_TMPFS=1` sets it); null: kafka.sh's default, on disk.
         "broker_data": std::env::var("VIGIL_KAFKA_DATA").ok(),
     })
 }

@@ -190,18 +190,17 @@ pub struct Follower {
 /// The models topic's end, read on a blocking thread and tried again while the cluster does not
 /// answer (a scorer started during an outage waits for it, not ready); `None` at shutdown.
 async fn end_when_reachable(
-    consumer: StreamConsumer<client::LogContext>,
+    consumer: &Arc<StreamConsumer<client::LogContext>>,
     topic: &str,
     shutdown: &CancellationToken,
-) -> Result<Option<(StreamConsumer<client::LogContext>, i64)>, String> {
-    let (topic, shutdown) = (topic.to_string(), shutdown.clone());
-    let (consumer, end) = tokio::task::spawn_blocking(move || {
-        let end = vigil_kafka::cluster::when_reachable(&shutdown, || models::end_offset(&consumer, &topic));
-        (consumer, end)
+) -> Result<Option<i64>, String> {
+    let (consumer, topic, shutdown) = (consumer.clone(), topic.to_string(), shutdown.clone());
+    let end = tokio::task::spawn_blocking(move || {
+        vigil_kafka::cluster::when_reachable(&shutdown, || models::end_offset(&consumer, &topic))
     })
     .await
     .map_err(|e| format!("reading the models topic's end: {e}"))?;
-    Ok(end.map_err(|e| vigil_runtime::error_chain(&e))?.map(|end| (consumer, end)))
+    end.map_err(|e| vigil_runtime::error_chain(&e))
 }
 
 /// The models topic's end read again on a blocking thread (up to 30 s while the cluster does not
@@ -228,10 +227,10 @@ impl Follower {
         let mut experiments = Experiments::default();
         let mut registry = ModelRegistry::slim();
         let mut refused: HashSet<(String, i64, String)> = HashSet::new();
-        let Some((consumer, mut end)) = end_when_reachable(consumer, &topic, &shutdown).await? else {
+        let consumer = Arc::new(consumer);
+        let Some(mut end) = end_when_reachable(&consumer, &topic, &shutdown).await? else {
             return Ok(());
         };
-        let consumer = Arc::new(consumer);
         let mut caught_up = end == 0;
         if caught_up {
             tracing::info!(topic, "the models topic is empty; waiting for a checkpoint");
