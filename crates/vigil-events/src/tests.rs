@@ -346,6 +346,38 @@ fn the_fast_path_reads_what_the_value_decoder_reads() {
     assert!(matches!(codec.plan(&label, names::TRANSACTION, &wanted), Err(CodecError::SchemaMismatch { .. })));
 }
 
+/// A reader keeps the first writer's plan and the last other writer's: records of two writer
+/// schemas, interleaved, each read with their own (the version-1 record's missing field defaults).
+#[test]
+fn a_reader_reads_records_of_interleaved_writers_with_each_ones_plan() {
+    let codec = Codec::new();
+    let reader = crate::RecordReader::new(
+        &codec,
+        names::TRANSACTION,
+        crate::Encoding::Avro,
+        Wanted::new(&["amount", "device_id"]),
+    )
+    .unwrap();
+    let current = codec.encode_event(&sample_transaction()).unwrap();
+    let v1 = schemas::shipped().iter().find(|s| s.name == names::TRANSACTION && !s.current).unwrap();
+    let mut old = vec![0xC3, 0x01];
+    old.extend_from_slice(&v1.fingerprint);
+    old.extend_from_slice(
+        &apache_avro::writer::datum::GenericDatumWriter::builder(&v1.schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(sample_value(&v1.schema))
+            .unwrap(),
+    );
+    let read = |bytes: &[u8]| reader.read(&codec, bytes, |f| format!("{f:?}")).unwrap();
+    let (new_fields, old_fields) = ("[Float(12.5), Str(\"d9\")]", "[Float(1.5), Null]");
+    for (i, bytes) in [&current, &old, &old, &current, &old, &current].into_iter().enumerate() {
+        let want = if *bytes == current { new_fields } else { old_fields };
+        assert_eq!(read(bytes), want, "record {i}");
+    }
+    assert!(reader.read(&codec, &current[..current.len() - 3], |_| ()).is_err(), "a truncated record");
+}
+
 /// Fields nobody reads are moved over without checking their text: a record whose unread string
 /// is not UTF-8 still gives its read fields (and its length is still checked), while the same bytes
 /// in a read field are refused.

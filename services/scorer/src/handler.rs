@@ -294,6 +294,7 @@ impl Handler for Scorer {
         let header = self.codec.score_header().map_err(|e| HandlerError(format!("encoding a score: {e}")))?;
         let stamp = Stamp { header: &header, now: now_ms() };
         let mut produced: Vec<Vec<Output>> = vec![Vec::new(); batch.len()];
+        let mut latencies = self.metrics.latencies();
         for r in ran {
             let probabilities = match self.check(&r) {
                 Ok(p) => p,
@@ -319,7 +320,11 @@ impl Handler for Scorer {
                 // a hundred bytes; a record has one unless a challenger scores it too).
                 produced[*i].reserve_exact(1);
                 match self.score(&r, &probabilities, row, &batch[*i], (ids.get(*i), ab), &stamp) {
-                    Some(output) if r.variant == Variant::Champion => produced[*i].insert(0, output),
+                    Some(output) if r.variant == Variant::Champion => {
+                        let event_time = batch[*i].timestamp.unwrap_or(stamp.now);
+                        latencies.observe((stamp.now - event_time).max(0) as f64 / 1000.0);
+                        produced[*i].insert(0, output)
+                    }
                     Some(output) => produced[*i].push(output),
                     None if r.variant == Variant::Champion => {
                         let reason = Reason {
@@ -338,6 +343,7 @@ impl Handler for Scorer {
                 }
             }
         }
+        self.metrics.latency(&latencies);
         Ok(outcomes.into_iter().zip(produced).map(|(o, p)| o.unwrap_or(Outcome::Produce(p))).collect())
     }
 }
@@ -429,9 +435,6 @@ impl Scorer {
             source_offset: input.offset,
             ab,
         };
-        if r.variant == Variant::Champion {
-            self.metrics.latency((now - event_time).max(0) as f64 / 1000.0);
-        }
         // Written field by field, from borrowed parts (the generic serializer was an eighth of the
         // scorer's CPU).
         let mut payload = Vec::with_capacity(48 + header.len() + id.len() + served.key.0.len() + input.topic.len());

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -55,7 +56,7 @@ pub struct Metrics {
     dead_letters: Family<DeadLetterLabels, Counter>,
     batch_size: Histogram,
     inference: HistogramFamily<ModelLabel>,
-    latency: Histogram,
+    latency: BatchHistogram,
     model_version: Family<VariantLabels, Gauge>,
     model_graph: Family<GraphLabels, Gauge>,
     /// The series of `model_graph` now set, per model and variant (the one before is removed).
@@ -91,6 +92,76 @@ impl ModelMetrics {
     }
 }
 
+/// A histogram whose observations a batch counts in a [`Tally`] of its own and adds under one
+/// lock: the end-to-end latency is observed for every score, and [`Histogram::observe`] locks for
+/// each observation. Exposed as the same classic histogram.
+#[derive(Debug, Clone)]
+pub struct BatchHistogram {
+    inner: Arc<Mutex<Tally>>,
+}
+
+/// Observations counted by bucket (upper bound, count; the last bound is +∞), with their count and
+/// sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    sum: f64,
+}
+
+impl Tally {
+    /// Counts one observation.
+    pub fn observe(&mut self, v: f64) {
+        self.sum += v;
+        self.count += 1;
+        let last = self.buckets.len() - 1;
+        let i = self.buckets[..last].iter().position(|(bound, _)| v <= *bound).unwrap_or(last);
+        self.buckets[i].1 += 1;
+    }
+}
+
+impl BatchHistogram {
+    /// A histogram with these upper bounds (and +∞).
+    pub fn new(bounds: impl IntoIterator<Item = f64>) -> BatchHistogram {
+        let buckets = bounds.into_iter().filter(|b| b.is_finite()).chain([f64::INFINITY]).map(|b| (b, 0)).collect();
+        BatchHistogram { inner: Arc::new(Mutex::new(Tally { buckets, count: 0, sum: 0.0 })) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An empty tally with this histogram's buckets.
+    pub fn tally(&self) -> Tally {
+        let buckets = self.lock().buckets.iter().map(|(b, _)| (*b, 0)).collect();
+        Tally { buckets, count: 0, sum: 0.0 }
+    }
+
+    /// Adds a tally made by [`BatchHistogram::tally`].
+    pub fn add(&self, t: &Tally) {
+        if t.count == 0 {
+            return;
+        }
+        let mut all = self.lock();
+        all.sum += t.sum;
+        all.count += t.count;
+        for (mine, theirs) in all.buckets.iter_mut().zip(&t.buckets) {
+            mine.1 += theirs.1;
+        }
+    }
+}
+
+impl EncodeMetric for BatchHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let t = self.lock();
+        encoder.encode_histogram::<NoLabelSet>(t.sum, t.count, &t.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 fn inference_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
@@ -111,7 +182,7 @@ impl Metrics {
             dead_letters: Family::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             inference: Family::new_with_constructor(inference_histogram),
-            latency: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            latency: BatchHistogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             model_version: Family::default(),
             model_graph: Family::default(),
             graphs: Mutex::default(),
@@ -173,9 +244,14 @@ impl Metrics {
         self.dead_letters.get_or_create(&DeadLetterLabels { stage, kind }).inc();
     }
 
-    /// One record's end-to-end latency.
-    pub fn latency(&self, seconds: f64) {
-        self.latency.observe(seconds);
+    /// An empty tally of end-to-end latencies, for a batch to count its records' into.
+    pub fn latencies(&self) -> Tally {
+        self.latency.tally()
+    }
+
+    /// A batch's end-to-end latencies, counted in `tally`.
+    pub fn latency(&self, tally: &Tally) {
+        self.latency.add(tally);
     }
 
     /// A model version started serving.
@@ -217,5 +293,41 @@ impl Metrics {
     pub fn rejected(&self, model: &str, version: i64, check: &str, reason: &str) {
         tracing::warn!(model, version, check, reason, "checkpoint refused; the serving version stays");
         self.rejected.get_or_create(&ModelLabel { model: model.to_string() }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    /// Tallied by batches, the latencies are exposed exactly as `Histogram` exposes them observed
+    /// one by one (bounds, cumulative counts, +Inf, count and sum), values on the bounds included.
+    #[test]
+    fn batch_tallies_expose_what_one_by_one_observations_do() {
+        let bounds = || exponential_buckets(0.000_5, 2.0, 16);
+        let (batched, reference) = (BatchHistogram::new(bounds()), Histogram::new(bounds()));
+        let values: Vec<f64> = (0..500).map(|i| f64::from(i * i) * 1e-4).chain([0.0, 0.001, 0.016, 1e9]).collect();
+        for batch in values.chunks(37) {
+            let mut tally = batched.tally();
+            for v in batch {
+                tally.observe(*v);
+                reference.observe(*v);
+            }
+            batched.add(&tally);
+        }
+        batched.add(&batched.tally());
+        let text = |register: &dyn Fn(&mut Registry)| {
+            let mut registry = Registry::default();
+            register(&mut registry);
+            let mut out = String::new();
+            encode(&mut out, &registry).unwrap();
+            out
+        };
+        let ours = text(&|r| r.register("latency", "h", batched.clone()));
+        assert_eq!(ours, text(&|r| r.register("latency", "h", reference.clone())));
+        assert!(ours.contains(&format!("latency_count {}", values.len())), "{ours}");
+        assert!(ours.contains("latency_bucket{le=\"+Inf\"} 504"), "{ours}");
     }
 }
