@@ -293,6 +293,16 @@ fn sample_transaction() -> Transaction {
 
 /// Every wanted field read by the fast path equals what the value-tree decoder gives, for current
 /// and historical writers.
+/// A transaction written with the first version of its schema (single-object encoding).
+fn version_1_transaction() -> Vec<u8> {
+    let v1 = schemas::shipped().iter().find(|s| s.name == names::TRANSACTION && !s.current).unwrap();
+    let mut old = vec![0xC3, 0x01];
+    old.extend_from_slice(&v1.fingerprint);
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&v1.schema).build().unwrap();
+    old.extend_from_slice(&writer.write_value_to_vec(sample_value(&v1.schema)).unwrap());
+    old
+}
+
 #[test]
 fn the_fast_path_reads_what_the_value_decoder_reads() {
     let codec = Codec::new();
@@ -325,16 +335,7 @@ fn the_fast_path_reads_what_the_value_decoder_reads() {
         ]
     );
     // A version-1 record: the fields it lacks take the current schema's defaults.
-    let v1 = schemas::shipped().iter().find(|s| s.name == names::TRANSACTION && !s.current).unwrap();
-    let mut old = vec![0xC3, 0x01];
-    old.extend_from_slice(&v1.fingerprint);
-    old.extend_from_slice(
-        &apache_avro::writer::datum::GenericDatumWriter::builder(&v1.schema)
-            .build()
-            .unwrap()
-            .write_value_to_vec(sample_value(&v1.schema))
-            .unwrap(),
-    );
+    let old = version_1_transaction();
     let (plan, body) = codec.plan(&old, names::TRANSACTION, &wanted).unwrap().unwrap();
     plan.read(body, &mut out).unwrap();
     assert_eq!(out[2], Field::Null, "device_id defaults to null");
@@ -359,16 +360,7 @@ fn a_reader_reads_records_of_interleaved_writers_with_each_ones_plan() {
     )
     .unwrap();
     let current = codec.encode_event(&sample_transaction()).unwrap();
-    let v1 = schemas::shipped().iter().find(|s| s.name == names::TRANSACTION && !s.current).unwrap();
-    let mut old = vec![0xC3, 0x01];
-    old.extend_from_slice(&v1.fingerprint);
-    old.extend_from_slice(
-        &apache_avro::writer::datum::GenericDatumWriter::builder(&v1.schema)
-            .build()
-            .unwrap()
-            .write_value_to_vec(sample_value(&v1.schema))
-            .unwrap(),
-    );
+    let old = version_1_transaction();
     let read = |bytes: &[u8]| reader.read(&codec, bytes, |f| format!("{f:?}")).unwrap();
     let (new_fields, old_fields) = ("[Float(12.5), Str(\"d9\")]", "[Float(1.5), Null]");
     for (i, bytes) in [&current, &old, &old, &current, &old, &current].into_iter().enumerate() {
