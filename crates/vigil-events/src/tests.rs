@@ -291,8 +291,6 @@ fn sample_transaction() -> Transaction {
     }
 }
 
-/// Every wanted field read by the fast path equals what the value-tree decoder gives, for current
-/// and historical writers.
 /// A transaction written with the first version of its schema (single-object encoding).
 fn version_1_transaction() -> Vec<u8> {
     let v1 = schemas::shipped().iter().find(|s| s.name == names::TRANSACTION && !s.current).unwrap();
@@ -303,6 +301,8 @@ fn version_1_transaction() -> Vec<u8> {
     old
 }
 
+/// Every wanted field read by the fast path equals what the value-tree decoder gives, for current
+/// and historical writers.
 #[test]
 fn the_fast_path_reads_what_the_value_decoder_reads() {
     let codec = Codec::new();

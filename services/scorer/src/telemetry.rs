@@ -97,6 +97,8 @@ impl ModelMetrics {
 /// each observation. Exposed as the same classic histogram.
 #[derive(Debug, Clone)]
 pub struct BatchHistogram {
+    /// The buckets' upper bounds, +∞ last (a batch's tally is made from them without the lock).
+    bounds: Arc<[f64]>,
     inner: Arc<Mutex<Tally>>,
 }
 
@@ -110,6 +112,10 @@ pub struct Tally {
 }
 
 impl Tally {
+    fn empty(bounds: &[f64]) -> Tally {
+        Tally { buckets: bounds.iter().map(|b| (*b, 0)).collect(), count: 0, sum: 0.0 }
+    }
+
     /// Counts one observation.
     pub fn observe(&mut self, v: f64) {
         self.sum += v;
@@ -123,8 +129,9 @@ impl Tally {
 impl BatchHistogram {
     /// A histogram with these upper bounds (and +∞).
     pub fn new(bounds: impl IntoIterator<Item = f64>) -> BatchHistogram {
-        let buckets = bounds.into_iter().filter(|b| b.is_finite()).chain([f64::INFINITY]).map(|b| (b, 0)).collect();
-        BatchHistogram { inner: Arc::new(Mutex::new(Tally { buckets, count: 0, sum: 0.0 })) }
+        let bounds: Arc<[f64]> = bounds.into_iter().filter(|b| b.is_finite()).chain([f64::INFINITY]).collect();
+        let empty = Tally::empty(&bounds);
+        BatchHistogram { bounds, inner: Arc::new(Mutex::new(empty)) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
@@ -133,8 +140,7 @@ impl BatchHistogram {
 
     /// An empty tally with this histogram's buckets.
     pub fn tally(&self) -> Tally {
-        let buckets = self.lock().buckets.iter().map(|(b, _)| (*b, 0)).collect();
-        Tally { buckets, count: 0, sum: 0.0 }
+        Tally::empty(&self.bounds)
     }
 
     /// Adds a tally made by [`BatchHistogram::tally`].
