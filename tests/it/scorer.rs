@@ -177,6 +177,8 @@ async fn every_record_is_one_score_per_variant_or_one_dead_letter() {
         assert!((0.0..=1.0).contains(&x.score));
     }
     assert!(per_variant.values().all(|n| *n == 1), "a duplicate score per event and variant");
+    let keyed_by_id = all.iter().zip(&s).all(|(r, x)| r.key.as_deref() == Some(x.event_id.as_bytes()));
+    assert!(keyed_by_id, "scores are keyed by their event ids by default");
     let champions = s.iter().filter(|x| x.variant == Variant::Champion).count();
     assert_eq!(champions + dead.len(), expected_champion + bad.len(), "scores + dead letters = inputs");
     let challengers: Vec<&Score> = s.iter().filter(|x| x.variant == Variant::Challenger).collect();
@@ -301,6 +303,37 @@ async fn a_new_champion_takes_over_without_a_gap_and_bad_checkpoints_are_refused
         .collect();
     assert_eq!(rejected.get(&2).map(String::as_str), Some("checksum"), "{alerts:?}");
     assert_eq!(rejected.get(&3).map(String::as_str), Some("signature"), "{alerts:?}");
+    stack.delete().await;
+}
+
+/// With `scores-key = "input"`, a score keeps its input's key (the account id of the generated
+/// transactions) and so lands in the partition its input came from.
+#[tokio::test]
+async fn scores_keyed_by_their_inputs_key_land_in_their_inputs_partition() {
+    let stack = Stack::new("input-key", 3, "scores-key = \"input\"\n").await;
+    let (code, _, err) = stack.vigil(&["models", "bootstrap"], None);
+    assert_eq!(code, 0, "{err}");
+    let n = 600u64;
+    let events = n.to_string();
+    stack.load(&["fraud", "--topic", &stack.tx, "--labels-topic", "none", "--rate", "0", "--events", &events]);
+    let mut scorer = stack.spawn("vigil-scorer", &[]);
+    let mut ids = ChampionIds::default();
+    let records =
+        collect_until(&stack.scores, "read_committed", T, "every event scored", |r| ids.count(r) >= n as usize).await;
+    let (clean, _) = terminate(&mut scorer, Duration::from_secs(20));
+    assert!(clean, "the scorer must stop on SIGTERM");
+    let inputs = read_all(&stack.tx, "read_committed", Duration::from_secs(3)).await;
+    let by_position: HashMap<(i32, i64), &vigil_kafka::Input> =
+        inputs.iter().map(|i| ((i.partition, i.offset), i)).collect();
+    let mut partitions = HashSet::new();
+    for (record, score) in records.iter().zip(scores(&records)) {
+        let input = by_position[&(score.source_partition, score.source_offset)];
+        assert!(input.key.is_some(), "generated transactions are keyed by account");
+        assert_eq!(record.key, input.key, "the score of {} keeps its input's key", score.event_id);
+        assert_eq!(record.partition, input.partition, "the score of {} is in its input's partition", score.event_id);
+        partitions.insert(record.partition);
+    }
+    assert_eq!(partitions.len(), 3, "600 transactions fill every partition");
     stack.delete().await;
 }
 

@@ -165,6 +165,10 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
     let (s_p50, s_p99, f_p50, f_p99) =
         (at_half.p50[0].clone(), at_half.p99[0].clone(), at_half.p50[1].clone(), at_half.p99[1].clone());
     let ratios: Vec<f64> = s_rate.iter().zip(&f_rate).map(|(s, f)| s / f).collect();
+    let input_key = match workload {
+        Workload::Fraud => input_key_drains(env, models_topic, &forwarder, events).await?,
+        Workload::Text => Json::Null,
+    };
     table(&[
         ("scorer events/s", &s_rate),
         ("forwarder events/s", &f_rate),
@@ -226,7 +230,32 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         "forwarder_drain_cpu_us_per_event": median(&f_drain_cpu),
         "scorer_inference_us_per_event": median(&s_infer),
         "scorer_mean_batch": median(&s_batch),
+        "input_key": input_key,
         "events": events,
+    }))
+}
+
+/// The fraud drains again with `scores-key = "input"` (a score keyed as its input, so produced to
+/// its input's partition), against the forwarder in rounds of their own.
+async fn input_key_drains(env: &Env, models_topic: &str, forwarder: &System, events: u64) -> Result<Json, BenchError> {
+    let mut scorer = scorer_system_with(Workload::Fraud, models_topic, "scores-key = \"input\"");
+    scorer.name = "scorer-fraud-input-key".into();
+    let d = drains(env, Workload::Fraud, [&scorer, forwarder], events).await?;
+    let ratios: Vec<f64> = d.rate[0].iter().zip(&d.rate[1]).map(|(s, f)| s / f).collect();
+    table(&[
+        ("scorer (input key) events/s", &d.rate[0]),
+        ("forwarder events/s", &d.rate[1]),
+        ("throughput ratio (input key)", &ratios),
+        ("scorer (input key) CPU us/event draining", &d.drain_cpu[0]),
+        ("forwarder CPU us/event draining", &d.drain_cpu[1]),
+    ]);
+    Ok(json!({
+        "scorer_events_per_s": median(&d.rate[0]),
+        "forwarder_events_per_s": median(&d.rate[1]),
+        "throughput_ratio": median(&ratios),
+        "throughput_ratio_runs": ratios,
+        "scorer_drain_cpu_us_per_event": median(&d.drain_cpu[0]),
+        "forwarder_drain_cpu_us_per_event": median(&d.drain_cpu[1]),
     }))
 }
 

@@ -37,6 +37,8 @@ pub struct ScorerConfig {
     pub max_wait: Duration,
     /// Share of events the newest candidate also scores, in shadow (0 to 1).
     pub challenger_share: f64,
+    /// What a score's Kafka key is, and so which partition of the scores topic it goes to.
+    pub scores_key: ScoresKey,
     /// Decision threshold when a checkpoint records none.
     pub threshold: f64,
     /// Refuse checkpoints that are not signed by a trusted key (on by default: set the keys, or
@@ -66,6 +68,20 @@ pub struct ScorerConfig {
     pub onnxruntime: String,
 }
 
+/// What a score's Kafka key is (`scores-key`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoresKey {
+    /// Its event id: scores are partitioned as label topics keyed by event id are (a downstream
+    /// stream join of scores and labels finds them co-partitioned), spread over every partition.
+    EventId,
+    /// Its input record's key (the event id for an input without one), as a Kafka Streams
+    /// `mapValues` keeps it: a score lands in the partition its input came from when the two topics
+    /// have as many partitions, an entity's scores stay in order, and a batch of inputs from one
+    /// partition is produced to one (the README's Benchmarks gives the throughput this saves).
+    Input,
+}
+
 impl Default for ScorerConfig {
     fn default() -> Self {
         ScorerConfig {
@@ -79,6 +95,7 @@ impl Default for ScorerConfig {
             max_batch: 512,
             max_wait: Duration::from_millis(2),
             challenger_share: 0.1,
+            scores_key: ScoresKey::EventId,
             threshold: 0.5,
             require_signature: true,
             trusted_keys: Vec::new(),

@@ -1,6 +1,6 @@
 //! The scorer's handler in the consume loop: decode → featurise with the spec of the version in use
 //! → micro-batch (an Arrow record batch per model and variant) → inference on the pool → `Score`
-//! records keyed by event id. Records that cannot be decoded or featurised become dead letters;
+//! records keyed by event id (or by their input's key: `scores-key`). Records that cannot be decoded or featurised become dead letters;
 //! every other record gets exactly one champion score, and, for the configured share, one challenger
 //! score. While an A/B test runs for the model, the event's arm (its key field's value, hashed with
 //! the experiment id) picks the version that scores it, and that score — the one acted on — names
@@ -18,6 +18,7 @@ use vigil_kafka::{Handler, HandlerError, Input, Outcome, Output, now_ms};
 use vigil_models::Probabilities;
 
 use crate::book::{Ab, Book, Served, Slot};
+use crate::config::ScoresKey;
 use crate::pool::Pool;
 use crate::telemetry::{Metrics, ModelMetrics};
 
@@ -50,6 +51,8 @@ pub struct Scorer {
     pub scores_topic: String,
     /// Share of events the challenger scores.
     pub challenger_share: f64,
+    /// What a score's Kafka key is.
+    pub scores_key: ScoresKey,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Field layouts per input topic, with the (champion, challenger) versions they were made for.
@@ -441,7 +444,10 @@ impl Scorer {
         Codec::encode_score_with(header, &score, &mut payload);
         Some(Output {
             topic: self.scores_topic.clone(),
-            key: Some(id.as_bytes().to_vec()),
+            key: match (self.scores_key, &input.key) {
+                (ScoresKey::Input, Some(key)) => Some(key.clone()),
+                _ => Some(id.as_bytes().to_vec()),
+            },
             payload,
             headers: Vec::new(),
             timestamp: None,

@@ -107,6 +107,7 @@ pub async fn run(
         pool: pool.clone(),
         scores_topic: config.topics.scores.clone(),
         challenger_share: sc.challenger_share,
+        scores_key: sc.scores_key,
         metrics: metrics.clone(),
         layouts: HashMap::new(),
         models: HashMap::new(),
