@@ -154,7 +154,8 @@ pub struct InputConfig {
     /// A schema registry subject whose latest version is the reader schema (needs
     /// `schema-registry.url`).
     pub schema_subject: String,
-    /// The record field holding the event id (what scores are keyed by and labels refer to).
+    /// The record field holding the event id (what labels refer to, and what scores are keyed by
+    /// unless `scorer.scores-key = "input"`).
     pub id_field: String,
     /// The model that scores this topic.
     pub model: String,
