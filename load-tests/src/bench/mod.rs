@@ -59,7 +59,7 @@ pub use self::byo::byo;
 pub use self::drift::drift;
 pub use self::forwarder::{forwarder, warm_up};
 pub use self::learner::learner;
-pub use self::process::{cpu_seconds, free_port, metric_value, rss_mb, scrape_metrics, stop};
+pub use self::process::{cpu_seconds, free_port, machine_busy_seconds, metric_value, rss_mb, scrape_metrics, stop};
 pub use self::python::python;
 pub use self::report::{commit, machine, median, python_bin, repo_root, spread, table, write_report};
 pub use self::scale::scale;
@@ -194,6 +194,9 @@ pub struct Throughput {
     /// (loading libraries and models, joining the group) is left out (the whole run's when every
     /// output was there at the first look).
     pub drain_cpu_us_per_event: f64,
+    /// The machine's busy CPU µs per output over the same window: the system's, the broker's and
+    /// anything else's (on a machine whose cores the drain fills, throughput follows its inverse).
+    pub machine_drain_cpu_us_per_event: f64,
     /// The system's Prometheus metrics at the end of the run (when its template has `{port}`).
     pub metrics: Option<String>,
 }
@@ -381,7 +384,7 @@ pub async fn throughput_of(
         children.iter().map(|c| cpu_seconds(c.id()).unwrap_or(f64::NAN)).sum()
     };
     // The CPU used and the outputs there at the first look that found some.
-    let mut first: Option<(f64, u64)> = None;
+    let mut first: Option<(f64, f64, u64)> = None;
     let result = loop {
         if let Some(status) = children.iter_mut().find_map(|c| c.try_wait().ok().flatten()) {
             break Err(format!("{} exited early ({status})", system.name).into());
@@ -390,7 +393,7 @@ pub async fn throughput_of(
         match outputs.read().and_then(|o| {
             let count = o.count().max(0) as u64;
             if first.is_none() && count > 0 && count < n {
-                first = Some((cpu_now(&children), count));
+                first = Some((cpu_now(&children), machine_busy_seconds().unwrap_or(f64::NAN), count));
             }
             if count >= n { o.span() } else { Ok(None) }
         }) {
@@ -403,15 +406,24 @@ pub async fn throughput_of(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let cpu_s = cpu_now(&children);
-    let (cpu_before, outputs_before) = first.unwrap_or((0.0, 0));
-    let drain_cpu_us_per_event = (cpu_s - cpu_before) * 1e6 / n.saturating_sub(outputs_before).max(1) as f64;
+    let (cpu_s, busy) = (cpu_now(&children), machine_busy_seconds().unwrap_or(f64::NAN));
+    let (cpu_before, busy_before, outputs_before) = first.unwrap_or((0.0, f64::NAN, 0));
+    let drained = n.saturating_sub(outputs_before).max(1) as f64;
+    let drain_cpu_us_per_event = (cpu_s - cpu_before) * 1e6 / drained;
+    let machine_drain_cpu_us_per_event = (busy - busy_before) * 1e6 / drained;
     let uses_port = system.config.as_deref().unwrap_or_default().contains("{port}")
         || system.args.iter().chain(system.env.iter().map(|(_, v)| v)).any(|a| a.contains("{port}"));
     let metrics = if uses_port { scrape_metrics(ports[0]) } else { None };
     let rss_mb = children.iter_mut().map(stop).sum();
     drop_topics(env, &[&output]).await;
-    result.map(|events_per_s| Throughput { events_per_s, rss_mb, cpu_s, drain_cpu_us_per_event, metrics })
+    result.map(|events_per_s| Throughput {
+        events_per_s,
+        rss_mb,
+        cpu_s,
+        drain_cpu_us_per_event,
+        machine_drain_cpu_us_per_event,
+        metrics,
+    })
 }
 
 /// End-to-end latency of `system` with `n` records offered at `rate` records per second, open loop

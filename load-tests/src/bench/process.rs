@@ -40,6 +40,17 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0) // USER_HZ, 100 on Linux
 }
 
+/// CPU time the whole machine has spent busy so far (every core's user, nice, system, irq, softirq
+/// and steal time in `/proc/stat`), seconds: over a drain, the system's own CPU plus the broker's
+/// and everything else that ran beside it.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).map_while(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| ticks.get(*i)).sum::<f64>();
+    Some(busy / 100.0) // USER_HZ
+}
+
 /// GETs a local service's Prometheus metrics.
 pub fn scrape_metrics(port: u16) -> Option<String> {
     use std::io::{Read, Write};
@@ -59,4 +70,31 @@ pub fn metric_value(metrics: &str, series: &str) -> f64 {
 /// A free local port.
 pub fn free_port() -> Result<u16, BenchError> {
     Ok(vigil_runtime::metrics::free_local_port()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread that spins for 300 ms of wall time shows in the machine's busy time (at least
+    /// most of it: the counters tick every 10 ms, and the spin may be preempted), and so does it in
+    /// this process's own CPU time, which the machine's includes.
+    #[test]
+    fn a_spinning_thread_shows_in_the_machines_busy_time() {
+        let me = std::process::id();
+        let (machine, own) = (machine_busy_seconds().unwrap(), cpu_seconds(me).unwrap());
+        let until = std::time::Instant::now() + Duration::from_millis(300);
+        let mut x = 0u64;
+        while std::time::Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let (machine_after, own_after) = (machine_busy_seconds().unwrap(), cpu_seconds(me).unwrap());
+        let spun = own_after - own;
+        assert!(spun >= 0.1, "the spin used {spun} s of CPU");
+        assert!(
+            machine_after - machine >= spun - 0.05,
+            "machine {} s busy, this process {spun} s",
+            machine_after - machine
+        );
+    }
 }

@@ -100,6 +100,8 @@ struct Drains {
     /// CPU µs per event of the whole process, and while draining only (start-up left out).
     cpu: [Vec<f64>; 2],
     drain_cpu: [Vec<f64>; 2],
+    /// The whole machine's busy CPU µs per event while draining (the broker's included).
+    machine_cpu: [Vec<f64>; 2],
     /// The scorer's peak resident memory, its ONNX Runtime µs per event and its mean batch.
     rss: Vec<f64>,
     infer: Vec<f64>,
@@ -125,6 +127,7 @@ async fn drains(env: &Env, workload: Workload, systems: [&System; 2], events: u6
             d.rate[i].push(t.events_per_s);
             d.cpu[i].push(per_event(t.cpu_s));
             d.drain_cpu[i].push(t.drain_cpu_us_per_event);
+            d.machine_cpu[i].push(t.machine_drain_cpu_us_per_event);
             if i == 1 {
                 continue; // the rest is the scorer's alone
             }
@@ -151,6 +154,7 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         rate: [s_rate, f_rate],
         cpu: [s_cpu, f_cpu],
         drain_cpu: [s_drain_cpu, f_drain_cpu],
+        machine_cpu: [s_machine_cpu, f_machine_cpu],
         rss: mut s_rss,
         infer: s_infer,
         batch: s_batch,
@@ -177,6 +181,8 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         ("forwarder CPU us/event", &f_cpu),
         ("scorer CPU us/event draining", &s_drain_cpu),
         ("forwarder CPU us/event draining", &f_drain_cpu),
+        ("machine CPU us/event, scorer draining", &s_machine_cpu),
+        ("machine CPU us/event, forwarder draining", &f_machine_cpu),
         ("scorer inference us/event", &s_infer),
         ("scorer p99 ms", &s_p99),
         ("forwarder p99 ms", &f_p99),
@@ -228,6 +234,10 @@ async fn scorer_workload(env: &Env, workload: Workload, models_topic: &str, even
         // While draining: from the first outputs to the last (start-up, a fixed cost, left out).
         "scorer_drain_cpu_us_per_event": median(&s_drain_cpu),
         "forwarder_drain_cpu_us_per_event": median(&f_drain_cpu),
+        // The machine's, the broker's included: the rest of it beside the system is
+        // `machine_… − …_drain_cpu_us_per_event`.
+        "scorer_machine_drain_cpu_us_per_event": median(&s_machine_cpu),
+        "forwarder_machine_drain_cpu_us_per_event": median(&f_machine_cpu),
         "scorer_inference_us_per_event": median(&s_infer),
         "scorer_mean_batch": median(&s_batch),
         "input_key": input_key,
@@ -248,6 +258,8 @@ async fn input_key_drains(env: &Env, models_topic: &str, forwarder: &System, eve
         ("throughput ratio (input key)", &ratios),
         ("scorer (input key) CPU us/event draining", &d.drain_cpu[0]),
         ("forwarder CPU us/event draining", &d.drain_cpu[1]),
+        ("machine CPU us/event, scorer (input key) draining", &d.machine_cpu[0]),
+        ("machine CPU us/event, forwarder draining", &d.machine_cpu[1]),
     ]);
     Ok(json!({
         "scorer_events_per_s": median(&d.rate[0]),
@@ -256,6 +268,8 @@ async fn input_key_drains(env: &Env, models_topic: &str, forwarder: &System, eve
         "throughput_ratio_runs": ratios,
         "scorer_drain_cpu_us_per_event": median(&d.drain_cpu[0]),
         "forwarder_drain_cpu_us_per_event": median(&d.drain_cpu[1]),
+        "scorer_machine_drain_cpu_us_per_event": median(&d.machine_cpu[0]),
+        "forwarder_machine_drain_cpu_us_per_event": median(&d.machine_cpu[1]),
     }))
 }
 
