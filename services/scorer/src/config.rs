@@ -78,7 +78,8 @@ pub enum ScoresKey {
     /// Its input record's key (the event id for an input without one), as a Kafka Streams
     /// `mapValues` keeps it: a score lands in the partition its input came from when the two topics
     /// have as many partitions, an entity's scores stay in order, and a batch of inputs from one
-    /// partition is produced to one (the README's Benchmarks gives the throughput this saves).
+    /// partition is produced to one (the README's Benchmarks gives the CPU this saves, the
+    /// broker's above all).
     Input,
 }
 

@@ -1,10 +1,11 @@
 //! The scorer's handler in the consume loop: decode → featurise with the spec of the version in use
 //! → micro-batch (an Arrow record batch per model and variant) → inference on the pool → `Score`
-//! records keyed by event id (or by their input's key: `scores-key`). Records that cannot be decoded or featurised become dead letters;
-//! every other record gets exactly one champion score, and, for the configured share, one challenger
-//! score. While an A/B test runs for the model, the event's arm (its key field's value, hashed with
-//! the experiment id) picks the version that scores it, and that score — the one acted on — names
-//! the experiment and the arm; no shadow scores are made meanwhile.
+//! records keyed by event id (or by their input's key: `scores-key`). Records that cannot be
+//! decoded or featurised become dead letters; every other record gets exactly one champion score,
+//! and, for the configured share, one challenger score. While an A/B test runs for the model, the
+//! event's arm (its key field's value, hashed with the experiment id) picks the version that scores
+//! it, and that score — the one acted on — names the experiment and the arm; no shadow scores are
+//! made meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
