@@ -373,6 +373,9 @@ pub async fn throughput_of(
     let group = unique(&system.name);
     let mut children = Vec::new();
     let mut ports = Vec::new();
+    // The machine's busy time from the spawn: the drain's window when the first look finds every
+    // output there already (the system's own CPU counts from its start then too).
+    let busy_at_spawn = machine_busy_seconds().unwrap_or(f64::NAN);
     for _ in 0..instances.max(1) {
         let port = free_port()?;
         children.push(system.spawn_on(env, input, &output, &group, port)?);
@@ -407,7 +410,7 @@ pub async fn throughput_of(
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let (cpu_s, busy) = (cpu_now(&children), machine_busy_seconds().unwrap_or(f64::NAN));
-    let (cpu_before, busy_before, outputs_before) = first.unwrap_or((0.0, f64::NAN, 0));
+    let (cpu_before, busy_before, outputs_before) = first.unwrap_or((0.0, busy_at_spawn, 0));
     let drained = n.saturating_sub(outputs_before).max(1) as f64;
     let drain_cpu_us_per_event = (cpu_s - cpu_before) * 1e6 / drained;
     let machine_drain_cpu_us_per_event = (busy - busy_before) * 1e6 / drained;
