@@ -110,21 +110,56 @@ impl<'a> Iterator for Spans<'a> {
 /// the character n-grams of each word in `<word>`; those past the slots are not computed. Returns
 /// how many slots it used (the rest is padding).
 pub fn hash_ngrams(text: &str, spec: &Text, indices: &mut [i64], values: &mut [f32]) -> usize {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => hash_into(&mut scratch, text, spec, indices, values),
+        Err(_) => hash_into(&mut Scratch::default(), text, spec, indices, values),
+    })
+}
+
+/// What hashing one text needs besides the text, kept per thread from text to text (each was an
+/// allocation per text).
+#[derive(Default)]
+struct Scratch {
+    /// The lower-cased text.
+    lower: String,
+    /// Its tokens' byte ranges.
+    spans: Vec<(usize, usize)>,
+    /// One `<word>`.
+    word: Vec<u8>,
+    /// Where the characters of a non-ASCII `<word>` start.
+    bounds: Vec<usize>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn hash_into(s: &mut Scratch, text: &str, spec: &Text, indices: &mut [i64], values: &mut [f32]) -> usize {
     let cap = indices.len().min(values.len());
     let buckets = u64::from(spec.buckets.max(1));
-    let normalised = normalise(text, spec.lowercase);
-    let toks: Vec<&str> = token_spans(&normalised).collect();
+    let text = normalise_into(text, spec.lowercase, &mut s.lower);
+    s.spans.clear();
+    if text.is_ascii() {
+        ascii_spans(text.as_bytes(), &mut s.spans);
+    } else {
+        let base = text.as_ptr() as usize;
+        s.spans.extend(token_spans(text).map(|t| (t.as_ptr() as usize - base, t.as_ptr() as usize - base + t.len())));
+    }
     let mut n_out = 0usize;
-    // h % buckets, without a division when the buckets are a power of two (the usual case).
+    // h % buckets, without a division when the buckets are a power of two (the usual case; a
+    // `map_or` computed the division for every n-gram, and it was a third of the hashing's time).
     let mask = buckets.is_power_of_two().then(|| buckets - 1);
     let mut push = |h: u64| {
-        indices[n_out] = mask.map_or(h % buckets, |m| h & m) as i64;
+        indices[n_out] = match mask {
+            Some(m) => h & m,
+            None => h % buckets,
+        } as i64;
         n_out += 1;
         n_out < cap
     };
-    let more = cap > 0 && word_ngrams(&toks, spec.word_ngrams, &mut push);
+    let more = cap > 0 && word_ngrams(text.as_bytes(), &s.spans, spec.word_ngrams, &mut push);
     if more {
-        char_ngrams(&toks, spec.char_ngrams, &mut push);
+        char_ngrams(text, &s.spans, spec.char_ngrams, (&mut s.word, &mut s.bounds), &mut push);
     }
     let weight = if n_out == 0 { 0.0 } else { 1.0 / (n_out as f32).sqrt() };
     values[..n_out].fill(weight);
@@ -133,19 +168,69 @@ pub fn hash_ngrams(text: &str, spec: &Text, indices: &mut [i64], values: &mut [f
     n_out
 }
 
+/// The text, lower-cased into `lower` when asked ([`normalise`]).
+fn normalise_into<'a>(text: &'a str, lowercase: bool, lower: &'a mut String) -> &'a str {
+    if !lowercase {
+        return text;
+    }
+    lower.clear();
+    if text.is_ascii() {
+        lower.push_str(text);
+        lower.make_ascii_lowercase();
+    } else {
+        lower.push_str(&text.to_lowercase());
+    }
+    lower
+}
+
+/// Whether an ASCII byte belongs to a token (alphanumeric, or an apostrophe).
+const TOKEN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = (b as u8).is_ascii_alphanumeric() || b as u8 == b'\'';
+        b += 1;
+    }
+    t
+};
+
+/// The byte ranges of an ASCII text's tokens, as [`token_spans`] finds them, added to `out`.
+fn ascii_spans(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut at = 0;
+    while at < text.len() {
+        while at < text.len() && !TOKEN_BYTE[usize::from(text[at])] {
+            at += 1;
+        }
+        let mut start = at;
+        while at < text.len() && TOKEN_BYTE[usize::from(text[at])] {
+            at += 1;
+        }
+        let mut end = at;
+        while start < end && text[start] == b'\'' {
+            start += 1;
+        }
+        while end > start && text[end - 1] == b'\'' {
+            end -= 1;
+        }
+        if start < end {
+            out.push((start, end));
+        }
+    }
+}
+
 /// Hashes the word n-grams (words joined by a space) into `push` while it asks for more.
-fn word_ngrams(toks: &[&str], [min, max]: [u32; 2], push: &mut impl FnMut(u64) -> bool) -> bool {
+fn word_ngrams(text: &[u8], toks: &[(usize, usize)], [min, max]: [u32; 2], push: &mut impl FnMut(u64) -> bool) -> bool {
     if min < 1 {
         return true;
     }
     for n in min..=max {
         for w in toks.windows(n as usize) {
             let mut h = Fnv::new(u64::from(n));
-            for (k, t) in w.iter().enumerate() {
+            for (k, &(a, b)) in w.iter().enumerate() {
                 if k > 0 {
                     h.write(b" ");
                 }
-                h.write(t.as_bytes());
+                h.write(&text[a..b]);
             }
             if !push(h.finish()) {
                 return false;
@@ -157,37 +242,71 @@ fn word_ngrams(toks: &[&str], [min, max]: [u32; 2], push: &mut impl FnMut(u64) -
 
 /// Hashes the character n-grams of each `<word>` into `push` while it asks for more (the bytes of
 /// n whole characters, hashed at once: the same as character by character).
-fn char_ngrams(toks: &[&str], [min, max]: [u32; 2], push: &mut impl FnMut(u64) -> bool) {
+fn char_ngrams(
+    text: &str,
+    toks: &[(usize, usize)],
+    [min, max]: [u32; 2],
+    (word, bounds): (&mut Vec<u8>, &mut Vec<usize>),
+    push: &mut impl FnMut(u64) -> bool,
+) {
     if min < 1 {
         return;
     }
-    let (mut word, mut bounds) = (Vec::new(), Vec::new());
-    for t in toks {
+    for &(a, b) in toks {
+        let t = &text[a..b];
         word.clear();
         word.push(b'<');
         word.extend_from_slice(t.as_bytes());
         word.push(b'>');
-        bounds.clear();
-        if word.is_ascii() {
-            // One byte per character: every byte offset is a character boundary (no decoding).
-            bounds.extend(0..=word.len());
-        } else {
+        let ascii = t.is_ascii();
+        if !ascii {
+            bounds.clear();
             bounds.push(0);
             bounds.extend(t.char_indices().map(|(i, _)| i + 1));
             bounds.extend([t.len() + 1, t.len() + 2]);
         }
-        let chars = bounds.len() - 1;
-        for n in min..=max {
-            let n = n as usize;
-            for start in 0..(chars + 1).saturating_sub(n) {
-                let mut h = Fnv::new(100 + n as u64);
-                h.write(&word[bounds[start]..bounds[start + n]]);
-                if !push(h.finish()) {
-                    return;
-                }
+        for n in min as usize..=max as usize {
+            let seed = Fnv::new(100 + n as u64);
+            let more = if ascii {
+                ascii_char_ngrams(word, n, seed, push)
+            } else {
+                let chars = bounds.len() - 1;
+                (0..(chars + 1).saturating_sub(n)).all(|start| {
+                    let mut h = seed;
+                    h.write(&word[bounds[start]..bounds[start + n]]);
+                    push(h.finish())
+                })
+            };
+            if !more {
+                return;
             }
         }
     }
+}
+
+/// The n-byte n-grams of an ASCII `<word>` into `push` while it asks for more: four at a time, as
+/// four independent multiply chains (one FNV chain waits on each multiply).
+fn ascii_char_ngrams(word: &[u8], n: usize, seed: Fnv, push: &mut impl FnMut(u64) -> bool) -> bool {
+    let count = (word.len() + 1).saturating_sub(n);
+    let mut start = 0;
+    while start + 4 <= count {
+        let w = &word[start..start + 3 + n];
+        let mut h = [seed.0; 4];
+        for k in 0..n {
+            for (j, h) in h.iter_mut().enumerate() {
+                *h = (*h ^ u64::from(w[j + k])).wrapping_mul(FNV_PRIME);
+            }
+        }
+        if !h.into_iter().all(&mut *push) {
+            return false;
+        }
+        start += 4;
+    }
+    (start..count).all(|s| {
+        let mut h = seed;
+        h.write(&word[s..s + n]);
+        push(h.finish())
+    })
 }
 
 /// The bucket of a single word (a word unigram), as [`hash_ngrams`] computes it.
