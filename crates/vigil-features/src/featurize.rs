@@ -162,7 +162,8 @@ impl Featurizer {
     /// An empty micro-batch of this spec's rows.
     pub fn batch(&self, capacity: usize) -> BatchBuilder {
         if self.is_text() {
-            BatchBuilder::text(self.text_len(), capacity)
+            let pad = self.tokenizer.as_ref().map_or(0, |t| t.pad_id());
+            BatchBuilder::text_padded(self.text_len(), capacity, pad)
         } else {
             BatchBuilder::dense(self.width(), capacity)
         }

@@ -57,6 +57,11 @@ impl Subword {
         Ok(Subword { tokenizer, pad_id, max_tokens })
     }
 
+    /// The id that pads a text's tokens.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
     /// Tokens per text at most.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
