@@ -80,6 +80,8 @@ pub struct Featurizer {
     fields: Vec<String>,
     numeric_at: Vec<usize>,
     categorical_at: Vec<usize>,
+    /// Each categorical's one-hot values, packed for lookup (empty for a hashed one).
+    known: Vec<Known>,
     text_at: Option<usize>,
     width: usize,
     tokenizer: Option<Arc<Subword>>,
@@ -118,7 +120,17 @@ impl Featurizer {
             return Err(problems);
         }
         let width = spec.width();
-        Ok(Featurizer { spec: spec.clone(), fields, numeric_at, categorical_at, text_at, width, tokenizer: None })
+        let known = spec.categorical.iter().map(|c| Known::new(&c.values)).collect();
+        Ok(Featurizer {
+            spec: spec.clone(),
+            fields,
+            numeric_at,
+            categorical_at,
+            known,
+            text_at,
+            width,
+            tokenizer: None,
+        })
     }
 
     /// The featuriser with the encoder's tokenizer (an encoder spec tokenises with it; without
@@ -219,19 +231,19 @@ impl Featurizer {
         }
         let mut offset = self.spec.numeric.len();
         let mut buf = String::new();
-        for (c, at) in self.spec.categorical.iter().zip(&self.categorical_at) {
+        for ((c, at), known) in self.spec.categorical.iter().zip(&self.categorical_at).zip(&self.known) {
             let v = category(&c.field, fields[*at], &mut buf)?;
             if v.is_none() && c.missing == Missing::Reject {
                 return Err(FeatureError::Missing(c.field.clone()));
             }
             match c.encoding {
                 Encoding::OneHot => {
-                    let slot = v.and_then(|v| c.values.iter().position(|x| x == v)).unwrap_or(c.values.len());
+                    let slot = v.and_then(|v| known.position(&c.values, v)).unwrap_or(c.values.len());
                     out[offset + slot] = 1.0;
                     offset += c.values.len() + 1;
                 }
                 Encoding::Hash => {
-                    let b = (hash_str(v.unwrap_or(""), 0) % u64::from(c.buckets)) as usize;
+                    let b = bucket(hash_str(v.unwrap_or(""), 0), c.buckets);
                     out[offset + b] = 1.0;
                     offset += c.buckets as usize;
                 }
@@ -339,13 +351,61 @@ fn number(field: &str, v: Field<'_>, transform: Transform) -> Result<Option<f64>
 }
 
 fn apply(t: Transform, x: f64) -> f64 {
-    let hour = || ((x / 3_600_000.0).rem_euclid(24.0)) * std::f64::consts::TAU / 24.0;
+    let hour = || rem_euclid_24(x / 3_600_000.0) * std::f64::consts::TAU / 24.0;
     match t {
         Transform::None | Transform::Present => x,
         Transform::Log1p => x.max(0.0).ln_1p(),
         Transform::HourSin => hour().sin(),
         Transform::HourCos => hour().cos(),
     }
+}
+
+/// `q.rem_euclid(24.0)`, the same to the bit, without the `fmod` it calls (a software loop here, a
+/// tenth of a transaction's featurising). `q - 24 * trunc(q / 24)` is fmod's exact remainder: the
+/// subtraction is exact (its terms are within a factor of two), and `q / 24` is never rounded across
+/// an integer k (a double next to 24k is at least an ulp of 24k, 16 or 32 ulps of k, away from it:
+/// a 24th of that is more than half an ulp of k). Then, as `rem_euclid` does, 24 is added to a
+/// negative remainder.
+fn rem_euclid_24(q: f64) -> f64 {
+    // Near 2^52 and beyond, and for NaN and infinities, rem_euclid itself.
+    if q.is_nan() || q.abs() >= 4.0e15 {
+        return q.rem_euclid(24.0);
+    }
+    let r = q - 24.0 * (q / 24.0).trunc();
+    // fmod's zero has the sign of q.
+    let r = if r == 0.0 { 0.0f64.copysign(q) } else { r };
+    if r < 0.0 { r + 24.0 } else { r }
+}
+
+/// Hash `h`'s bucket of `buckets` (a mask for a power of two: the same, without a division).
+fn bucket(h: u64, buckets: u32) -> usize {
+    let b = u64::from(buckets);
+    (if b.is_power_of_two() { h & (b - 1) } else { h % b }) as usize
+}
+
+/// A one-hot encoding's known values, packed: a value of at most 8 bytes is found by comparing
+/// (bytes, length) as integers, not a string comparison per known value.
+#[derive(Debug, Clone)]
+struct Known(Vec<(u64, usize)>);
+
+impl Known {
+    fn new(values: &[String]) -> Known {
+        // A longer value gets a length no short one has.
+        Known(values.iter().map(|v| pack(v.as_bytes()).map_or((0, usize::MAX), |p| (p, v.len()))).collect())
+    }
+
+    /// The position of `v` in `values` (those `self` was made from).
+    fn position(&self, values: &[String], v: &str) -> Option<usize> {
+        match pack(v.as_bytes()) {
+            Some(p) => self.0.iter().position(|&(q, n)| q == p && n == v.len()),
+            None => values.iter().position(|x| x == v),
+        }
+    }
+}
+
+/// Up to 8 bytes as one little-endian integer.
+fn pack(bytes: &[u8]) -> Option<u64> {
+    (bytes.len() <= 8).then(|| bytes.iter().rev().fold(0u64, |p, &b| (p << 8) | u64::from(b)))
 }
 
 /// A category from a field; `None` for null. Non-string categories are written into `buf`.
@@ -366,4 +426,44 @@ fn category<'f>(field: &str, v: Field<'f>, buf: &'f mut String) -> Result<Option
         }
         other => return Err(type_error(field, other, "a string, enum, boolean or integer")),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{Known, bucket, rem_euclid_24};
+
+    proptest! {
+        /// The hour of any timestamp (epoch ms, 1700 to 2300, and any double) is `rem_euclid`'s to
+        /// the bit.
+        #[test]
+        fn the_hour_of_day_is_rem_euclids(
+            ms in -8_000_000_000_000i64..10_000_000_000_000, q: f64, near in -1e7f64..1e7, k in 0f64..1e6, ulps in -3i32..4,
+        ) {
+            // Doubles a few ulps from a multiple of 24, where a rounded quotient needs correcting.
+            let mut edge = k.abs().round() * 24.0;
+            for _ in 0..ulps.abs() {
+                edge = if ulps > 0 { edge.next_up() } else { edge.next_down() };
+            }
+            let h = ms as f64 / 3_600_000.0;
+            for q in [h, q, near, edge, -edge] {
+                prop_assert_eq!(rem_euclid_24(q).to_bits(), q.rem_euclid(24.0).to_bits(), "{}", q);
+            }
+        }
+
+        /// The packed lookup finds what a linear search finds: short and long values, repeats, the
+        /// empty string, bytes past ASCII.
+        #[test]
+        fn a_known_value_is_where_a_search_finds_it(
+            values in prop::collection::vec("[ab5é]{0,10}", 0..12), v in "[ab5é]{0,10}", h: u64, buckets in 1u32..70,
+        ) {
+            let known = Known::new(&values);
+            prop_assert_eq!(known.position(&values, &v), values.iter().position(|x| *x == v));
+            for value in &values {
+                prop_assert_eq!(known.position(&values, value), values.iter().position(|x| x == value));
+            }
+            prop_assert_eq!(bucket(h, buckets), (h % u64::from(buckets)) as usize);
+        }
+    }
 }
