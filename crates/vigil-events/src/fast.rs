@@ -159,7 +159,7 @@ impl Plan {
         let mut cur = Cursor { bytes: body, at: 0 };
         for (k, slot) in &self.steps {
             match slot {
-                Some(s) => out[*s] = cur.read(k)?,
+                Some(s) => cur.read(k, &mut out[*s])?,
                 None => cur.skip(k)?,
             }
         }
@@ -214,46 +214,77 @@ struct Cursor<'a> {
     at: usize,
 }
 
-fn truncated() -> CodecError {
-    CodecError::Truncated { what: "record body ends early".into() }
+/// Why a body could not be read: small, so that the hot path's results travel in registers; made a
+/// [`CodecError`] once, when a record fails.
+#[derive(Debug, Clone, Copy)]
+enum Bad {
+    Truncated,
+    LongVarint,
+    NegativeLength(i64),
+    /// A string field's bytes are not UTF-8 from this offset in the string on.
+    NotUtf8(usize),
+    EnumIndex(i64),
+    UnionBranch(i64),
+}
+
+impl From<Bad> for CodecError {
+    fn from(bad: Bad) -> CodecError {
+        let detail = match bad {
+            Bad::Truncated => return CodecError::Truncated { what: "record body ends early".into() },
+            Bad::LongVarint => "varint longer than 10 bytes".to_string(),
+            Bad::NegativeLength(n) => format!("negative length {n}"),
+            Bad::NotUtf8(at) => format!("a string is not UTF-8 (from its byte {at} on)"),
+            Bad::EnumIndex(i) => format!("enum index {i} out of range"),
+            Bad::UnionBranch(i) => format!("union branch {i} out of range"),
+        };
+        CodecError::SchemaMismatch { schema: String::new(), detail, source: None }
+    }
 }
 
 impl<'a> Cursor<'a> {
-    fn long(&mut self) -> Result<i64, CodecError> {
-        let mut value: u64 = 0;
-        for i in 0..10 {
-            let b = *self.bytes.get(self.at).ok_or_else(truncated)?;
+    #[inline]
+    fn long(&mut self) -> Result<i64, Bad> {
+        // One byte: a small number or a short string's length, most of a record's varints.
+        let first = *self.bytes.get(self.at).ok_or(Bad::Truncated)?;
+        self.at += 1;
+        let mut value = u64::from(first & 0x7f);
+        if first & 0x80 != 0 {
+            value = self.long_rest(value)?;
+        }
+        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+    }
+
+    /// The varint's bytes after the first, whose 7 bits are `value`.
+    fn long_rest(&mut self, mut value: u64) -> Result<u64, Bad> {
+        for i in 1..10 {
+            let b = *self.bytes.get(self.at).ok_or(Bad::Truncated)?;
             self.at += 1;
             value |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+                return Ok(value);
             }
         }
-        Err(CodecError::SchemaMismatch {
-            schema: String::new(),
-            detail: "varint longer than 10 bytes".into(),
-            source: None,
-        })
+        Err(Bad::LongVarint)
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        let end = self.at.checked_add(n).ok_or_else(truncated)?;
-        let s = self.bytes.get(self.at..end).ok_or_else(truncated)?;
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Bad> {
+        let end = self.at.checked_add(n).ok_or(Bad::Truncated)?;
+        let s = self.bytes.get(self.at..end).ok_or(Bad::Truncated)?;
         self.at = end;
         Ok(s)
     }
 
-    fn len(&mut self) -> Result<usize, CodecError> {
+    #[inline]
+    fn len(&mut self) -> Result<usize, Bad> {
         let n = self.long()?;
-        usize::try_from(n).map_err(|_| CodecError::SchemaMismatch {
-            schema: String::new(),
-            detail: format!("negative length {n}"),
-            source: None,
-        })
+        usize::try_from(n).map_err(|_| Bad::NegativeLength(n))
     }
 
-    fn read(&mut self, k: &'a Kind) -> Result<Field<'a>, CodecError> {
-        Ok(match k {
+    /// Reads a value of kind `k` into `out`.
+    #[inline]
+    fn read(&mut self, k: &'a Kind, out: &mut Field<'a>) -> Result<(), Bad> {
+        *out = match k {
             Kind::Null => Field::Null,
             Kind::Bool => Field::Bool(self.take(1)?[0] != 0),
             Kind::Int | Kind::Long => Field::Int(self.long()?),
@@ -274,47 +305,42 @@ impl<'a> Cursor<'a> {
             Kind::Str => {
                 let n = self.len()?;
                 let b = self.take(n)?;
-                Field::Str(std::str::from_utf8(b).map_err(|e| CodecError::SchemaMismatch {
-                    schema: String::new(),
-                    detail: format!("a string is not UTF-8: {e}"),
-                    source: None,
-                })?)
+                Field::Str(std::str::from_utf8(b).map_err(|e| Bad::NotUtf8(e.valid_up_to()))?)
             }
             Kind::Enum(symbols) => {
                 let i = self.long()?;
-                let s =
-                    usize::try_from(i).ok().and_then(|i| symbols.get(i)).ok_or_else(|| CodecError::SchemaMismatch {
-                        schema: String::new(),
-                        detail: format!("enum index {i} out of range"),
-                        source: None,
-                    })?;
-                Field::Str(s)
+                Field::Str(usize::try_from(i).ok().and_then(|i| symbols.get(i)).ok_or(Bad::EnumIndex(i))?)
             }
             Kind::Fixed(n) => Field::Bytes(self.take(*n)?),
             Kind::Union(variants) => {
                 let v = self.branch(variants)?;
-                self.read(v)?
+                return self.read_branch(v, out);
             }
             Kind::Array(_) | Kind::Map(_) | Kind::Record(_) => {
                 self.skip(k)?;
                 Field::Other
             }
-        })
+        };
+        Ok(())
+    }
+
+    /// [`Cursor::read`] of a union's branch, out of line (the recursion would keep the hot path
+    /// from being inlined).
+    #[inline(never)]
+    fn read_branch(&mut self, k: &'a Kind, out: &mut Field<'a>) -> Result<(), Bad> {
+        self.read(k, out)
     }
 
     /// The branch a union value was written with.
-    fn branch(&mut self, variants: &'a [Kind]) -> Result<&'a Kind, CodecError> {
+    #[inline]
+    fn branch(&mut self, variants: &'a [Kind]) -> Result<&'a Kind, Bad> {
         let i = self.long()?;
-        usize::try_from(i).ok().and_then(|i| variants.get(i)).ok_or_else(|| CodecError::SchemaMismatch {
-            schema: String::new(),
-            detail: format!("union branch {i} out of range"),
-            source: None,
-        })
+        usize::try_from(i).ok().and_then(|i| variants.get(i)).ok_or(Bad::UnionBranch(i))
     }
 
     /// Moves over a value nobody reads: its bounds are checked, its text is not (an unread field's
     /// UTF-8 is not this reader's business, and checking it was most of a record's string work).
-    fn skip(&mut self, k: &'a Kind) -> Result<(), CodecError> {
+    fn skip(&mut self, k: &'a Kind) -> Result<(), Bad> {
         match k {
             Kind::Null => {}
             Kind::Bool => _ = self.take(1)?,
