@@ -24,6 +24,7 @@ pub mod ab;
 pub mod byo;
 pub mod drift;
 pub mod forwarder;
+pub mod hot_path;
 pub mod learner;
 pub mod process;
 pub mod python;

@@ -330,6 +330,10 @@ async fn latencies(
 /// scorer's memory under a backlog ten times what it scores in a latency run.
 pub async fn scorer(env: &Env) -> Result<Json, BenchError> {
     let started = Instant::now();
+    let hot_path = json!({
+        "fraud": super::hot_path::hot_path(Workload::Fraud, 4096, 7)?,
+        "sentiment": super::hot_path::hot_path(Workload::Text, 4096, 7)?,
+    });
     let models_topic = models_topic(env, "models").await?;
     register_models(env, &models_topic).await?;
     let fraud = scorer_workload(env, Workload::Fraud, &models_topic, env.events).await?;
@@ -364,6 +368,7 @@ pub async fn scorer(env: &Env) -> Result<Json, BenchError> {
         "scorer_rss_mb": fraud["scorer_rss_mb"],
         "fraud_mlp": fraud,
         "sentiment": text,
+        "hot_path": hot_path,
         "overload": {"backlog_events": backlog, "events_per_s": over.events_per_s, "rss_mb": over.rss_mb,
             "rss_vs_normal": over.rss_mb / fraud["scorer_rss_mb"].as_f64().unwrap_or(1.0)},
         "elapsed_s": started.elapsed().as_secs_f64(),
