@@ -186,11 +186,12 @@ impl BatchBuilder {
             ]);
             RecordBatch::try_new(Arc::new(schema), vec![ids, Arc::new(indices), Arc::new(values)])
         } else {
+            let width = width(self.width)?;
             let floats = Float32Array::new(ScalarBuffer::from(self.floats), None);
-            let features = FixedSizeListArray::try_new(float_item.clone(), width(self.width)?, Arc::new(floats), None)?;
+            let features = FixedSizeListArray::try_new(float_item.clone(), width, Arc::new(floats), None)?;
             let schema = Schema::new(vec![
                 Field::new(EVENT_ID, DataType::Utf8, false),
-                Field::new(FEATURES, DataType::FixedSizeList(float_item, width(self.width)?), false),
+                Field::new(FEATURES, DataType::FixedSizeList(float_item, width), false),
             ]);
             RecordBatch::try_new(Arc::new(schema), vec![ids, Arc::new(features)])
         }

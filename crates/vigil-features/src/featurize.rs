@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::batch::BatchBuilder;
 use crate::spec::{Encoding, FeatureSpec, Missing, Transform};
 use crate::subword::Subword;
-use crate::text::{hash_ngrams, hash_str};
+use crate::text::{bucket, hash_ngrams, hash_str};
 pub use vigil_events::fast::Field;
 
 /// Why a record cannot be featurised; the record is dead-lettered with it.
@@ -377,12 +377,6 @@ fn rem_euclid_24(q: f64) -> f64 {
     if r < 0.0 { r + 24.0 } else { r }
 }
 
-/// Hash `h`'s bucket of `buckets` (a mask for a power of two: the same, without a division).
-fn bucket(h: u64, buckets: u32) -> usize {
-    let b = u64::from(buckets);
-    (if b.is_power_of_two() { h & (b - 1) } else { h % b }) as usize
-}
-
 /// A one-hot encoding's known values, packed: a value of at most 8 bytes is found by comparing
 /// (bytes, length) as integers, not a string comparison per known value.
 #[derive(Debug, Clone)]
@@ -432,7 +426,8 @@ fn category<'f>(field: &str, v: Field<'f>, buf: &'f mut String) -> Result<Option
 mod tests {
     use proptest::prelude::*;
 
-    use super::{Known, bucket, rem_euclid_24};
+    use super::{Known, rem_euclid_24};
+    use crate::text::bucket;
 
     proptest! {
         /// The hour of any timestamp (epoch ms, 1700 to 2300, and any double) is `rem_euclid`'s to

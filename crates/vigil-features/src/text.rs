@@ -41,16 +41,8 @@ pub fn hash_str(s: &str, seed: u64) -> u64 {
 
 /// The tokens of a text: maximal runs of alphanumeric characters and apostrophes.
 pub fn tokens(text: &str, lowercase: bool) -> Vec<String> {
-    token_spans(&normalise(text, lowercase)).map(str::to_string).collect()
-}
-
-/// The text lower-cased when asked (ASCII texts the cheap way, with the same result).
-fn normalise(text: &str, lowercase: bool) -> std::borrow::Cow<'_, str> {
-    match (lowercase, text.is_ascii()) {
-        (false, _) => std::borrow::Cow::Borrowed(text),
-        (true, true) => std::borrow::Cow::Owned(text.to_ascii_lowercase()),
-        (true, false) => std::borrow::Cow::Owned(text.to_lowercase()),
-    }
+    let mut lower = String::new();
+    token_spans(normalise_into(text, lowercase, &mut lower)).map(str::to_string).collect()
 }
 
 fn token_spans(text: &str) -> Spans<'_> {
@@ -136,7 +128,7 @@ thread_local! {
 
 fn hash_into(s: &mut Scratch, text: &str, spec: &Text, indices: &mut [i64], values: &mut [f32]) -> usize {
     let cap = indices.len().min(values.len());
-    let buckets = u64::from(spec.buckets.max(1));
+    let buckets = spec.buckets.max(1);
     let text = normalise_into(text, spec.lowercase, &mut s.lower);
     s.spans.clear();
     if text.is_ascii() {
@@ -146,14 +138,8 @@ fn hash_into(s: &mut Scratch, text: &str, spec: &Text, indices: &mut [i64], valu
         s.spans.extend(token_spans(text).map(|t| (t.as_ptr() as usize - base, t.as_ptr() as usize - base + t.len())));
     }
     let mut n_out = 0usize;
-    // h % buckets, without a division when the buckets are a power of two (the usual case; a
-    // `map_or` computed the division for every n-gram, and it was a third of the hashing's time).
-    let mask = buckets.is_power_of_two().then(|| buckets - 1);
     let mut push = |h: u64| {
-        indices[n_out] = match mask {
-            Some(m) => h & m,
-            None => h % buckets,
-        } as i64;
+        indices[n_out] = bucket(h, buckets) as i64;
         n_out += 1;
         n_out < cap
     };
@@ -168,7 +154,7 @@ fn hash_into(s: &mut Scratch, text: &str, spec: &Text, indices: &mut [i64], valu
     n_out
 }
 
-/// The text, lower-cased into `lower` when asked ([`normalise`]).
+/// The text, lower-cased into `lower` when asked (ASCII texts the cheap way, with the same result).
 fn normalise_into<'a>(text: &'a str, lowercase: bool, lower: &'a mut String) -> &'a str {
     if !lowercase {
         return text;
@@ -313,5 +299,13 @@ fn ascii_char_ngrams(word: &[u8], n: usize, seed: Fnv, push: &mut impl FnMut(u64
 pub fn word_bucket(word: &str, buckets: u32) -> usize {
     let mut h = Fnv::new(1);
     h.write(word.as_bytes());
-    (h.finish() % u64::from(buckets.max(1))) as usize
+    bucket(h.finish(), buckets.max(1))
+}
+
+/// Hash `h`'s bucket of `buckets`: `h % buckets`, without a division when they are a power of two
+/// (the usual case; an n-gram's division, computed even then by a `map_or`, was a third of the
+/// hashing's time).
+pub(crate) fn bucket(h: u64, buckets: u32) -> usize {
+    let b = u64::from(buckets);
+    (if b.is_power_of_two() { h & (b - 1) } else { h % b }) as usize
 }
